@@ -1,0 +1,222 @@
+//! The three component traits and the registry entry that builds them.
+//!
+//! One small trait per role, batch-shaped. The select loop over input,
+//! ticks and shutdown is written once, in [`crate::runtime`]; components
+//! never own engine control flow.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::config::{ComponentOptions, ConfigError, Role};
+use crate::edge::Fanout;
+use crate::event::{Batch, Event};
+use crate::health::HealthHandle;
+use crate::metrics::DropReason;
+use crate::shutdown::ShutdownSignal;
+
+/// Why a component stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// An I/O call failed; `context` says on what.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Anything else, already phrased for the operator.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ComponentError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> ComponentError {
+        ComponentError::Io { context: context.into(), source }
+    }
+}
+
+/// Produces events. Runs as one async task until it has nothing more to
+/// produce or shutdown is signalled, whichever comes first.
+#[async_trait]
+pub trait Source: Send + 'static {
+    /// Produces batches into `cx.out` until done or `cx.shutdown` fires.
+    /// Returning ends the source; the engine then drains downstream.
+    async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError>;
+}
+
+/// What a running source gets from the engine.
+pub struct SourceContext {
+    /// The component's name in the topology.
+    pub name: Arc<str>,
+    /// Where batches go (all downstreams, with their policies).
+    pub out: Fanout,
+    /// Fires once when the agent is asked to stop.
+    pub shutdown: ShutdownSignal,
+    /// Report degraded states (and their reason) to `/health`.
+    pub health: HealthHandle,
+    /// The high 16 bits of every event id this source assigns, so ids stay
+    /// unique across sources without coordination.
+    pub event_id_prefix: u64,
+}
+
+impl SourceContext {
+    /// The id for the `sequence`-th event of this source.
+    pub fn event_id(&self, sequence: u64) -> u64 {
+        self.event_id_prefix | (sequence & ((1 << 48) - 1))
+    }
+}
+
+/// Turns batches into batches. Synchronous and free of I/O by contract:
+/// a transform is pure CPU work, so the engine can time it exactly and run
+/// it without any await points in the hot path.
+pub trait Transform: Send + 'static {
+    /// Handles one batch, pushing whatever passes on into `out`.
+    fn process(&mut self, batch: Batch, out: &mut Output);
+
+    /// How often [`Transform::on_tick`] runs (windows, timeouts); `None`
+    /// for transforms without time-driven work.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Time-driven work, e.g. flushing a window.
+    fn on_tick(&mut self, _out: &mut Output) {}
+
+    /// Called once at shutdown after the input has drained: emit whatever
+    /// is still held.
+    fn flush(&mut self, _out: &mut Output) {}
+}
+
+/// Where a transform puts its results. Reused across batches, so the
+/// steady state allocates nothing.
+#[derive(Debug, Default)]
+pub struct Output {
+    events: Batch,
+    discarded: [u64; DropReason::COUNT],
+}
+
+impl Output {
+    /// Passes one event on.
+    pub fn push(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// Passes a whole batch on; free when nothing was pushed before.
+    pub fn extend(&mut self, batch: Batch) {
+        if self.events.is_empty() {
+            self.events = batch;
+        } else {
+            self.events.extend(batch);
+        }
+    }
+
+    /// Records that `n_events` were dropped on purpose, and why. The engine
+    /// turns this into the component's `discarded_events_total{reason}`.
+    pub fn discard(&mut self, reason: DropReason, n_events: usize) {
+        self.discarded[reason.index()] += n_events as u64;
+    }
+
+    /// Takes the events pushed so far.
+    pub fn take_events(&mut self) -> Batch {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Takes the drop counts recorded so far.
+    pub fn take_discarded(&mut self) -> [u64; DropReason::COUNT] {
+        std::mem::take(&mut self.discarded)
+    }
+
+    /// Events waiting to be taken.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// True when nothing is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+}
+
+/// Consumes events. `write` returns once the batch is accepted by the
+/// destination in the sink's documented sense (the engine counts the batch
+/// as sent then); `flush` makes everything accepted durable.
+#[async_trait]
+pub trait Sink: Send + 'static {
+    /// Opens files or connections. Runs for every sink before any source
+    /// starts, so a sink that cannot start stops the agent before an event
+    /// is produced.
+    async fn open(&mut self) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
+    /// Writes one batch.
+    async fn write(&mut self, batch: Batch) -> Result<(), ComponentError>;
+
+    /// Makes every accepted batch durable. Called at shutdown after the
+    /// input drained.
+    async fn flush(&mut self) -> Result<(), ComponentError>;
+}
+
+/// A built component, ready to run.
+pub enum Built {
+    Source(Box<dyn Source>),
+    Transform(Box<dyn Transform>),
+    Sink(Box<dyn Sink>),
+}
+
+/// How one component type is built from its options. Building validates
+/// and precompiles everything and must have no side effects (no files
+/// opened, no sockets bound): `hostflow validate` builds every component.
+#[derive(Clone, Copy)]
+pub enum BuildFn {
+    Source(fn(&ComponentOptions) -> Result<Box<dyn Source>, Vec<ConfigError>>),
+    Transform(fn(&ComponentOptions) -> Result<Box<dyn Transform>, Vec<ConfigError>>),
+    Sink(fn(&ComponentOptions) -> Result<Box<dyn Sink>, Vec<ConfigError>>),
+}
+
+/// One entry of the component registry (the binary holds the only list).
+#[derive(Clone, Copy)]
+pub struct ComponentSpec {
+    /// The `type` value in topology.toml; also the file name of the
+    /// component's implementation.
+    pub type_name: &'static str,
+    /// One line for `--help` and error messages.
+    pub summary: &'static str,
+    pub build: BuildFn,
+}
+
+impl ComponentSpec {
+    /// The role this type plays.
+    pub fn role(&self) -> Role {
+        match self.build {
+            BuildFn::Source(_) => Role::Source,
+            BuildFn::Transform(_) => Role::Transform,
+            BuildFn::Sink(_) => Role::Sink,
+        }
+    }
+
+    /// Builds one component of this type.
+    pub fn build(&self, options: &ComponentOptions) -> Result<Built, Vec<ConfigError>> {
+        Ok(match self.build {
+            BuildFn::Source(build) => Built::Source(build(options)?),
+            BuildFn::Transform(build) => Built::Transform(build(options)?),
+            BuildFn::Sink(build) => Built::Sink(build(options)?),
+        })
+    }
+}
+
+/// Deserializes options into `C` and builds from it: the usual body of a
+/// registry entry's build function.
+pub fn build_with<C, T>(
+    options: &ComponentOptions,
+    build: impl FnOnce(C, &ComponentOptions) -> Result<T, Vec<ConfigError>>,
+) -> Result<T, Vec<ConfigError>>
+where
+    C: serde::de::DeserializeOwned,
+{
+    let config = options.deserialize::<C>().map_err(|error| vec![error])?;
+    build(config, options)
+}

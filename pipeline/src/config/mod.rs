@@ -1,0 +1,412 @@
+//! Stage 1 of configuration: topology.toml text → [`TopologyConfig`].
+//!
+//! The file is parsed once into a span-keeping TOML tree. The engine takes
+//! off the keys every component shares (`type`, `inputs`, `buffer`) and
+//! leaves the rest, still with spans, as [`ComponentOptions`] for the
+//! component's own `deny_unknown_fields` struct. Nothing here knows a
+//! concrete component; stage 2 ([`crate::topology`]) checks types against
+//! the registry and the wiring of the graph.
+
+mod error;
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+pub use error::{closest, ConfigError, ConfigErrors, Location, SourceFile};
+
+use crate::edge::{BufferConfig, WhenFull};
+
+/// The three roles a component can play.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Source,
+    Transform,
+    Sink,
+}
+
+impl Role {
+    /// The section name in topology.toml (`sources`, …).
+    pub fn section(self) -> &'static str {
+        match self {
+            Role::Source => "sources",
+            Role::Transform => "transforms",
+            Role::Sink => "sinks",
+        }
+    }
+
+    /// Singular noun for messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Transform => "transform",
+            Role::Sink => "sink",
+        }
+    }
+}
+
+/// The `[api]` table: where `/metrics` and `/health` are served.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the HTTP API at all.
+    #[serde(default = "default_api_enabled")]
+    pub enabled: bool,
+    /// Listen address; loopback by default so nothing is exposed unasked.
+    #[serde(default = "default_api_address")]
+    pub address: SocketAddr,
+}
+
+fn default_api_enabled() -> bool {
+    true
+}
+
+fn default_api_address() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9598))
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { enabled: default_api_enabled(), address: default_api_address() }
+    }
+}
+
+/// One component table, with the shared keys taken off.
+#[derive(Debug)]
+pub struct ComponentDecl {
+    pub name: String,
+    pub name_span: Range<usize>,
+    pub role: Role,
+    pub type_name: String,
+    pub type_span: Range<usize>,
+    /// Upstream component names, with where each is written.
+    pub inputs: Vec<Spanned<String>>,
+    /// Where the `inputs` key is, or the table header when it is missing.
+    pub inputs_span: Range<usize>,
+    pub buffer: BufferConfig,
+    /// Everything else in the table, for the component's own config struct.
+    pub options: ComponentOptions,
+}
+
+/// A parsed topology, before the graph is checked.
+#[derive(Debug)]
+pub struct TopologyConfig {
+    pub source_file: Arc<SourceFile>,
+    pub api: ApiConfig,
+    /// In file order within each section: sources, then transforms, then sinks.
+    pub components: Vec<ComponentDecl>,
+}
+
+/// A component's own keys, still carrying spans, so the component's
+/// `deny_unknown_fields` struct reports problems at the right line.
+#[derive(Debug)]
+pub struct ComponentOptions {
+    pub component: String,
+    pub role: Role,
+    source_file: Arc<SourceFile>,
+    table: Spanned<DeValue<'static>>,
+}
+
+impl ComponentOptions {
+    /// Deserializes the options into a component's config struct; errors
+    /// carry the line and column of the offending key or value.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        T::deserialize(self.table.clone().into_deserializer()).map_err(|error| {
+            let span = error.span().or_else(|| Some(self.table.span()));
+            ConfigError::at(
+                &self.source_file,
+                span,
+                format!("{} `{}`: {}", self.role.noun(), self.component, error.message().trim_end()),
+            )
+        })
+    }
+
+    /// A problem at a span inside this component's table (for checks a
+    /// component makes after deserializing, e.g. an unknown field name in a
+    /// filter condition).
+    pub fn error_at(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError::at(
+            &self.source_file,
+            Some(span),
+            format!("{} `{}`: {}", self.role.noun(), self.component, message.into()),
+        )
+    }
+
+    /// A problem with the table as a whole.
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        self.error_at(self.table.span(), message)
+    }
+}
+
+const TOP_LEVEL_KEYS: [&str; 4] = ["api", "sources", "transforms", "sinks"];
+
+impl TopologyConfig {
+    /// Parses topology text. Returns every problem found at this stage.
+    pub fn parse(source_file: Arc<SourceFile>) -> Result<TopologyConfig, ConfigErrors> {
+        let (document, syntax_errors) = DeTable::parse_recoverable(source_file.text);
+        if !syntax_errors.is_empty() {
+            let errors = syntax_errors
+                .iter()
+                .map(|error| {
+                    ConfigError::at(&source_file, error.span(), format!("TOML syntax: {}", error.message().trim_end()))
+                })
+                .collect();
+            return Err(ConfigErrors(errors));
+        }
+        let document: DeTable<'static> = document.into_inner();
+
+        let mut errors = Vec::new();
+        let mut api = ApiConfig::default();
+        let mut components = Vec::new();
+        let mut sections: [Option<Spanned<DeValue<'static>>>; 3] = [None, None, None];
+        for (key, value) in document {
+            let key_span = key.span();
+            match key.get_ref().as_ref() {
+                "api" => match ApiConfig::deserialize(value.into_deserializer()) {
+                    Ok(parsed) => api = parsed,
+                    Err(error) => errors.push(ConfigError::at(
+                        &source_file,
+                        error.span().or(Some(key_span)),
+                        format!("[api]: {}", error.message().trim_end()),
+                    )),
+                },
+                "sources" => sections[0] = Some(value),
+                "transforms" => sections[1] = Some(value),
+                "sinks" => sections[2] = Some(value),
+                other => {
+                    let mut error = ConfigError::at(
+                        &source_file,
+                        Some(key_span),
+                        format!("unknown top-level key `{other}`; expected one of: {}", TOP_LEVEL_KEYS.join(", ")),
+                    );
+                    if let Some(near) = closest(other, TOP_LEVEL_KEYS) {
+                        error = error.with_hint(format!("did you mean `{near}`?"));
+                    }
+                    errors.push(error);
+                }
+            }
+        }
+        for (role, section) in [Role::Source, Role::Transform, Role::Sink].into_iter().zip(sections) {
+            let Some(section) = section else { continue };
+            let section_span = section.span();
+            let DeValue::Table(entries) = section.into_inner() else {
+                errors.push(ConfigError::at(
+                    &source_file,
+                    Some(section_span),
+                    format!("`{}` must be a table of components, e.g. [{}.my_name]", role.section(), role.section()),
+                ));
+                continue;
+            };
+            let mut entries: Vec<_> = entries.into_iter().collect();
+            entries.sort_by_key(|(key, _)| key.span().start);
+            for (name, table) in entries {
+                match parse_component(&source_file, role, name, table) {
+                    Ok(decl) => components.push(decl),
+                    Err(mut problems) => errors.append(&mut problems),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(TopologyConfig { source_file, api, components })
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+fn parse_component(
+    source_file: &Arc<SourceFile>,
+    role: Role,
+    name: Spanned<toml::de::DeString<'static>>,
+    table: Spanned<DeValue<'static>>,
+) -> Result<ComponentDecl, Vec<ConfigError>> {
+    let name_span = name.span();
+    let name = name.into_inner().into_owned();
+    let table_span = table.span();
+    let here = |span: Range<usize>, message: String| ConfigError::at(source_file, Some(span), message);
+    let mut errors = Vec::new();
+    if !is_valid_name(&name) {
+        errors.push(here(
+            name_span.clone(),
+            format!("component name `{name}` may only contain letters, digits, `_`, `-` and `.`"),
+        ));
+    }
+    let DeValue::Table(entries) = table.into_inner() else {
+        errors.push(here(
+            table_span,
+            format!("{} `{name}` must be a table, e.g. [{}.{name}] with a `type` key", role.noun(), role.section()),
+        ));
+        return Err(errors);
+    };
+
+    let mut type_name = None;
+    let mut inputs = None;
+    let mut buffer = None;
+    let mut options = DeTable::new();
+    for (key, value) in entries {
+        match key.get_ref().as_ref() {
+            "type" => type_name = Some((key.span(), value)),
+            "inputs" => inputs = Some((key.span(), value)),
+            "buffer" => buffer = Some((key.span(), value)),
+            _ => {
+                options.insert(key, value);
+            }
+        }
+    }
+
+    let (type_name, type_span) = match type_name {
+        Some((_, value)) => {
+            let span = value.span();
+            match value.into_inner() {
+                DeValue::String(s) => (s.into_owned(), span),
+                _ => {
+                    errors.push(here(span.clone(), format!("{} `{name}`: `type` must be a string", role.noun())));
+                    (String::new(), span)
+                }
+            }
+        }
+        None => {
+            errors.push(
+                here(name_span.clone(), format!("{} `{name}` has no `type`", role.noun()))
+                    .with_hint(format!("add a line `type = \"...\"` under [{}.{name}]", role.section())),
+            );
+            (String::new(), name_span.clone())
+        }
+    };
+
+    let mut input_names = Vec::new();
+    let mut inputs_span = name_span.clone();
+    match (role, inputs) {
+        (Role::Source, Some((key_span, _))) => errors.push(
+            here(key_span, format!("source `{name}` has `inputs`, but sources take no inputs"))
+                .with_hint("remove `inputs`, or make this component a transform"),
+        ),
+        (_, Some((key_span, value))) => {
+            inputs_span = key_span;
+            let value_span = value.span();
+            match value.into_inner() {
+                DeValue::Array(items) => {
+                    for item in items {
+                        let item_span = item.span();
+                        match item.into_inner() {
+                            DeValue::String(s) => input_names.push(Spanned::new(item_span, s.into_owned())),
+                            _ => errors.push(here(
+                                item_span,
+                                format!("{} `{name}`: each input must be a component name in quotes", role.noun()),
+                            )),
+                        }
+                    }
+                }
+                _ => errors.push(here(
+                    value_span,
+                    format!("{} `{name}`: `inputs` must be an array of component names, e.g. [\"gen\"]", role.noun()),
+                )),
+            }
+        }
+        (_, None) => {}
+    }
+
+    let buffer = match (role, buffer) {
+        (_, None) => BufferConfig::default(),
+        (Role::Source, Some((key_span, _))) => {
+            errors.push(
+                here(key_span, format!("source `{name}` has a `buffer`, but buffers sit on a component's input"))
+                    .with_hint("put `buffer` on the transforms or sinks that read from this source"),
+            );
+            BufferConfig::default()
+        }
+        (_, Some((_, value))) => match parse_buffer(source_file, role, &name, value) {
+            Ok(buffer) => buffer,
+            Err(mut problems) => {
+                errors.append(&mut problems);
+                BufferConfig::default()
+            }
+        },
+    };
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(ComponentDecl {
+        options: ComponentOptions {
+            component: name.clone(),
+            role,
+            source_file: Arc::clone(source_file),
+            table: Spanned::new(table_span, DeValue::Table(options)),
+        },
+        name,
+        name_span,
+        role,
+        type_name,
+        type_span,
+        inputs: input_names,
+        inputs_span,
+        buffer,
+    })
+}
+
+fn parse_buffer(
+    source_file: &Arc<SourceFile>,
+    role: Role,
+    name: &str,
+    value: Spanned<DeValue<'static>>,
+) -> Result<BufferConfig, Vec<ConfigError>> {
+    let here = |span: Range<usize>, message: String| {
+        ConfigError::at(source_file, Some(span), format!("{} `{name}`: buffer: {message}", role.noun()))
+    };
+    let value_span = value.span();
+    let DeValue::Table(entries) = value.into_inner() else {
+        return Err(vec![here(
+            value_span,
+            "must be a table, e.g. buffer = { capacity = 1000, when_full = \"block\" }".to_owned(),
+        )]);
+    };
+    let mut errors = Vec::new();
+    let mut buffer = BufferConfig::default();
+    for (key, value) in entries {
+        let key_span = key.span();
+        let span = value.span();
+        match (key.get_ref().as_ref(), value.into_inner()) {
+            ("capacity", DeValue::Integer(i)) => {
+                match i.to_string().parse::<usize>().ok().and_then(NonZeroUsize::new) {
+                    Some(capacity) => buffer.capacity = capacity,
+                    None => errors.push(
+                        here(span, format!("capacity must be a whole number of events of at least 1, got {i}"))
+                            .with_hint("a buffer of 0 events could never pass a batch; use e.g. capacity = 1000"),
+                    ),
+                }
+            }
+            ("capacity", _) => errors.push(here(span, "capacity must be an integer number of events".to_owned())),
+            ("when_full", DeValue::String(s)) => match WhenFull::from_name(&s) {
+                Some(policy) => buffer.when_full = policy,
+                None => errors.push(
+                    here(span, format!("unknown when_full `{s}`; expected \"block\" or \"drop_newest\"")).with_hint(
+                        match closest(&s, ["block", "drop_newest"]) {
+                            Some(near) => format!("did you mean \"{near}\"?"),
+                            None => "block waits for room (backpressure); drop_newest drops and counts".to_owned(),
+                        },
+                    ),
+                ),
+            },
+            ("when_full", _) => errors.push(here(span, "when_full must be a string".to_owned())),
+            (other, _) => {
+                errors.push(here(key_span, format!("unknown key `{other}`; expected `capacity` or `when_full`")))
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(buffer)
+    } else {
+        Err(errors)
+    }
+}
+
+fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}

@@ -1,0 +1,117 @@
+//! Per-component state for `/health`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::config::Role;
+
+/// Where a component is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentState {
+    /// Built, not yet running.
+    Starting,
+    Running,
+    /// Running, but not as configured (the reason says how).
+    Degraded,
+    /// Input closed; finishing what it holds.
+    Draining,
+    /// Finished cleanly.
+    Stopped,
+    /// Stopped with an error (the reason says which).
+    Failed,
+}
+
+/// One component's entry.
+#[derive(Clone, Debug, Serialize)]
+pub struct ComponentHealth {
+    pub kind: &'static str,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub state: ComponentState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Shared table of every component's state. Written rarely (state changes),
+/// read by `/health`; a plain mutex is enough and is never held across an
+/// await.
+#[derive(Clone, Debug, Default)]
+pub struct Health {
+    components: Arc<Mutex<BTreeMap<String, ComponentHealth>>>,
+}
+
+/// Overall status derived from the components.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverallStatus {
+    Ok,
+    Degraded,
+    Failed,
+}
+
+/// The `/health` document.
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthReport {
+    pub status: OverallStatus,
+    pub version: &'static str,
+    pub components: BTreeMap<String, ComponentHealth>,
+}
+
+impl Health {
+    /// Adds a component in state `Starting` and returns its handle.
+    pub fn register(&self, name: &str, role: Role, type_name: &str) -> HealthHandle {
+        let entry = ComponentHealth {
+            kind: role.noun(),
+            type_name: type_name.to_owned(),
+            state: ComponentState::Starting,
+            reason: None,
+        };
+        self.lock().insert(name.to_owned(), entry);
+        HealthHandle { health: self.clone(), name: Arc::from(name) }
+    }
+
+    /// A snapshot for `/health`.
+    pub fn report(&self) -> HealthReport {
+        let components = self.lock().clone();
+        let status = if components.values().any(|c| c.state == ComponentState::Failed) {
+            OverallStatus::Failed
+        } else if components.values().any(|c| c.state == ComponentState::Degraded) {
+            OverallStatus::Degraded
+        } else {
+            OverallStatus::Ok
+        };
+        HealthReport { status, version: env!("CARGO_PKG_VERSION"), components }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ComponentHealth>> {
+        // A panic while holding this lock cannot leave the map half-written
+        // (every write is one insert or field store), so poison is ignored.
+        self.components.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One component's way to report its state.
+#[derive(Clone, Debug)]
+pub struct HealthHandle {
+    health: Health,
+    name: Arc<str>,
+}
+
+impl HealthHandle {
+    /// Sets the state and its reason (`None` clears it).
+    pub fn set(&self, state: ComponentState, reason: Option<String>) {
+        if let Some(entry) = self.health.lock().get_mut(&*self.name) {
+            entry.state = state;
+            entry.reason = reason;
+        }
+    }
+
+    /// A handle not attached to any table, for components run outside a
+    /// topology (tests, benches).
+    pub fn detached(name: &str) -> HealthHandle {
+        Health::default().register(name, Role::Source, "detached")
+    }
+}

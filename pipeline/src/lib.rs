@@ -1,0 +1,38 @@
+//! The hostflow engine: turns a topology.toml into tasks joined by bounded
+//! edges, and reports on them.
+//!
+//! This crate knows no concrete component. Components implement
+//! [`Source`], [`Transform`] or [`Sink`]; the binary registers them in one
+//! list of [`ComponentSpec`]s; [`Topology::build`] checks a configuration
+//! against that list and [`runtime::run`] runs the result.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod component;
+pub mod config;
+pub mod edge;
+pub mod event;
+pub mod health;
+pub mod metrics;
+pub mod runtime;
+pub mod shutdown;
+pub mod testing;
+pub mod topology;
+
+pub use component::{
+    build_with, BuildFn, Built, ComponentError, ComponentSpec, Output, Sink, Source, SourceContext, Transform,
+};
+pub use config::{ComponentOptions, ConfigError, ConfigErrors, Role, SourceFile, TopologyConfig};
+pub use edge::{BufferConfig, EdgeReceiver, EdgeSender, Fanout, WhenFull};
+pub use event::{Batch, Event, EventKind, EventMeta, Field, FieldType, FieldValue, ProcessKey};
+pub use metrics::DropReason;
+pub use shutdown::{shutdown_channel, ShutdownSignal, ShutdownTrigger};
+pub use topology::Topology;
+
+/// Parses and checks a topology in one call: the path `validate`, `graph`
+/// and `run` share.
+pub fn load(source_file: std::sync::Arc<SourceFile>, registry: &[ComponentSpec]) -> Result<Topology, ConfigErrors> {
+    let config = TopologyConfig::parse(source_file)?;
+    Topology::build(config, registry)
+}

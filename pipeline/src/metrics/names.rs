@@ -1,0 +1,113 @@
+//! Every metric name the engine exports, in one place.
+//!
+//! Names follow Prometheus conventions: `hostflow_<namespace>_<name>_<unit>`,
+//! with `_total` on counters. Labels are low-cardinality by construction:
+//! component names come from the topology, drop reasons from a closed enum.
+
+/// Events a component took in (sources: none; transforms and sinks: from their input buffer).
+pub const COMPONENT_RECEIVED_EVENTS_TOTAL: &str = "hostflow_component_received_events_total";
+/// Events a component passed on (sinks: acknowledged as written).
+pub const COMPONENT_SENT_EVENTS_TOTAL: &str = "hostflow_component_sent_events_total";
+/// Events a component or its input buffer dropped, by `reason`.
+pub const COMPONENT_DISCARDED_EVENTS_TOTAL: &str = "hostflow_component_discarded_events_total";
+/// Errors a component hit, by `error_type`.
+pub const COMPONENT_ERRORS_TOTAL: &str = "hostflow_component_errors_total";
+/// Time spent processing one batch (CPU work, not waiting for input).
+pub const COMPONENT_LATENCY_SECONDS: &str = "hostflow_component_latency_seconds";
+
+/// Events waiting in a component's input buffer.
+pub const EDGE_BUFFER_EVENTS: &str = "hostflow_edge_buffer_events";
+/// Capacity of a component's input buffer, in events.
+pub const EDGE_BUFFER_CAPACITY_EVENTS: &str = "hostflow_edge_buffer_capacity_events";
+/// Events sent over one edge (`from` → `to`).
+pub const EDGE_SENT_EVENTS_TOTAL: &str = "hostflow_edge_sent_events_total";
+/// Events dropped on one edge because the policy said so, by `reason`.
+pub const EDGE_DISCARDED_EVENTS_TOTAL: &str = "hostflow_edge_discarded_events_total";
+/// Time senders spent waiting for room on one edge (backpressure).
+pub const EDGE_BLOCKED_SECONDS_TOTAL: &str = "hostflow_edge_blocked_seconds_total";
+
+/// CPU time of the agent process.
+pub const PROCESS_CPU_SECONDS_TOTAL: &str = "hostflow_process_cpu_seconds_total";
+/// Resident memory of the agent process.
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "hostflow_process_resident_memory_bytes";
+/// Constant 1, labelled with the agent version.
+pub const BUILD_INFO: &str = "hostflow_build_info";
+
+/// Every name above, for the naming test and for documentation.
+pub const ALL: [&str; 13] = [
+    COMPONENT_RECEIVED_EVENTS_TOTAL,
+    COMPONENT_SENT_EVENTS_TOTAL,
+    COMPONENT_DISCARDED_EVENTS_TOTAL,
+    COMPONENT_ERRORS_TOTAL,
+    COMPONENT_LATENCY_SECONDS,
+    EDGE_BUFFER_EVENTS,
+    EDGE_BUFFER_CAPACITY_EVENTS,
+    EDGE_SENT_EVENTS_TOTAL,
+    EDGE_DISCARDED_EVENTS_TOTAL,
+    EDGE_BLOCKED_SECONDS_TOTAL,
+    PROCESS_CPU_SECONDS_TOTAL,
+    PROCESS_RESIDENT_MEMORY_BYTES,
+    BUILD_INFO,
+];
+
+/// Why events were dropped. A closed set, so the `reason` label can never
+/// explode in cardinality and every drop site has to pick a documented cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DropReason {
+    /// A `drop_newest` buffer had no room.
+    BufferFull,
+    /// The downstream component stopped (failed) while events were still
+    /// addressed to it.
+    DownstreamClosed,
+    /// A filter's conditions rejected the event (intentional).
+    Filtered,
+    /// A sink's write failed and the sink stopped.
+    WriteFailed,
+}
+
+impl DropReason {
+    /// Every reason, in declaration order.
+    pub const ALL: [DropReason; 4] =
+        [DropReason::BufferFull, DropReason::DownstreamClosed, DropReason::Filtered, DropReason::WriteFailed];
+    /// Number of reasons, for per-reason arrays.
+    pub const COUNT: usize = DropReason::ALL.len();
+
+    /// The `reason` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::BufferFull => "buffer_full",
+            DropReason::DownstreamClosed => "downstream_closed",
+            DropReason::Filtered => "filtered",
+            DropReason::WriteFailed => "write_failed",
+        }
+    }
+
+    /// Position in [`DropReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        for name in ALL {
+            assert!(name.starts_with("hostflow_"), "{name}");
+            assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{name}");
+            let is_counter = name.ends_with("_total");
+            let has_unit = ["_events", "_seconds", "_bytes", "_info"]
+                .iter()
+                .any(|unit| name.trim_end_matches("_total").ends_with(unit));
+            assert!(has_unit, "{name} lacks a unit suffix");
+            if is_counter {
+                assert!(!name.trim_end_matches("_total").ends_with("_total"), "{name}");
+            }
+        }
+        for reason in DropReason::ALL {
+            assert_eq!(DropReason::ALL[reason.index()], reason);
+        }
+    }
+}

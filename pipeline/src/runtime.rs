@@ -1,0 +1,326 @@
+//! Runs a built [`Topology`]: one tokio task per component, joined by
+//! bounded edges, with a lossless drain on shutdown.
+//!
+//! Shutdown is ordered by the edges themselves: sources stop when the
+//! signal fires and drop their senders; a transform or sink ends only when
+//! its input buffer reports that every upstream is gone and nothing is left
+//! (`recv` → `None`). So everything produced before the signal reaches the
+//! sinks, which then flush.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use metrics::Counter;
+use tokio::task::JoinSet;
+
+use crate::component::{Built, ComponentError, Output, Sink, Source, SourceContext, Transform};
+use crate::config::Role;
+use crate::edge::{buffer, BufferHandle, EdgeReceiver, Fanout};
+use crate::health::{ComponentState, Health, HealthHandle};
+use crate::metrics::{
+    sent_counter, BufferGauges, ComponentMetrics, ComponentReport, DropReason, EdgeMetrics, EdgeReport, RunReport,
+};
+use crate::shutdown::ShutdownTrigger;
+use crate::topology::Topology;
+
+/// Why a run did not end cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A sink could not open its destination; no source was started.
+    #[error("sink `{component}` could not start: {source}")]
+    SinkOpen {
+        component: String,
+        #[source]
+        source: ComponentError,
+    },
+    /// One or more components stopped with an error; the rest were drained.
+    #[error("{}", describe_failures(.failures))]
+    ComponentsFailed { failures: Vec<(String, String)>, report: Box<RunReport> },
+}
+
+fn describe_failures(failures: &[(String, String)]) -> String {
+    failures.iter().map(|(name, error)| format!("component `{name}` failed: {error}")).collect::<Vec<_>>().join("; ")
+}
+
+/// What one task hands back when it ends.
+struct TaskOutcome {
+    name: String,
+    report: ComponentReport,
+    edges: Vec<EdgeReport>,
+    result: Result<(), ComponentError>,
+}
+
+/// Where a fan-out leaves its totals when it is dropped (a source's
+/// fan-out moves into the source and drops with it).
+#[derive(Clone, Default)]
+struct FanoutTotals(Arc<Mutex<(u64, Vec<EdgeReport>)>>);
+
+/// Runs the topology until every source has finished (or `trigger` fired
+/// and the drain completed). Returns exact totals.
+pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -> Result<RunReport, RunError> {
+    let Topology { nodes, .. } = topology;
+
+    // One input buffer per transform and sink.
+    let mut buffers: BTreeMap<String, BufferHandle> = BTreeMap::new();
+    let mut receivers: BTreeMap<String, EdgeReceiver> = BTreeMap::new();
+    for node in nodes.iter().filter(|n| n.role != Role::Source) {
+        let (handle, receiver) = buffer(node.buffer, BufferGauges::new(&node.name, node.buffer.capacity.get()));
+        buffers.insert(node.name.clone(), handle);
+        receivers.insert(node.name.clone(), receiver);
+    }
+
+    // One fan-out per source and transform, with an edge to each consumer.
+    let mut fanouts: BTreeMap<String, Fanout> = BTreeMap::new();
+    for node in nodes.iter().filter(|n| n.role != Role::Sink) {
+        let edges = nodes
+            .iter()
+            .filter(|consumer| consumer.inputs.contains(&node.name))
+            .filter_map(|consumer| {
+                let handle = buffers.get(&consumer.name)?;
+                let metrics = EdgeMetrics::new(&node.name, &consumer.name, consumer.role, &consumer.type_name);
+                Some(handle.sender(&node.name, &consumer.name, metrics))
+            })
+            .collect();
+        let sent = sent_counter(&node.name, node.role, &node.type_name);
+        fanouts.insert(node.name.clone(), Fanout::new(edges, sent));
+    }
+    // Only the fan-outs hold senders now: when they drop, buffers close.
+    drop(buffers);
+
+    let mut source_names: Vec<&str> =
+        nodes.iter().filter(|n| n.role == Role::Source).map(|n| n.name.as_str()).collect();
+    source_names.sort_unstable();
+    let id_prefix = |name: &str| -> u64 {
+        let index = source_names.iter().position(|n| *n == name).unwrap_or(0) as u64;
+        index << 48
+    };
+    let id_prefixes: BTreeMap<String, u64> = nodes.iter().map(|n| (n.name.clone(), id_prefix(&n.name))).collect();
+
+    // Open every sink before anything produces.
+    let mut prepared = Vec::new();
+    for node in nodes {
+        let health_handle = health.register(&node.name, node.role, &node.type_name);
+        let metrics = ComponentMetrics::new(&node.name, node.role, &node.type_name);
+        prepared.push((node.name, node.role, node.type_name, node.component, health_handle, metrics));
+    }
+    for (name, _, _, component, health_handle, _) in &mut prepared {
+        if let Built::Sink(sink) = component {
+            if let Err(source) = sink.open().await {
+                health_handle.set(ComponentState::Failed, Some(source.to_string()));
+                return Err(RunError::SinkOpen { component: name.clone(), source });
+            }
+        }
+    }
+
+    let mut tasks = JoinSet::new();
+    let mut totals_by_name: BTreeMap<String, FanoutTotals> = BTreeMap::new();
+    let mut roles: BTreeMap<String, (Role, String)> = BTreeMap::new();
+    // Spawn downstream first so every buffer has a reader before data flows.
+    prepared.sort_by_key(|(_, role, ..)| std::cmp::Reverse(*role));
+    for (name, role, type_name, component, health_handle, metrics) in prepared {
+        roles.insert(name.clone(), (role, type_name.clone()));
+        match component {
+            Built::Sink(sink) => {
+                let Some(input) = receivers.remove(&name) else {
+                    continue;
+                };
+                let sent = sent_counter(&name, role, &type_name);
+                tasks.spawn(run_sink(name, sink, input, metrics, sent, health_handle));
+            }
+            Built::Transform(transform) => {
+                let (Some(input), Some(out)) = (receivers.remove(&name), fanouts.remove(&name)) else {
+                    continue;
+                };
+                tasks.spawn(run_transform(name, transform, input, out, metrics, health_handle));
+            }
+            Built::Source(source) => {
+                let Some(out) = fanouts.remove(&name) else {
+                    continue;
+                };
+                let totals = FanoutTotals::default();
+                totals_by_name.insert(name.clone(), totals.clone());
+                let cx = SourceContext {
+                    name: Arc::from(name.as_str()),
+                    out,
+                    shutdown: trigger.signal(),
+                    health: health_handle.clone(),
+                    event_id_prefix: id_prefixes.get(&name).copied().unwrap_or(0),
+                };
+                tasks.spawn(run_source(name, source, cx, metrics, health_handle, totals));
+            }
+        }
+    }
+
+    let mut report = RunReport::default();
+    let mut failures = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = match joined {
+            Ok(outcome) => outcome,
+            Err(join_error) => {
+                // A panic in a component: stop producing, drain the rest.
+                trigger.trigger();
+                failures.push(("<unknown>".to_owned(), format!("task panicked: {join_error}")));
+                continue;
+            }
+        };
+        let TaskOutcome { name, report: mut component_report, mut edges, result } = outcome;
+        if let Some(totals) = totals_by_name.get(&name) {
+            let guard = totals.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            component_report.sent = guard.0;
+            edges = guard.1.clone();
+        }
+        if let Err(error) = result {
+            tracing::error!(component = %name, %error, "component failed; stopping sources and draining the rest");
+            trigger.trigger();
+            failures.push((name.clone(), error.to_string()));
+        }
+        report.components.insert(name, component_report);
+        report.edges.extend(edges);
+    }
+    // A drop on a component's input buffer is a drop by that component.
+    for edge in &report.edges {
+        if let Some(target) = report.components.get_mut(&edge.to) {
+            for (reason, n) in &edge.discarded {
+                *target.discarded.entry(reason).or_default() += n;
+            }
+        }
+    }
+    for (name, (role, type_name)) in roles {
+        report.components.entry(name).or_insert_with(|| ComponentReport {
+            role,
+            type_name,
+            ..ComponentReport::default()
+        });
+    }
+    report.edges.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+    if failures.is_empty() {
+        Ok(report)
+    } else {
+        Err(RunError::ComponentsFailed { failures, report: Box::new(report) })
+    }
+}
+
+async fn run_source(
+    name: String,
+    source: Box<dyn Source>,
+    mut cx: SourceContext,
+    metrics: ComponentMetrics,
+    health: HealthHandle,
+    totals: FanoutTotals,
+) -> TaskOutcome {
+    health.set(ComponentState::Running, None);
+    // The fan-out moves into the source and drops with it (which is what
+    // closes the downstream buffers); it leaves its totals behind then.
+    cx.out.set_on_drop(Box::new(move |n_sent, edges| {
+        let mut guard = totals.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = (n_sent, edges);
+    }));
+    let result = source.run(cx).await;
+    finish(&health, &result);
+    TaskOutcome { name, report: metrics.into_report(), edges: Vec::new(), result }
+}
+
+async fn run_transform(
+    name: String,
+    mut transform: Box<dyn Transform>,
+    mut input: EdgeReceiver,
+    mut out: Fanout,
+    mut metrics: ComponentMetrics,
+    health: HealthHandle,
+) -> TaskOutcome {
+    health.set(ComponentState::Running, None);
+    let mut output = Output::default();
+    let mut ticker = transform.tick_interval().map(|period| {
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker
+    });
+    loop {
+        let batch = match ticker.as_mut() {
+            Some(ticker) => tokio::select! {
+                batch = input.recv() => batch,
+                _ = ticker.tick() => {
+                    let started = Instant::now();
+                    transform.on_tick(&mut output);
+                    metrics.record_latency(started.elapsed());
+                    emit(&mut output, &mut out, &mut metrics).await;
+                    continue;
+                }
+            },
+            None => input.recv().await,
+        };
+        let Some(batch) = batch else { break };
+        metrics.add_received(batch.len());
+        let started = Instant::now();
+        transform.process(batch, &mut output);
+        metrics.record_latency(started.elapsed());
+        emit(&mut output, &mut out, &mut metrics).await;
+    }
+    health.set(ComponentState::Draining, None);
+    transform.flush(&mut output);
+    emit(&mut output, &mut out, &mut metrics).await;
+    let mut report = metrics.into_report();
+    report.sent = out.n_sent();
+    let edges = out.reports();
+    drop(out);
+    health.set(ComponentState::Stopped, None);
+    TaskOutcome { name, report, edges, result: Ok(()) }
+}
+
+async fn emit(output: &mut Output, out: &mut Fanout, metrics: &mut ComponentMetrics) {
+    let discarded = output.take_discarded();
+    for reason in DropReason::ALL {
+        metrics.add_discarded(reason, discarded[reason.index()]);
+    }
+    let events = output.take_events();
+    out.send(events).await;
+}
+
+async fn run_sink(
+    name: String,
+    mut sink: Box<dyn Sink>,
+    mut input: EdgeReceiver,
+    mut metrics: ComponentMetrics,
+    sent: Counter,
+    health: HealthHandle,
+) -> TaskOutcome {
+    health.set(ComponentState::Running, None);
+    let mut result = Ok(());
+    while let Some(batch) = input.recv().await {
+        let n_events = batch.len();
+        metrics.add_received(n_events);
+        let started = Instant::now();
+        match sink.write(batch).await {
+            Ok(()) => {
+                metrics.record_latency(started.elapsed());
+                metrics.add_sent(&sent, n_events);
+            }
+            Err(error) => {
+                metrics.add_error(&error.to_string());
+                metrics.add_discarded(DropReason::WriteFailed, n_events as u64);
+                // Count what is still queued for us instead of losing it silently.
+                let n_stranded = input.close_and_count().await;
+                metrics.add_discarded(DropReason::DownstreamClosed, n_stranded);
+                result = Err(error);
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        health.set(ComponentState::Draining, None);
+        if let Err(error) = sink.flush().await {
+            metrics.add_error(&error.to_string());
+            result = Err(error);
+        }
+    }
+    finish(&health, &result);
+    TaskOutcome { name, report: metrics.into_report(), edges: Vec::new(), result }
+}
+
+fn finish(health: &HealthHandle, result: &Result<(), ComponentError>) {
+    match result {
+        Ok(()) => health.set(ComponentState::Stopped, None),
+        Err(error) => health.set(ComponentState::Failed, Some(error.to_string())),
+    }
+}

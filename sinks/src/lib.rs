@@ -1,0 +1,9 @@
+//! Sinks: where events leave the agent. Each file is one sink type,
+//! registered by the binary; `ndjson` is the shared line encoder.
+
+#![forbid(unsafe_code)]
+
+pub mod blackhole;
+pub mod console;
+pub mod file;
+pub mod ndjson;

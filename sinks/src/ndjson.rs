@@ -1,0 +1,195 @@
+//! NDJSON encoding of events: one JSON object per line.
+//!
+//! Written by hand rather than through `serde::Serialize` on the event
+//! types: events are engine types and deliberately not `Serialize` (wire
+//! formats belong to the edges of the system), and a direct writer into a
+//! reused buffer costs no allocation per event. Every object starts with
+//! `kind`, `event_id` and `ts_ns`; the rest are the kind's fields, with
+//! process keys flattened to `pid` and `start_time_ns`.
+
+use pipeline::event::{AgentDiag, FileOpen, NetConnect, ProcessExec, ProcessExit, ProcessFork, ProcessSample};
+use pipeline::{Event, EventMeta, ProcessKey};
+
+/// Appends one line per event to `out`.
+pub fn encode_batch(events: &[Event], out: &mut Vec<u8>) {
+    for event in events {
+        encode(event, out);
+        out.push(b'\n');
+    }
+}
+
+/// Appends one event as a JSON object (no newline).
+pub fn encode(event: &Event, out: &mut Vec<u8>) {
+    let mut w = ObjectWriter::start(out, event.kind().as_str(), event.meta());
+    match event {
+        Event::ProcessExec(ProcessExec { meta: _, process, ppid, uid, comm, exe, cmdline }) => {
+            w.process(process);
+            w.uint("ppid", u64::from(*ppid));
+            w.uint("uid", u64::from(*uid));
+            w.text("comm", comm);
+            w.text("exe", exe);
+            w.text("cmdline", cmdline);
+        }
+        Event::ProcessExit(ProcessExit { meta: _, process, exit_code }) => {
+            w.process(process);
+            w.int("exit_code", i64::from(*exit_code));
+        }
+        Event::ProcessFork(ProcessFork { meta: _, parent, child }) => {
+            w.process(parent);
+            w.uint("child_pid", u64::from(child.pid));
+            w.uint("child_start_time_ns", child.start_time_ns);
+        }
+        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port }) => {
+            w.process(process);
+            w.text("protocol", protocol.as_str());
+            w.text("dst_addr", &dst_addr.to_string());
+            w.uint("dst_port", u64::from(*dst_port));
+        }
+        Event::FileOpen(FileOpen { meta: _, process, path, flags }) => {
+            w.process(process);
+            w.text("path", path);
+            w.uint("flags", u64::from(*flags));
+        }
+        Event::ProcessSample(ProcessSample { meta: _, process, ppid, uid, comm, cpu_percent, rss_bytes, threads }) => {
+            w.process(process);
+            w.uint("ppid", u64::from(*ppid));
+            w.uint("uid", u64::from(*uid));
+            w.text("comm", comm);
+            w.float("cpu_percent", *cpu_percent);
+            w.uint("rss_bytes", *rss_bytes);
+            w.uint("threads", u64::from(*threads));
+        }
+        Event::AgentDiag(AgentDiag { meta: _, module, event_type, reason }) => {
+            w.text("module", module);
+            w.text("event_type", event_type);
+            w.text("reason", reason);
+        }
+    }
+    w.finish();
+}
+
+struct ObjectWriter<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> ObjectWriter<'a> {
+    fn start(out: &'a mut Vec<u8>, kind: &str, meta: &EventMeta) -> ObjectWriter<'a> {
+        out.extend_from_slice(b"{\"kind\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.push(b'"');
+        let mut writer = ObjectWriter { out };
+        writer.uint("event_id", meta.event_id);
+        writer.uint("ts_ns", meta.ts_ns);
+        writer
+    }
+
+    fn key(&mut self, key: &str) {
+        self.out.extend_from_slice(b",\"");
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn process(&mut self, process: &ProcessKey) {
+        self.uint("pid", u64::from(process.pid));
+        self.uint("start_time_ns", process.start_time_ns);
+    }
+
+    fn uint(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    fn int(&mut self, key: &str, value: i64) {
+        self.key(key);
+        self.out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    fn float(&mut self, key: &str, value: f64) {
+        self.key(key);
+        if value.is_finite() {
+            // `{}` on f64 prints the shortest text that round-trips.
+            let text = value.to_string();
+            self.out.extend_from_slice(text.as_bytes());
+            if !text.contains(['.', 'e', 'E']) {
+                self.out.extend_from_slice(b".0");
+            }
+        } else {
+            self.out.extend_from_slice(b"null");
+        }
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.key(key);
+        // serde_json's string escaping is correct for every control and
+        // non-ASCII character; writing into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *self.out, value);
+    }
+
+    fn finish(self) {
+        self.out.push(b'}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+    use std::sync::Arc;
+
+    use pipeline::event::Protocol;
+
+    use super::*;
+
+    fn check(event: Event, expected: &str) {
+        let mut out = Vec::new();
+        encode_batch(&[event], &mut out);
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(text, format!("{expected}\n"));
+        // And it is JSON a standard parser accepts.
+        let _: serde_json::Value = serde_json::from_str(text.trim_end()).expect("valid JSON");
+    }
+
+    #[test]
+    fn encodes_each_kind() {
+        let meta = EventMeta { ts_ns: 5, event_id: 7 };
+        let process = ProcessKey { pid: 42, start_time_ns: 99 };
+        check(
+            Event::NetConnect(NetConnect {
+                meta,
+                process,
+                protocol: Protocol::Udp,
+                dst_addr: IpAddr::from([10, 0, 0, 1]),
+                dst_port: 53,
+            }),
+            r#"{"kind":"net_connect","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"protocol":"udp","dst_addr":"10.0.0.1","dst_port":53}"#,
+        );
+        check(
+            Event::ProcessExec(ProcessExec {
+                meta,
+                process,
+                ppid: 1,
+                uid: 0,
+                comm: Arc::from("sh"),
+                exe: Arc::from("/bin/sh"),
+                cmdline: Arc::from("sh -c \"echo\ttab\""),
+            }),
+            r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"comm":"sh","exe":"/bin/sh","cmdline":"sh -c \"echo\ttab\""}"#,
+        );
+        check(
+            Event::ProcessExit(ProcessExit { meta, process, exit_code: -1 }),
+            r#"{"kind":"process_exit","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"exit_code":-1}"#,
+        );
+        check(
+            Event::ProcessSample(ProcessSample {
+                meta,
+                process,
+                ppid: 1,
+                uid: 2,
+                comm: Arc::from("x"),
+                cpu_percent: 12.0,
+                rss_bytes: 4096,
+                threads: 3,
+            }),
+            r#"{"kind":"process_sample","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":2,"comm":"x","cpu_percent":12.0,"rss_bytes":4096,"threads":3}"#,
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Sources: where events come from. Each file is one source type,
+//! registered by the binary.
+
+#![forbid(unsafe_code)]
+
+pub mod generator;

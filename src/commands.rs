@@ -1,0 +1,239 @@
+//! What each CLI command does, as plain functions returning an [`Outcome`]
+//! that `main` maps to an exit code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use pipeline::api::ApiServer;
+use pipeline::health::Health;
+use pipeline::metrics::RunReport;
+use pipeline::{ConfigErrors, Role, SourceFile, Topology};
+
+use crate::registry::COMPONENTS;
+
+/// How a command ended; each has its own exit code.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// The topology has problems (already printed). Exit 78 (`EX_CONFIG`).
+    InvalidConfig,
+    /// The topology file cannot be read. Exit 66 (`EX_NOINPUT`).
+    Unreadable,
+    /// The run failed after start (already printed). Exit 1.
+    RunFailed,
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::RunFailed => 1,
+            Outcome::Unreadable => 66,
+            Outcome::InvalidConfig => 78,
+        }
+    }
+}
+
+/// Reads a topology file, or the embedded default when `path` is `None`.
+pub fn read_topology(path: Option<&Path>) -> Result<Arc<SourceFile>, Outcome> {
+    match path {
+        None => Ok(SourceFile::new(crate::DEFAULT_TOPOLOGY_NAME, crate::DEFAULT_TOPOLOGY)),
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
+            Err(error) => {
+                eprintln!("{}: error: cannot read the topology: {error}", path.display());
+                Err(Outcome::Unreadable)
+            }
+        },
+    }
+}
+
+/// Parses, checks and builds a topology, printing every problem.
+pub fn load(source_file: Arc<SourceFile>) -> Result<Topology, Outcome> {
+    let name = source_file.name.clone();
+    pipeline::load(source_file, COMPONENTS).map_err(|ConfigErrors(errors)| {
+        for error in &errors {
+            eprintln!("{error}");
+        }
+        let noun = if errors.len() == 1 { "problem" } else { "problems" };
+        eprintln!("{name}: {} {noun} found; nothing was started", errors.len());
+        Outcome::InvalidConfig
+    })
+}
+
+/// `hostflow validate FILE`.
+pub fn validate(path: &Path) -> Outcome {
+    let source_file = match read_topology(Some(path)) {
+        Ok(source_file) => source_file,
+        Err(outcome) => return outcome,
+    };
+    match load(source_file) {
+        Ok(topology) => {
+            let count = |role| topology.nodes.iter().filter(|n| n.role == role).count();
+            println!(
+                "{}: ok ({} sources, {} transforms, {} sinks)",
+                path.display(),
+                count(Role::Source),
+                count(Role::Transform),
+                count(Role::Sink)
+            );
+            Outcome::Success
+        }
+        Err(outcome) => outcome,
+    }
+}
+
+/// `hostflow graph FILE`.
+pub fn graph(path: &Path) -> Outcome {
+    let source_file = match read_topology(Some(path)) {
+        Ok(source_file) => source_file,
+        Err(outcome) => return outcome,
+    };
+    match load(source_file) {
+        Ok(topology) => {
+            print!("{}", topology.to_dot());
+            Outcome::Success
+        }
+        Err(outcome) => outcome,
+    }
+}
+
+/// `hostflow components`.
+pub fn components() -> Outcome {
+    for role in [Role::Source, Role::Transform, Role::Sink] {
+        println!("{}:", role.section());
+        for spec in COMPONENTS.iter().filter(|spec| spec.role() == role) {
+            println!("  {:<12} {}", spec.type_name, spec.summary);
+        }
+    }
+    Outcome::Success
+}
+
+/// Options of `hostflow run`.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    pub config: Option<PathBuf>,
+    /// Where to write the final per-component totals as JSON.
+    pub report: Option<PathBuf>,
+}
+
+/// `hostflow run`: everything is checked before anything starts; then the
+/// API comes up, sinks open, sources start; SIGINT/SIGTERM drains.
+pub fn run(options: &RunOptions) -> Outcome {
+    let source_file = match read_topology(options.config.as_deref()) {
+        Ok(source_file) => source_file,
+        Err(outcome) => return outcome,
+    };
+    let topology = match load(source_file) {
+        Ok(topology) => topology,
+        Err(outcome) => return outcome,
+    };
+    let result = (|| -> anyhow::Result<RunReport> {
+        let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_quantiles(&[0.5, 0.95, 0.99])
+            .context("configuring the metrics recorder")?
+            .install_recorder()
+            .context("installing the metrics recorder")?;
+        pipeline::metrics::describe_all();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("hostflow-worker")
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(run_topology(topology, prometheus))
+    })();
+    match result {
+        Ok(report) => {
+            log_report(&report);
+            if let Some(path) = &options.report {
+                if let Err(error) = write_report(path, &report) {
+                    eprintln!("error: {error:#}");
+                    return Outcome::RunFailed;
+                }
+            }
+            Outcome::Success
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if let (Some(path), Some(pipeline::runtime::RunError::ComponentsFailed { report, .. })) =
+                (&options.report, error.downcast_ref::<pipeline::runtime::RunError>())
+            {
+                log_report(report);
+                if let Err(error) = write_report(path, report) {
+                    eprintln!("error: {error:#}");
+                }
+            }
+            Outcome::RunFailed
+        }
+    }
+}
+
+async fn run_topology(
+    topology: Topology,
+    prometheus: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<RunReport> {
+    let health = Health::default();
+    let api = match topology.api.enabled {
+        true => {
+            let server = ApiServer::start(topology.api.address, prometheus, health.clone()).await?;
+            tracing::info!(address = %server.local_addr(), "serving /metrics and /health");
+            Some(server)
+        }
+        false => None,
+    };
+    let (trigger, _signal) = pipeline::shutdown_channel();
+    let signal_task = tokio::spawn(watch_signals(trigger.clone()));
+    tracing::info!(components = topology.nodes.len(), topology = %topology.source_file.name, "starting");
+    let result = pipeline::runtime::run(topology, trigger, health).await;
+    signal_task.abort();
+    if let Some(api) = api {
+        api.shutdown();
+    }
+    Ok(result?)
+}
+
+/// First SIGINT/SIGTERM: stop sources and drain. Second: exit at once
+/// (code 130), for an operator who would rather lose the in-flight events
+/// than wait for a stuck sink.
+async fn watch_signals(trigger: pipeline::ShutdownTrigger) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        tracing::warn!("cannot install signal handlers; stop the agent with SIGKILL");
+        return;
+    };
+    for round in 0.. {
+        let name = tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        };
+        if round == 0 {
+            tracing::info!(signal = name, "stopping sources and draining every edge; send again to exit at once");
+            trigger.trigger();
+        } else {
+            tracing::warn!(signal = name, "second signal: exiting without draining");
+            std::process::exit(130);
+        }
+    }
+}
+
+fn log_report(report: &RunReport) {
+    for (name, component) in &report.components {
+        tracing::info!(
+            component = %name,
+            kind = component.role.noun(),
+            received = component.received,
+            sent = component.sent,
+            discarded = component.discarded_total(),
+            "totals"
+        );
+    }
+}
+
+fn write_report(path: &Path, report: &RunReport) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(report).context("encoding the run report")?;
+    std::fs::write(path, json + "\n").with_context(|| format!("writing the run report to {}", path.display()))
+}

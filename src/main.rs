@@ -1,0 +1,75 @@
+//! `hostflow`: parse the command line, run one command, map its outcome to
+//! an exit code. Everything else lives in the library half (`src/lib.rs`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hostflow::commands::{self, RunOptions};
+
+/// A host agent built as a streaming engine: sources, transforms and sinks
+/// joined by bounded, observable edges, declared in one topology.toml.
+#[derive(Debug, Parser)]
+#[command(name = "hostflow", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a topology until its sources finish or SIGINT/SIGTERM (which
+    /// drains every edge before exiting 0).
+    ///
+    /// Exit codes: 0 clean stop, 1 a component failed, 66 topology
+    /// unreadable, 78 topology invalid.
+    Run {
+        /// Topology file; without it, the default topology compiled into
+        /// the binary runs.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Write each component's final totals (received, sent, discarded
+        /// by reason) and each edge's as JSON to FILE at exit.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
+    /// Check a topology and report every problem with its line and column.
+    ///
+    /// Exit codes: 0 valid, 66 unreadable, 78 invalid.
+    Validate {
+        /// Topology file.
+        file: PathBuf,
+    },
+    /// Print a topology as a Graphviz DOT graph (e.g. `| dot -Tsvg`).
+    Graph {
+        /// Topology file.
+        file: PathBuf,
+    },
+    /// List every component type this binary knows.
+    Components,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let outcome = match cli.command {
+        Command::Run { config, report } => commands::run(&RunOptions { config, report }),
+        Command::Validate { file } => commands::validate(&file),
+        Command::Graph { file } => commands::graph(&file),
+        Command::Components => commands::components(),
+    };
+    ExitCode::from(outcome.exit_code())
+}
+
+/// Logs go to stderr; `HOSTFLOW_LOG` (e.g. `debug`, `pipeline=trace`)
+/// overrides the default `info`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOSTFLOW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}

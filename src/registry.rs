@@ -1,0 +1,57 @@
+//! The component registry: the one list of every component type the
+//! binary knows. Adding a component is one file in its crate plus one line
+//! here. Order within a role is the order shown in `hostflow components`
+//! and in "known types" error messages.
+
+use pipeline::{BuildFn, ComponentSpec};
+
+/// Every component type.
+pub const COMPONENTS: &[ComponentSpec] = &[
+    // sources
+    ComponentSpec {
+        type_name: "generator",
+        summary: "synthetic events at a set rate from a fixed seed (benchmarks, load tests)",
+        build: BuildFn::Source(sources::generator::build),
+    },
+    // transforms
+    ComponentSpec {
+        type_name: "filter",
+        summary: "keep events of chosen kinds that meet every field condition",
+        build: BuildFn::Transform(transforms::filter::build),
+    },
+    // sinks
+    ComponentSpec {
+        type_name: "blackhole",
+        summary: "accept and forget every event (benchmarks)",
+        build: BuildFn::Sink(sinks::blackhole::build),
+    },
+    ComponentSpec {
+        type_name: "console",
+        summary: "NDJSON lines on stdout or stderr",
+        build: BuildFn::Sink(sinks::console::build),
+    },
+    ComponentSpec {
+        type_name: "file",
+        summary: "NDJSON lines appended to a file",
+        build: BuildFn::Sink(sinks::file::build),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_names_are_unique_and_match_their_files() {
+        for (i, spec) in COMPONENTS.iter().enumerate() {
+            assert!(COMPONENTS[i + 1..].iter().all(|other| other.type_name != spec.type_name), "{}", spec.type_name);
+            let crate_dir = match spec.role() {
+                pipeline::Role::Source => "sources",
+                pipeline::Role::Transform => "transforms",
+                pipeline::Role::Sink => "sinks",
+            };
+            let file = format!("{}/{crate_dir}/src/{}.rs", env!("CARGO_MANIFEST_DIR"), spec.type_name);
+            assert!(std::path::Path::new(&file).exists(), "type name = file name: {file}");
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Transforms: synchronous, batch-shaped steps between sources and sinks.
+//! Each file is one transform type, registered by the binary.
+
+#![forbid(unsafe_code)]
+
+pub mod filter;
