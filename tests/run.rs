@@ -327,3 +327,100 @@ path = "{out}"
         "filter: received = sent + discarded"
     );
 }
+
+/// A sink whose writes fail (`/dev/full`: every write is ENOSPC) stops the
+/// agent with exit 1, and every event is still accounted for: written,
+/// failed, or stranded in the buffer — each counted with its reason.
+#[test]
+fn a_failing_sink_stops_the_run_and_accounts_for_every_event() {
+    let ws = Workspace::new();
+    let config = ws.write(
+        "topology.toml",
+        r#"
+[api]
+enabled = false
+[sources.gen]
+type = "generator"
+rate = 5000
+batch_size = 50
+[sinks.full]
+type = "file"
+inputs = ["gen"]
+path = "/dev/full"
+buffer = { capacity = 500 }
+"#,
+    );
+    let finished = Agent::start(&ws, &config).wait(Duration::from_secs(30));
+    assert_eq!(finished.code, Some(1), "stderr:\n{}", finished.stderr);
+    assert!(finished.stderr.contains("component `full` failed: cannot write to /dev/full"), "{}", finished.stderr);
+    assert!(finished.stderr.contains("No space left on device"), "{}", finished.stderr);
+    let report = finished.report();
+    let sink = &report["components"]["full"];
+    let produced = report["components"]["gen"]["sent"].as_u64().expect("gen sent");
+    let received = sink["received"].as_u64().expect("received");
+    let write_failed = sink["discarded"]["write_failed"].as_u64().expect("write_failed counted");
+    let closed = sink["discarded"]["downstream_closed"].as_u64().unwrap_or(0);
+    assert_eq!(sink["sent"], 0, "nothing was written");
+    assert!(write_failed > 0);
+    assert_eq!(received, write_failed, "received = sent + failed");
+    assert_eq!(produced, received + closed, "produced = received + stranded/closed");
+    assert_eq!(sink["errors"], 1);
+}
+
+/// A sink that cannot open stops the agent before any source starts.
+#[test]
+fn a_sink_that_cannot_open_stops_the_start() {
+    let ws = Workspace::new();
+    let config = ws.write(
+        "topology.toml",
+        r#"
+[api]
+enabled = false
+[sources.gen]
+type = "generator"
+[sinks.out]
+type = "file"
+inputs = ["gen"]
+path = "/proc/hostflow-cannot-exist/out.ndjson"
+"#,
+    );
+    let finished = Agent::start(&ws, &config).wait(Duration::from_secs(30));
+    assert_eq!(finished.code, Some(1), "stderr:\n{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("sink `out` could not start: cannot create directory /proc/hostflow-cannot-exist"),
+        "{}",
+        finished.stderr
+    );
+}
+
+/// The API port is taken: a clear start-up error, exit 1, nothing runs.
+#[test]
+fn a_taken_api_port_is_a_start_up_error() {
+    let ws = Workspace::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let config = ws.write(
+        "topology.toml",
+        &format!(
+            r#"
+[api]
+address = "127.0.0.1:{port}"
+[sources.gen]
+type = "generator"
+[sinks.out]
+type = "file"
+inputs = ["gen"]
+path = "{out}"
+"#,
+            out = ws.path("out.ndjson").display()
+        ),
+    );
+    let finished = Agent::start(&ws, &config).wait(Duration::from_secs(30));
+    assert_eq!(finished.code, Some(1), "stderr:\n{}", finished.stderr);
+    assert!(
+        finished.stderr.contains(&format!("cannot listen on 127.0.0.1:{port} for /metrics and /health")),
+        "{}",
+        finished.stderr
+    );
+    assert!(!ws.path("out.ndjson").exists(), "no sink opened, no event produced");
+}

@@ -310,3 +310,105 @@ impl Drop for Fanout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Role;
+    use crate::event::{Event, EventMeta, ProcessExit, ProcessKey};
+
+    fn batch(first_id: u64, n: usize) -> Batch {
+        (0..n as u64)
+            .map(|i| {
+                Event::ProcessExit(ProcessExit {
+                    meta: EventMeta { ts_ns: 0, event_id: first_id + i },
+                    process: ProcessKey { pid: 1, start_time_ns: 0 },
+                    exit_code: 0,
+                })
+            })
+            .collect()
+    }
+
+    fn edge(capacity: usize, when_full: WhenFull) -> (EdgeSender, EdgeReceiver) {
+        let config = BufferConfig { capacity: NonZeroUsize::new(capacity).expect("non-zero"), when_full };
+        let (handle, receiver) = buffer(config, BufferGauges::new("to", capacity));
+        (handle.sender("from", "to", EdgeMetrics::new("from", "to", Role::Sink, "test")), receiver)
+    }
+
+    fn ids(batch: &Batch) -> Vec<u64> {
+        batch.iter().map(|e| e.meta().event_id).collect()
+    }
+
+    #[tokio::test]
+    async fn drop_newest_keeps_what_fits_and_counts_the_rest() {
+        let (mut tx, mut rx) = edge(10, WhenFull::DropNewest);
+        assert_eq!(tx.send(batch(0, 4)).await, 4);
+        assert_eq!(tx.send(batch(4, 25)).await, 6, "room for 6 more");
+        assert_eq!(tx.send(batch(29, 3)).await, 0, "full");
+        let report = tx.report();
+        assert_eq!(report.sent, 10);
+        assert_eq!(report.discarded.get("buffer_full"), Some(&22));
+        assert_eq!(ids(&rx.recv().await.expect("first")), vec![0, 1, 2, 3]);
+        assert_eq!(ids(&rx.recv().await.expect("second")), vec![4, 5, 6, 7, 8, 9], "the newest were dropped");
+        assert_eq!(tx.send(batch(100, 2)).await, 2, "room again after reading");
+    }
+
+    #[tokio::test]
+    async fn block_waits_for_room_and_loses_nothing() {
+        let (mut tx, mut rx) = edge(8, WhenFull::Block);
+        let producer = tokio::spawn(async move {
+            for i in 0..50 {
+                assert_eq!(tx.send(batch(i * 5, 5)).await, 5);
+            }
+            tx.report()
+        });
+        let mut received = Vec::new();
+        // Read slowly so the producer has to wait.
+        while received.len() < 250 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+            received.extend(ids(&rx.recv().await.expect("batch")));
+        }
+        let report = producer.await.expect("producer");
+        assert_eq!(received, (0..250).collect::<Vec<u64>>());
+        assert_eq!(report.sent, 250);
+        assert!(report.discarded.is_empty());
+        assert!(report.blocked_seconds > 0.0, "the producer waited");
+        assert!(rx.recv().await.is_none(), "closed once the sender is gone");
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_buffer_still_passes() {
+        let (mut tx, mut rx) = edge(4, WhenFull::Block);
+        assert_eq!(tx.send(batch(0, 9)).await, 9);
+        assert_eq!(rx.recv().await.expect("batch").len(), 9);
+    }
+
+    #[tokio::test]
+    async fn a_vanished_reader_turns_waits_into_counted_drops() {
+        let (mut tx, rx) = edge(4, WhenFull::Block);
+        assert_eq!(tx.send(batch(0, 4)).await, 4);
+        let blocked = tokio::spawn(async move {
+            let accepted = tx.send(batch(4, 3)).await;
+            (accepted, tx.report())
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(rx);
+        let (accepted, report) =
+            tokio::time::timeout(Duration::from_secs(5), blocked).await.expect("no hang").expect("task");
+        assert_eq!(accepted, 0);
+        assert_eq!(report.discarded.get("downstream_closed"), Some(&3));
+    }
+
+    #[tokio::test]
+    async fn fan_out_gives_every_downstream_the_whole_batch() {
+        let (a_tx, mut a_rx) = edge(100, WhenFull::Block);
+        let (b_tx, mut b_rx) = edge(100, WhenFull::Block);
+        let mut fanout = Fanout::new(vec![a_tx, b_tx], metrics::Counter::noop());
+        fanout.send(batch(0, 7)).await;
+        assert_eq!(fanout.n_sent(), 7, "counted once, not per downstream");
+        assert_eq!(ids(&a_rx.recv().await.expect("a")), (0..7).collect::<Vec<u64>>());
+        assert_eq!(ids(&b_rx.recv().await.expect("b")), (0..7).collect::<Vec<u64>>());
+    }
+}

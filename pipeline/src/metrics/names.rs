@@ -97,17 +97,16 @@ mod tests {
         for name in ALL {
             assert!(name.starts_with("hostflow_"), "{name}");
             assert!(name.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{name}");
-            let is_counter = name.ends_with("_total");
-            let has_unit = ["_events", "_seconds", "_bytes", "_info"]
-                .iter()
-                .any(|unit| name.trim_end_matches("_total").ends_with(unit));
-            assert!(has_unit, "{name} lacks a unit suffix");
-            if is_counter {
-                assert!(!name.trim_end_matches("_total").ends_with("_total"), "{name}");
-            }
+            let base = name.trim_end_matches("_total");
+            assert!(!base.ends_with("_total"), "{name}");
+            // Counters of things (`_errors_total`) need no unit; everything
+            // else names its base unit.
+            let has_unit = ["_events", "_seconds", "_bytes", "_info"].iter().any(|unit| base.ends_with(unit));
+            assert!(has_unit || (name.ends_with("_total") && base.ends_with('s')), "{name} lacks a unit suffix");
         }
         for reason in DropReason::ALL {
             assert_eq!(DropReason::ALL[reason.index()], reason);
+            assert!(reason.as_str().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
         }
     }
 }

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""The quick start, checked with independent readers.
+
+Runs `hostflow run` exactly as README's first command does (no --config: the
+embedded default topology), scrapes /metrics with the Prometheus project's own
+Python parser (prometheus_client), reads /health, stops the agent with SIGTERM
+and checks that it exits 0 and that what the file sink reports as sent is
+exactly what is in the file.
+
+Exit 0: passed. Exit 77: skipped (reason recorded in $HOSTFLOW_SKIP_LOG).
+Anything else: failed.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+NAME = "testbed/checks/quickstart.py"
+
+
+def skip(reason):
+    print(f"SKIPPED {NAME}: {reason}")
+    log = os.environ.get("HOSTFLOW_SKIP_LOG")
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{NAME}\t{reason}\n")
+    sys.exit(77)
+
+
+def fail(message, stderr_path=None):
+    print(f"FAILED {NAME}: {message}")
+    if stderr_path and os.path.exists(stderr_path):
+        print("--- agent stderr ---")
+        print(open(stderr_path).read())
+    sys.exit(1)
+
+
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    skip("python package prometheus-client is not installed (pip install prometheus-client)")
+
+BIN = os.environ.get("HOSTFLOW_BIN") or fail("HOSTFLOW_BIN is not set (run through testbed/test)")
+PORT = 9598  # the default topology's address
+
+
+def get(path):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="hostflow-quickstart-")
+    stderr_path = os.path.join(work, "agent.stderr")
+    report_path = os.path.join(work, "report.json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTFLOW_")}
+    with open(stderr_path, "w") as stderr:
+        agent = subprocess.Popen([BIN, "run", "--report", report_path], cwd=work, stderr=stderr, env=env)
+    try:
+        deadline = time.time() + 20
+        families = None
+        while time.time() < deadline:
+            if agent.poll() is not None:
+                fail(f"agent exited early with {agent.returncode}", stderr_path)
+            try:
+                status, body = get("/metrics")
+            except OSError:
+                time.sleep(0.1)
+                continue
+            if status != 200:
+                fail(f"/metrics answered {status}")
+            families = {f.name: f for f in text_string_to_metric_families(body)}
+            sent = [s for s in families["hostflow_component_sent_events"].samples
+                    if s.name.endswith("_total") and s.labels.get("component") == "events_file"] \
+                if "hostflow_component_sent_events" in families else []
+            if sent and sent[0].value >= 10:
+                break
+            time.sleep(0.2)
+        else:
+            fail("the default topology wrote fewer than 10 events in 20 s", stderr_path)
+
+        for family in ["hostflow_component_received_events", "hostflow_component_sent_events",
+                       "hostflow_component_discarded_events", "hostflow_edge_buffer_events",
+                       "hostflow_edge_buffer_capacity_events", "hostflow_component_latency_seconds"]:
+            if family not in families:
+                fail(f"/metrics lacks {family}; has {sorted(families)}")
+        if families["hostflow_component_latency_seconds"].type != "summary":
+            fail("latency is not exported with quantiles")
+        quantiles = {s.labels.get("quantile") for s in families["hostflow_component_latency_seconds"].samples}
+        for q in ["0.5", "0.95", "0.99"]:
+            if q not in quantiles:
+                fail(f"latency lacks quantile {q}: {quantiles}")
+
+        status, body = get("/health")
+        health = json.loads(body)
+        if status != 200 or health["status"] != "ok":
+            fail(f"/health: {status} {body}")
+        if set(health["components"]) != {"generator", "exec_and_connect", "events_file"}:
+            fail(f"/health components: {health['components']}")
+        status, _ = get("/does-not-exist")
+        if status != 404:
+            fail(f"unknown path answered {status}, not 404")
+
+        agent.send_signal(signal.SIGTERM)
+        try:
+            code = agent.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            fail("agent did not exit within 20 s of SIGTERM", stderr_path)
+        if code != 0:
+            fail(f"agent exited {code} after SIGTERM", stderr_path)
+        report = json.load(open(report_path))
+        lines = open(os.path.join(work, "data", "events.ndjson")).read().splitlines()
+        kinds = {json.loads(line)["kind"] for line in lines}
+        sink_sent = report["components"]["events_file"]["sent"]
+        if sink_sent != len(lines):
+            fail(f"file sink reports {sink_sent} sent, file has {len(lines)} lines")
+        if not kinds <= {"process_exec", "net_connect"}:
+            fail(f"the filter let through {kinds}")
+        f = report["components"]["exec_and_connect"]
+        if f["received"] != f["sent"] + f["discarded"].get("filtered", 0):
+            fail(f"filter accounting: {f}")
+        print(f"ok: {len(lines)} events written, {f['discarded'].get('filtered', 0)} filtered, clean exit")
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+
+
+if __name__ == "__main__":
+    main()
