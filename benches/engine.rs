@@ -9,9 +9,35 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hostflow::registry::COMPONENTS;
 use pipeline::health::Health;
-use pipeline::SourceFile;
+use pipeline::{EventKind, SourceFile};
+use sources::generator::EventStream;
+
+/// The generator's default mix.
+const DEFAULT_KINDS: [EventKind; 5] = [
+    EventKind::ProcessExec,
+    EventKind::ProcessExit,
+    EventKind::ProcessFork,
+    EventKind::NetConnect,
+    EventKind::FileOpen,
+];
 
 const EVENTS_PER_RUN: u64 = 1_000_000;
+
+/// generator → blackhole: the engine with no transform (baseline).
+fn no_transform() -> String {
+    format!(
+        r#"
+[api]
+enabled = false
+[sources.gen]
+type = "generator"
+count = {EVENTS_PER_RUN}
+[sinks.out]
+type = "blackhole"
+inputs = ["gen"]
+"#
+    )
+}
 
 /// generator → filter → blackhole.
 fn one_filter() -> String {
@@ -77,9 +103,28 @@ fn run_once(topology_text: &str) -> Duration {
 fn engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.sample_size(10).measurement_time(Duration::from_secs(10)).throughput(Throughput::Elements(EVENTS_PER_RUN));
-    for (name, text) in
-        [("generator_filter_blackhole", one_filter()), ("generator_3_transforms_blackhole", three_transforms())]
-    {
+    // Baseline: making and dropping the same events in batches, no engine.
+    group.bench_function("baseline_generate_and_drop", |b| {
+        b.iter_custom(|iterations| {
+            let started = Instant::now();
+            for _ in 0..iterations {
+                let mut stream = EventStream::new(0, DEFAULT_KINDS.iter().map(|k| (*k, 1)).collect(), None);
+                let mut remaining = EVENTS_PER_RUN;
+                while remaining > 0 {
+                    let n = remaining.min(1024);
+                    let batch: Vec<_> = (0..n).map(|_| stream.next_event(0)).collect();
+                    std::hint::black_box(batch);
+                    remaining -= n;
+                }
+            }
+            started.elapsed()
+        })
+    });
+    for (name, text) in [
+        ("generator_blackhole", no_transform()),
+        ("generator_filter_blackhole", one_filter()),
+        ("generator_3_transforms_blackhole", three_transforms()),
+    ] {
         group.bench_function(name, |b| b.iter_custom(|iterations| (0..iterations).map(|_| run_once(&text)).sum()));
     }
     group.finish();

@@ -131,8 +131,7 @@ impl Generator {
         })
     }
 
-    /// Makes the next `n` events (for benches that drive the stream directly).
-    pub fn next_batch(&mut self, n: usize, event_id_prefix: u64) -> Batch {
+    fn next_batch(&mut self, n: usize, event_id_prefix: u64) -> Batch {
         (0..n).map(|_| self.stream.next_event(event_id_prefix)).collect()
     }
 }
@@ -184,8 +183,9 @@ impl Source for Generator {
     }
 }
 
-/// The deterministic event stream behind a generator.
-struct EventStream {
+/// The deterministic event stream behind a generator. Public so benches
+/// can measure the cost of making events without the engine around them.
+pub struct EventStream {
     rng: SplitMix64,
     /// Cumulative weights, for choosing a kind with one random draw.
     cumulative: Vec<(u64, EventKind)>,
@@ -221,7 +221,8 @@ const PATHS: [&str; 8] = [
 const PID_SPACE: u64 = 4096;
 
 impl EventStream {
-    fn new(seed: u64, weights: Vec<(EventKind, u32)>, rate: Option<f64>) -> EventStream {
+    /// A stream from a seed, kind weights and the rate that spaces timestamps.
+    pub fn new(seed: u64, weights: Vec<(EventKind, u32)>, rate: Option<f64>) -> EventStream {
         let mut cumulative = Vec::with_capacity(weights.len());
         let mut total_weight = 0u64;
         for (kind, weight) in weights {
@@ -241,7 +242,8 @@ impl EventStream {
         EventStream { rng: SplitMix64(seed), cumulative, total_weight, sequence: 0, ts_step_ns, pools }
     }
 
-    fn next_event(&mut self, event_id_prefix: u64) -> Event {
+    /// The next event; ids carry `event_id_prefix` in their high bits.
+    pub fn next_event(&mut self, event_id_prefix: u64) -> Event {
         let sequence = self.sequence;
         self.sequence += 1;
         let meta =
