@@ -300,7 +300,7 @@ path = "{out}"
     );
     for quantile in ["0.5", "0.95", "0.99"] {
         let latency = value("hostflow_component_latency_seconds", &[("component", "execs"), ("quantile", quantile)]);
-        assert!(latency >= 0.0 && latency < 1.0, "p{quantile} latency {latency}");
+        assert!((0.0..1.0).contains(&latency), "p{quantile} latency {latency}");
     }
     assert!(value("hostflow_process_resident_memory_bytes", &[]) > 1e6);
 

@@ -91,3 +91,20 @@ fn crates_depend_only_downwards() {
         assert!(deps_of("hostflow").contains(&krate.to_owned()), "the binary registers {krate}");
     }
 }
+
+/// README's topology example and the embedded default must stay valid.
+#[test]
+fn documented_topologies_validate() {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README");
+    let example = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README has a ```toml example");
+    for (name, text) in [("README.md example", example), ("topology.toml", hostflow::DEFAULT_TOPOLOGY)] {
+        let loaded = pipeline::load(pipeline::SourceFile::new(name, text), hostflow::registry::COMPONENTS);
+        if let Err(errors) = loaded {
+            panic!("{name} does not validate:\n{errors}");
+        }
+    }
+}

@@ -167,14 +167,17 @@ pub enum Built {
     Sink(Box<dyn Sink>),
 }
 
+/// What building a component returns: the component, or every problem.
+pub type BuildResult<T> = Result<Box<T>, Vec<ConfigError>>;
+
 /// How one component type is built from its options. Building validates
 /// and precompiles everything and must have no side effects (no files
 /// opened, no sockets bound): `hostflow validate` builds every component.
 #[derive(Clone, Copy)]
 pub enum BuildFn {
-    Source(fn(&ComponentOptions) -> Result<Box<dyn Source>, Vec<ConfigError>>),
-    Transform(fn(&ComponentOptions) -> Result<Box<dyn Transform>, Vec<ConfigError>>),
-    Sink(fn(&ComponentOptions) -> Result<Box<dyn Sink>, Vec<ConfigError>>),
+    Source(fn(&ComponentOptions) -> BuildResult<dyn Source>),
+    Transform(fn(&ComponentOptions) -> BuildResult<dyn Transform>),
+    Sink(fn(&ComponentOptions) -> BuildResult<dyn Sink>),
 }
 
 /// One entry of the component registry (the binary holds the only list).

@@ -261,7 +261,7 @@ impl EventStream {
                 meta,
                 process,
                 ppid: 1 + ((r >> 24) % 100) as u32,
-                uid: if (r >> 32) % 4 == 0 { 0 } else { 1000 },
+                uid: if (r >> 32).is_multiple_of(4) { 0 } else { 1000 },
                 comm: Arc::clone(&pools.comms[program]),
                 exe: Arc::clone(&pools.exes[program]),
                 cmdline: Arc::clone(&pools.cmdlines[program]),
@@ -280,7 +280,7 @@ impl EventStream {
             EventKind::NetConnect => Event::NetConnect(NetConnect {
                 meta,
                 process,
-                protocol: if (r >> 40) % 5 == 0 { Protocol::Udp } else { Protocol::Tcp },
+                protocol: if (r >> 40).is_multiple_of(5) { Protocol::Udp } else { Protocol::Tcp },
                 dst_addr: IpAddr::from([10, ((r >> 24) & 0xff) as u8, ((r >> 32) & 0xff) as u8, 1]),
                 dst_port: [22, 53, 80, 443, 5432, 8080, 9092, 31337][((r >> 48) % 8) as usize],
             }),

@@ -24,8 +24,9 @@ pub use error::{closest, ConfigError, ConfigErrors, Location, SourceFile};
 use crate::edge::{BufferConfig, WhenFull};
 
 /// The three roles a component can play.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
+    #[default]
     Source,
     Transform,
     Sink,

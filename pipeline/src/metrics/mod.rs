@@ -159,12 +159,6 @@ pub struct ComponentReport {
     pub last_error: Option<String>,
 }
 
-impl Default for Role {
-    fn default() -> Self {
-        Role::Source
-    }
-}
-
 fn serialize_role<S: serde::Serializer>(role: &Role, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(role.noun())
 }
