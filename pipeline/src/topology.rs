@@ -31,8 +31,14 @@ impl Topology {
     /// Checks the graph and builds every component, collecting every
     /// problem rather than stopping at the first.
     pub fn build(config: TopologyConfig, registry: &[ComponentSpec]) -> Result<Topology, ConfigErrors> {
-        let TopologyConfig { source_file, api, components } = config;
-        let mut errors = Vec::new();
+        let TopologyConfig { source_file, api, components, problems } = config;
+        let mut errors = problems;
+        if !components.iter().any(|c| c.role == Role::Source) {
+            errors.push(
+                ConfigError::at(&source_file, None, "the topology declares no sources, so it would do nothing")
+                    .with_hint("add a source, e.g. [sources.gen] with type = \"generator\", and a sink that reads it"),
+            );
+        }
         let here = |span: std::ops::Range<usize>, message: String| ConfigError::at(&source_file, Some(span), message);
 
         // Names are unique across all three sections.
@@ -62,7 +68,7 @@ impl Topology {
         // Inputs name existing, non-sink components; non-sources have some.
         let mut has_consumer: HashMap<&str, bool> = HashMap::new();
         for decl in &components {
-            if decl.role != Role::Source && decl.inputs.is_empty() {
+            if decl.role != Role::Source && decl.inputs.is_empty() && !decl.inputs_malformed {
                 errors.push(
                     here(decl.inputs_span.clone(), format!("{} `{}` has no inputs", decl.role.noun(), decl.name))
                         .with_hint(format!("add `inputs = [\"...\"]` naming the components that feed `{}`", decl.name)),
@@ -108,7 +114,8 @@ impl Topology {
                 }
             }
         }
-        for decl in &components {
+        let wiring_is_readable = components.iter().all(|c| !c.inputs_malformed);
+        for decl in components.iter().filter(|_| wiring_is_readable) {
             if decl.role != Role::Sink && !has_consumer.contains_key(decl.name.as_str()) {
                 errors.push(
                     here(

@@ -90,6 +90,9 @@ pub struct ComponentDecl {
     pub inputs: Vec<Spanned<String>>,
     /// Where the `inputs` key is, or the table header when it is missing.
     pub inputs_span: Range<usize>,
+    /// `inputs` was present but not a list of names (already reported), so
+    /// checks that depend on the wiring would only add noise.
+    pub inputs_malformed: bool,
     pub buffer: BufferConfig,
     /// Everything else in the table, for the component's own config struct.
     pub options: ComponentOptions,
@@ -102,6 +105,9 @@ pub struct TopologyConfig {
     pub api: ApiConfig,
     /// In file order within each section: sources, then transforms, then sinks.
     pub components: Vec<ComponentDecl>,
+    /// Problems found at this stage. Stage 2 still runs on what parsed, so
+    /// one `validate` reports the problems of both stages together.
+    pub problems: Vec<ConfigError>,
 }
 
 /// A component's own keys, still carrying spans, so the component's
@@ -148,7 +154,9 @@ impl ComponentOptions {
 const TOP_LEVEL_KEYS: [&str; 4] = ["api", "sources", "transforms", "sinks"];
 
 impl TopologyConfig {
-    /// Parses topology text. Returns every problem found at this stage.
+    /// Parses topology text. Fails only on TOML syntax errors (nothing
+    /// after them can be trusted); other problems are kept in
+    /// [`TopologyConfig::problems`] beside everything that did parse.
     pub fn parse(source_file: Arc<SourceFile>) -> Result<TopologyConfig, ConfigErrors> {
         let (document, syntax_errors) = DeTable::parse_recoverable(source_file.text);
         if !syntax_errors.is_empty() {
@@ -207,17 +215,10 @@ impl TopologyConfig {
             let mut entries: Vec<_> = entries.into_iter().collect();
             entries.sort_by_key(|(key, _)| key.span().start);
             for (name, table) in entries {
-                match parse_component(&source_file, role, name, table) {
-                    Ok(decl) => components.push(decl),
-                    Err(mut problems) => errors.append(&mut problems),
-                }
+                components.extend(parse_component(&source_file, role, name, table, &mut errors));
             }
         }
-        if errors.is_empty() {
-            Ok(TopologyConfig { source_file, api, components })
-        } else {
-            Err(ConfigErrors(errors))
-        }
+        Ok(TopologyConfig { source_file, api, components, problems: errors })
     }
 }
 
@@ -226,12 +227,12 @@ fn parse_component(
     role: Role,
     name: Spanned<toml::de::DeString<'static>>,
     table: Spanned<DeValue<'static>>,
-) -> Result<ComponentDecl, Vec<ConfigError>> {
+    errors: &mut Vec<ConfigError>,
+) -> Option<ComponentDecl> {
     let name_span = name.span();
     let name = name.into_inner().into_owned();
     let table_span = table.span();
     let here = |span: Range<usize>, message: String| ConfigError::at(source_file, Some(span), message);
-    let mut errors = Vec::new();
     if !is_valid_name(&name) {
         errors.push(here(
             name_span.clone(),
@@ -243,7 +244,7 @@ fn parse_component(
             table_span,
             format!("{} `{name}` must be a table, e.g. [{}.{name}] with a `type` key", role.noun(), role.section()),
         ));
-        return Err(errors);
+        return None;
     };
 
     let mut type_name = None;
@@ -283,6 +284,7 @@ fn parse_component(
 
     let mut input_names = Vec::new();
     let mut inputs_span = name_span.clone();
+    let mut inputs_malformed = false;
     match (role, inputs) {
         (Role::Source, Some((key_span, _))) => errors.push(
             here(key_span, format!("source `{name}` has `inputs`, but sources take no inputs"))
@@ -297,17 +299,26 @@ fn parse_component(
                         let item_span = item.span();
                         match item.into_inner() {
                             DeValue::String(s) => input_names.push(Spanned::new(item_span, s.into_owned())),
-                            _ => errors.push(here(
-                                item_span,
-                                format!("{} `{name}`: each input must be a component name in quotes", role.noun()),
-                            )),
+                            _ => {
+                                inputs_malformed = true;
+                                errors.push(here(
+                                    item_span,
+                                    format!("{} `{name}`: each input must be a component name in quotes", role.noun()),
+                                ));
+                            }
                         }
                     }
                 }
-                _ => errors.push(here(
-                    value_span,
-                    format!("{} `{name}`: `inputs` must be an array of component names, e.g. [\"gen\"]", role.noun()),
-                )),
+                _ => {
+                    inputs_malformed = true;
+                    errors.push(here(
+                        value_span,
+                        format!(
+                            "{} `{name}`: `inputs` must be an array of component names, e.g. [\"gen\"]",
+                            role.noun()
+                        ),
+                    ));
+                }
             }
         }
         (_, None) => {}
@@ -331,10 +342,7 @@ fn parse_component(
         },
     };
 
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(ComponentDecl {
+    Some(ComponentDecl {
         options: ComponentOptions {
             component: name.clone(),
             role,
@@ -348,6 +356,7 @@ fn parse_component(
         type_span,
         inputs: input_names,
         inputs_span,
+        inputs_malformed,
         buffer,
     })
 }
