@@ -114,6 +114,7 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
     }
 
     let mut tasks = JoinSet::new();
+    let mut task_names: BTreeMap<tokio::task::Id, String> = BTreeMap::new();
     let mut totals_by_name: BTreeMap<String, FanoutTotals> = BTreeMap::new();
     let mut roles: BTreeMap<String, (Role, String)> = BTreeMap::new();
     // Spawn downstream first so every buffer has a reader before data flows.
@@ -126,13 +127,17 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
                     continue;
                 };
                 let sent = sent_counter(&name, role, &type_name);
-                tasks.spawn(run_sink(name, sink, input, metrics, sent, health_handle));
+                let task_name = name.clone();
+                let handle = tasks.spawn(run_sink(name, sink, input, metrics, sent, health_handle));
+                task_names.insert(handle.id(), task_name);
             }
             Built::Transform(transform) => {
                 let (Some(input), Some(out)) = (receivers.remove(&name), fanouts.remove(&name)) else {
                     continue;
                 };
-                tasks.spawn(run_transform(name, transform, input, out, metrics, health_handle));
+                let task_name = name.clone();
+                let handle = tasks.spawn(run_transform(name, transform, input, out, metrics, health_handle));
+                task_names.insert(handle.id(), task_name);
             }
             Built::Source(source) => {
                 let Some(out) = fanouts.remove(&name) else {
@@ -147,20 +152,24 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
                     health: health_handle.clone(),
                     event_id_prefix: id_prefixes.get(&name).copied().unwrap_or(0),
                 };
-                tasks.spawn(run_source(name, source, cx, metrics, health_handle, totals));
+                let task_name = name.clone();
+                let handle = tasks.spawn(run_source(name, source, cx, metrics, health_handle, totals));
+                task_names.insert(handle.id(), task_name);
             }
         }
     }
 
     let mut report = RunReport::default();
     let mut failures = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
+    while let Some(joined) = tasks.join_next_with_id().await {
         let outcome = match joined {
-            Ok(outcome) => outcome,
+            Ok((_, outcome)) => outcome,
             Err(join_error) => {
                 // A panic in a component: stop producing, drain the rest.
                 trigger.trigger();
-                failures.push(("<unknown>".to_owned(), format!("task panicked: {join_error}")));
+                let name = task_names.get(&join_error.id()).cloned().unwrap_or_else(|| "<unknown>".to_owned());
+                tracing::error!(component = %name, error = %join_error, "component panicked; stopping sources and draining the rest");
+                failures.push((name, format!("panicked: {join_error}")));
                 continue;
             }
         };

@@ -31,9 +31,10 @@ impl Topology {
     /// Checks the graph and builds every component, collecting every
     /// problem rather than stopping at the first.
     pub fn build(config: TopologyConfig, registry: &[ComponentSpec]) -> Result<Topology, ConfigErrors> {
-        let TopologyConfig { source_file, api, components, problems } = config;
+        let TopologyConfig { source_file, api, components, problems, unparsed } = config;
         let mut errors = problems;
-        if !components.iter().any(|c| c.role == Role::Source) {
+        let has_unparsed = |role: Role| unparsed.iter().any(|(r, _)| *r == role);
+        if !components.iter().any(|c| c.role == Role::Source) && !has_unparsed(Role::Source) {
             errors.push(
                 ConfigError::at(&source_file, None, "the topology declares no sources, so it would do nothing")
                     .with_hint("add a source, e.g. [sources.gen] with type = \"generator\", and a sink that reads it"),
@@ -85,6 +86,10 @@ impl Topology {
                     continue;
                 }
                 seen.push(input_name);
+                if unparsed.iter().any(|(_, name)| name == input_name) {
+                    has_consumer.insert(input_name, true);
+                    continue;
+                }
                 match by_name.get(input_name) {
                     Some(upstream) if upstream.role == Role::Sink => errors.push(
                         here(
@@ -114,7 +119,7 @@ impl Topology {
                 }
             }
         }
-        let wiring_is_readable = components.iter().all(|c| !c.inputs_malformed);
+        let wiring_is_readable = components.iter().all(|c| !c.inputs_malformed) && unparsed.is_empty();
         for decl in components.iter().filter(|_| wiring_is_readable) {
             if decl.role != Role::Sink && !has_consumer.contains_key(decl.name.as_str()) {
                 errors.push(
@@ -132,18 +137,17 @@ impl Topology {
         // Types exist for their role, and every component builds.
         let mut nodes = Vec::new();
         for decl in components {
-            let Some(spec) = registry.iter().find(|spec| spec.type_name == decl.type_name && spec.role() == decl.role)
+            let Some(type_name) = &decl.type_name else { continue };
+            let Some(spec) = registry.iter().find(|spec| spec.type_name == type_name && spec.role() == decl.role)
             else {
-                if !decl.type_name.is_empty() {
-                    errors.push(unknown_type(&source_file, &decl, registry));
-                }
+                errors.push(unknown_type(&source_file, &decl, type_name, registry));
                 continue;
             };
             match spec.build(&decl.options) {
                 Ok(component) => nodes.push(Node {
                     name: decl.name,
                     role: decl.role,
-                    type_name: decl.type_name,
+                    type_name: spec.type_name.to_owned(),
                     inputs: decl.inputs.into_iter().map(toml::Spanned::into_inner).collect(),
                     buffer: decl.buffer,
                     component,
@@ -203,15 +207,20 @@ fn escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-fn unknown_type(source_file: &SourceFile, decl: &ComponentDecl, registry: &[ComponentSpec]) -> ConfigError {
+fn unknown_type(
+    source_file: &SourceFile,
+    decl: &ComponentDecl,
+    type_name: &str,
+    registry: &[ComponentSpec],
+) -> ConfigError {
     let known: Vec<&str> = registry.iter().filter(|s| s.role() == decl.role).map(|s| s.type_name).collect();
-    if let Some(other) = registry.iter().find(|s| s.type_name == decl.type_name) {
+    if let Some(other) = registry.iter().find(|s| s.type_name == type_name) {
         return ConfigError::at(
             source_file,
             Some(decl.type_span.clone()),
             format!(
                 "`{}` is a {} type, but `{}` is declared under [{}]; known {} types: {}",
-                decl.type_name,
+                type_name,
                 other.role().noun(),
                 decl.name,
                 decl.role.section(),
@@ -227,13 +236,13 @@ fn unknown_type(source_file: &SourceFile, decl: &ComponentDecl, registry: &[Comp
         format!(
             "unknown {} type `{}` for `{}`; known {} types: {}",
             decl.role.noun(),
-            decl.type_name,
+            type_name,
             decl.name,
             decl.role.noun(),
             known.join(", ")
         ),
     );
-    match closest(&decl.type_name, known.iter().copied()) {
+    match closest(type_name, known.iter().copied()) {
         Some(near) => error.with_hint(format!("did you mean `{near}`?")),
         None => error,
     }
@@ -247,12 +256,18 @@ fn find_cycles(components: &[ComponentDecl], source_file: &SourceFile) -> Vec<Co
         OnPath,
         Done,
     }
-    let index: BTreeMap<&str, usize> = components.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+    // Only transforms both read and feed, so only they can close a cycle;
+    // a name declared twice (reported elsewhere) means its first holder.
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, component) in components.iter().enumerate() {
+        index.entry(component.name.as_str()).or_insert(i);
+    }
+    index.retain(|_, i| components[*i].role == Role::Transform);
     let mut marks = vec![Mark::New; components.len()];
     let mut errors = Vec::new();
     // Iterative DFS along `inputs` edges (downstream → upstream).
     for start in 0..components.len() {
-        if marks[start] != Mark::New {
+        if marks[start] != Mark::New || components[start].role != Role::Transform {
             continue;
         }
         let mut path: Vec<(usize, usize)> = vec![(start, 0)];

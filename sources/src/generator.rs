@@ -41,13 +41,16 @@ pub struct GeneratorConfig {
     /// Absent: the five kernel-style kinds (exec, exit, fork, connect, open), equally.
     #[serde(default)]
     pub mix: Option<Spanned<BTreeMap<Spanned<String>, u32>>>,
-    /// Largest batch sent at once.
+    /// Largest batch sent at once (1 to 65536).
     #[serde(default = "default_batch_size")]
-    pub batch_size: NonZeroUsize,
+    pub batch_size: Spanned<NonZeroUsize>,
 }
 
-fn default_batch_size() -> NonZeroUsize {
-    NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN)
+/// Batches beyond this stop amortising anything and only cost memory.
+pub const MAX_BATCH_SIZE: usize = 65_536;
+
+fn default_batch_size() -> Spanned<NonZeroUsize> {
+    Spanned::new(0..0, NonZeroUsize::new(1024).unwrap_or(NonZeroUsize::MIN))
 }
 
 const DEFAULT_MIX: [EventKind; 5] = [
@@ -120,13 +123,22 @@ impl Generator {
                 }
             }
         }
+        if config.batch_size.get_ref().get() > MAX_BATCH_SIZE {
+            errors.push(options.error_at(
+                config.batch_size.span(),
+                format!(
+                    "batch_size {} is larger than the maximum of {MAX_BATCH_SIZE} events per batch",
+                    config.batch_size.get_ref()
+                ),
+            ));
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(Generator {
             rate,
             count: config.count,
-            batch_size: config.batch_size.get(),
+            batch_size: config.batch_size.get_ref().get(),
             stream: EventStream::new(config.seed, weights, rate),
         })
     }

@@ -49,7 +49,7 @@ pub struct ConditionConfig {
 
 /// A literal in a condition.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "value must be a number or a string")]
 pub enum Literal {
     Integer(i64),
     Float(f64),

@@ -84,7 +84,8 @@ pub struct ComponentDecl {
     pub name: String,
     pub name_span: Range<usize>,
     pub role: Role,
-    pub type_name: String,
+    /// `None` when `type` is missing or not a string (already reported).
+    pub type_name: Option<String>,
     pub type_span: Range<usize>,
     /// Upstream component names, with where each is written.
     pub inputs: Vec<Spanned<String>>,
@@ -108,6 +109,9 @@ pub struct TopologyConfig {
     /// Problems found at this stage. Stage 2 still runs on what parsed, so
     /// one `validate` reports the problems of both stages together.
     pub problems: Vec<ConfigError>,
+    /// Components declared but too malformed to parse (already reported):
+    /// stage 2 treats their names as existing so it adds no false problems.
+    pub unparsed: Vec<(Role, String)>,
 }
 
 /// A component's own keys, still carrying spans, so the component's
@@ -126,11 +130,16 @@ impl ComponentOptions {
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         T::deserialize(self.table.clone().into_deserializer()).map_err(|error| {
             let span = error.span().or_else(|| Some(self.table.span()));
-            ConfigError::at(
+            let message = error.message().trim_end();
+            let error = ConfigError::at(
                 &self.source_file,
                 span,
-                format!("{} `{}`: {}", self.role.noun(), self.component, error.message().trim_end()),
-            )
+                format!("{} `{}`: {message}", self.role.noun(), self.component),
+            );
+            match unknown_field_hint(message) {
+                Some(hint) => error.with_hint(hint),
+                None => error,
+            }
         })
     }
 
@@ -149,6 +158,15 @@ impl ComponentOptions {
     pub fn error(&self, message: impl Into<String>) -> ConfigError {
         self.error_at(self.table.span(), message)
     }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" message, a
+/// "did you mean" hint naming the closest known field.
+fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (unknown, expected) = rest.split_once('`')?;
+    let known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    closest(unknown, known.iter().copied()).map(|near| format!("did you mean `{near}`?"))
 }
 
 const TOP_LEVEL_KEYS: [&str; 4] = ["api", "sources", "transforms", "sinks"];
@@ -173,17 +191,26 @@ impl TopologyConfig {
         let mut errors = Vec::new();
         let mut api = ApiConfig::default();
         let mut components = Vec::new();
+        let mut unparsed = Vec::new();
         let mut sections: [Option<Spanned<DeValue<'static>>>; 3] = [None, None, None];
         for (key, value) in document {
             let key_span = key.span();
             match key.get_ref().as_ref() {
                 "api" => match ApiConfig::deserialize(value.into_deserializer()) {
                     Ok(parsed) => api = parsed,
-                    Err(error) => errors.push(ConfigError::at(
-                        &source_file,
-                        error.span().or(Some(key_span)),
-                        format!("[api]: {}", error.message().trim_end()),
-                    )),
+                    Err(error) => {
+                        let message = error.message().trim_end();
+                        let problem =
+                            ConfigError::at(&source_file, error.span().or(Some(key_span)), format!("[api]: {message}"));
+                        errors.push(if message.contains("socket address") {
+                            problem.with_hint("write an IP address and port, e.g. address = \"127.0.0.1:9598\"")
+                        } else {
+                            match unknown_field_hint(message) {
+                                Some(hint) => problem.with_hint(hint),
+                                None => problem,
+                            }
+                        });
+                    }
                 },
                 "sources" => sections[0] = Some(value),
                 "transforms" => sections[1] = Some(value),
@@ -215,10 +242,14 @@ impl TopologyConfig {
             let mut entries: Vec<_> = entries.into_iter().collect();
             entries.sort_by_key(|(key, _)| key.span().start);
             for (name, table) in entries {
-                components.extend(parse_component(&source_file, role, name, table, &mut errors));
+                let name_text = name.get_ref().to_string();
+                match parse_component(&source_file, role, name, table, &mut errors) {
+                    Some(decl) => components.push(decl),
+                    None => unparsed.push((role, name_text)),
+                }
             }
         }
-        Ok(TopologyConfig { source_file, api, components, problems: errors })
+        Ok(TopologyConfig { source_file, api, components, problems: errors, unparsed })
     }
 }
 
@@ -266,10 +297,10 @@ fn parse_component(
         Some((_, value)) => {
             let span = value.span();
             match value.into_inner() {
-                DeValue::String(s) => (s.into_owned(), span),
+                DeValue::String(s) => (Some(s.into_owned()), span),
                 _ => {
                     errors.push(here(span.clone(), format!("{} `{name}`: `type` must be a string", role.noun())));
-                    (String::new(), span)
+                    (None, span)
                 }
             }
         }
@@ -278,7 +309,7 @@ fn parse_component(
                 here(name_span.clone(), format!("{} `{name}` has no `type`", role.noun()))
                     .with_hint(format!("add a line `type = \"...\"` under [{}.{name}]", role.section())),
             );
-            (String::new(), name_span.clone())
+            (None, name_span.clone())
         }
     };
 
@@ -384,12 +415,27 @@ fn parse_buffer(
         let span = value.span();
         match (key.get_ref().as_ref(), value.into_inner()) {
             ("capacity", DeValue::Integer(i)) => {
-                match i.to_string().parse::<usize>().ok().and_then(NonZeroUsize::new) {
-                    Some(capacity) => buffer.capacity = capacity,
-                    None => errors.push(
-                        here(span, format!("capacity must be a whole number of events of at least 1, got {i}"))
-                            .with_hint("a buffer of 0 events could never pass a batch; use e.g. capacity = 1000"),
+                let text = i.to_string();
+                match text.parse::<usize>().ok().and_then(NonZeroUsize::new) {
+                    Some(capacity) if capacity.get() <= MAX_BUFFER_CAPACITY => buffer.capacity = capacity,
+                    Some(_) => errors.push(
+                        here(
+                            span,
+                            format!("capacity {text} is larger than the maximum of {MAX_BUFFER_CAPACITY} events"),
+                        )
+                        .with_hint(
+                            "a buffer that large would hold gigabytes of events in memory; use backpressure instead",
+                        ),
                     ),
+                    None => {
+                        let error =
+                            here(span, format!("capacity must be a whole number of events of at least 1, got {text}"));
+                        errors.push(if text == "0" {
+                            error.with_hint("a buffer of 0 events could never pass a batch; use e.g. capacity = 1000")
+                        } else {
+                            error
+                        });
+                    }
                 }
             }
             ("capacity", _) => errors.push(here(span, "capacity must be an integer number of events".to_owned())),
@@ -398,6 +444,9 @@ fn parse_buffer(
                 None => errors.push(
                     here(span, format!("unknown when_full `{s}`; expected \"block\" or \"drop_newest\"")).with_hint(
                         match closest(&s, ["block", "drop_newest"]) {
+                            _ if s == "drop_oldest" => "drop_oldest is not supported: drop_newest keeps what is \
+                                                       buffered and drops incoming events when full"
+                                .to_owned(),
                             Some(near) => format!("did you mean \"{near}\"?"),
                             None => "block waits for room (backpressure); drop_newest drops and counts".to_owned(),
                         },
@@ -416,6 +465,11 @@ fn parse_buffer(
         Err(errors)
     }
 }
+
+/// The largest input buffer a component may ask for, in events. Beyond
+/// this a buffer stops being a shock absorber and becomes an unbounded
+/// queue in disguise (and the semaphore that counts room has a limit too).
+pub const MAX_BUFFER_CAPACITY: usize = 10_000_000;
 
 fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
