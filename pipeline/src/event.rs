@@ -105,18 +105,57 @@ pub struct FileOpen {
     pub flags: u32,
 }
 
+/// Which scan of `/proc` a row belongs to. Transforms that work per scan
+/// (`topn`, `tail`) group by `scan_id` and know a scan is complete once
+/// they have seen `scan_size` rows of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ScanInfo {
+    /// Increases by one per scan of one source.
+    pub scan_id: u64,
+    /// Rows (processes) in this scan.
+    pub scan_size: u32,
+}
+
 /// One process as seen by one scan of `/proc`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProcessSample {
     pub meta: EventMeta,
     pub process: ProcessKey,
+    pub scan: ScanInfo,
     pub ppid: u32,
     pub uid: u32,
-    pub comm: Arc<str>,
-    /// CPU use since the previous scan, in percent of one core.
+    /// Display name: the kernel `comm`, or the executable's basename when
+    /// `comm` is empty.
+    pub name: Arc<str>,
+    /// Command line with NULs as spaces, cut at the source's bound.
+    pub cmdline: Arc<str>,
+    /// Scheduler state letter from `/proc/PID/stat` (`R`, `S`, `D`, `Z`, …).
+    pub state: u8,
+    pub threads: u32,
+    /// CPU time used since the previous scan, in clock ticks (USER_HZ);
+    /// 0 on a process's first sighting. Integer so that sums are exact.
+    pub cpu_ticks: u64,
+    /// The same as a share of one core over the scan interval, in percent.
     pub cpu_percent: f64,
     pub rss_bytes: u64,
-    pub threads: u32,
+    /// Position in its scan's Top-N (1 = highest score), set by `topn`;
+    /// 0 = not ranked.
+    pub top_n_rank: u32,
+}
+
+/// The processes of one scan that share a display name and are outside
+/// the Top-N, folded into one row by `tail`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessAggregateSample {
+    pub meta: EventMeta,
+    pub scan: ScanInfo,
+    pub name: Arc<str>,
+    /// Processes folded into this row.
+    pub count: u32,
+    pub cpu_ticks_sum: u64,
+    pub cpu_percent_sum: f64,
+    pub rss_bytes_sum: u64,
+    pub rss_bytes_max: u64,
 }
 
 /// Something the agent itself wants recorded: a fallback taken, a breaker
@@ -139,6 +178,7 @@ pub enum Event {
     NetConnect(NetConnect),
     FileOpen(FileOpen),
     ProcessSample(ProcessSample),
+    ProcessAggregate(ProcessAggregateSample),
     AgentDiag(AgentDiag),
 }
 
@@ -151,18 +191,20 @@ pub enum EventKind {
     NetConnect,
     FileOpen,
     ProcessSample,
+    ProcessAggregate,
     AgentDiag,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::ProcessExec,
         EventKind::ProcessExit,
         EventKind::ProcessFork,
         EventKind::NetConnect,
         EventKind::FileOpen,
         EventKind::ProcessSample,
+        EventKind::ProcessAggregate,
         EventKind::AgentDiag,
     ];
 
@@ -175,6 +217,7 @@ impl EventKind {
             EventKind::NetConnect => "net_connect",
             EventKind::FileOpen => "file_open",
             EventKind::ProcessSample => "process_sample",
+            EventKind::ProcessAggregate => "process_aggregate",
             EventKind::AgentDiag => "agent_diag",
         }
     }
@@ -206,6 +249,7 @@ impl Event {
             Event::NetConnect(_) => EventKind::NetConnect,
             Event::FileOpen(_) => EventKind::FileOpen,
             Event::ProcessSample(_) => EventKind::ProcessSample,
+            Event::ProcessAggregate(_) => EventKind::ProcessAggregate,
             Event::AgentDiag(_) => EventKind::AgentDiag,
         }
     }
@@ -219,6 +263,7 @@ impl Event {
             Event::NetConnect(e) => &e.meta,
             Event::FileOpen(e) => &e.meta,
             Event::ProcessSample(e) => &e.meta,
+            Event::ProcessAggregate(e) => &e.meta,
             Event::AgentDiag(e) => &e.meta,
         }
     }
@@ -232,7 +277,7 @@ impl Event {
             Event::NetConnect(e) => Some(&e.process),
             Event::FileOpen(e) => Some(&e.process),
             Event::ProcessSample(e) => Some(&e.process),
-            Event::AgentDiag(_) => None,
+            Event::ProcessAggregate(_) | Event::AgentDiag(_) => None,
         }
     }
 
@@ -258,7 +303,12 @@ impl Event {
             },
             Field::Comm => match self {
                 Event::ProcessExec(e) => Str(&e.comm),
-                Event::ProcessSample(e) => Str(&e.comm),
+                _ => return None,
+            },
+            Field::Name => match self {
+                Event::ProcessExec(e) => Str(&e.comm),
+                Event::ProcessSample(e) => Str(&e.name),
+                Event::ProcessAggregate(e) => Str(&e.name),
                 _ => return None,
             },
             Field::Exe => match self {
@@ -267,6 +317,7 @@ impl Event {
             },
             Field::Cmdline => match self {
                 Event::ProcessExec(e) => Str(&e.cmdline),
+                Event::ProcessSample(e) => Str(&e.cmdline),
                 _ => return None,
             },
             Field::ExitCode => match self {
@@ -295,10 +346,16 @@ impl Event {
             },
             Field::CpuPercent => match self {
                 Event::ProcessSample(e) => Float(e.cpu_percent),
+                Event::ProcessAggregate(e) => Float(e.cpu_percent_sum),
                 _ => return None,
             },
             Field::RssBytes => match self {
                 Event::ProcessSample(e) => Int(i128::from(e.rss_bytes)),
+                Event::ProcessAggregate(e) => Int(i128::from(e.rss_bytes_sum)),
+                _ => return None,
+            },
+            Field::TopNRank => match self {
+                Event::ProcessSample(e) => Int(i128::from(e.top_n_rank)),
                 _ => return None,
             },
             Field::Threads => match self {
@@ -329,6 +386,7 @@ pub enum Field {
     Ppid,
     Uid,
     Comm,
+    Name,
     Exe,
     Cmdline,
     ExitCode,
@@ -339,6 +397,7 @@ pub enum Field {
     Flags,
     CpuPercent,
     RssBytes,
+    TopNRank,
     Threads,
     Module,
     Reason,
@@ -353,7 +412,7 @@ pub enum FieldType {
 
 impl Field {
     /// Every field, for error messages that list the known ones.
-    pub const ALL: [Field; 20] = [
+    pub const ALL: [Field; 22] = [
         Field::EventId,
         Field::TsNs,
         Field::Pid,
@@ -361,6 +420,7 @@ impl Field {
         Field::Ppid,
         Field::Uid,
         Field::Comm,
+        Field::Name,
         Field::Exe,
         Field::Cmdline,
         Field::ExitCode,
@@ -371,6 +431,7 @@ impl Field {
         Field::Flags,
         Field::CpuPercent,
         Field::RssBytes,
+        Field::TopNRank,
         Field::Threads,
         Field::Module,
         Field::Reason,
@@ -386,6 +447,7 @@ impl Field {
             Field::Ppid => "ppid",
             Field::Uid => "uid",
             Field::Comm => "comm",
+            Field::Name => "name",
             Field::Exe => "exe",
             Field::Cmdline => "cmdline",
             Field::ExitCode => "exit_code",
@@ -396,6 +458,7 @@ impl Field {
             Field::Flags => "flags",
             Field::CpuPercent => "cpu_percent",
             Field::RssBytes => "rss_bytes",
+            Field::TopNRank => "top_n_rank",
             Field::Threads => "threads",
             Field::Module => "module",
             Field::Reason => "reason",
@@ -411,6 +474,7 @@ impl Field {
     pub fn field_type(self) -> FieldType {
         match self {
             Field::Comm
+            | Field::Name
             | Field::Exe
             | Field::Cmdline
             | Field::Protocol

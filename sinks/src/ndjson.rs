@@ -7,7 +7,10 @@
 //! `kind`, `event_id` and `ts_ns`; the rest are the kind's fields, with
 //! process keys flattened to `pid` and `start_time_ns`.
 
-use pipeline::event::{AgentDiag, FileOpen, NetConnect, ProcessExec, ProcessExit, ProcessFork, ProcessSample};
+use pipeline::event::{
+    AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork, ProcessSample,
+    ScanInfo,
+};
 use pipeline::{Event, EventMeta, ProcessKey};
 
 /// Appends one line per event to `out`.
@@ -50,14 +53,51 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
             w.text("path", path);
             w.uint("flags", u64::from(*flags));
         }
-        Event::ProcessSample(ProcessSample { meta: _, process, ppid, uid, comm, cpu_percent, rss_bytes, threads }) => {
+        Event::ProcessSample(ProcessSample {
+            meta: _,
+            process,
+            scan,
+            ppid,
+            uid,
+            name,
+            cmdline,
+            state,
+            threads,
+            cpu_ticks,
+            cpu_percent,
+            rss_bytes,
+            top_n_rank,
+        }) => {
             w.process(process);
+            w.scan(scan);
             w.uint("ppid", u64::from(*ppid));
             w.uint("uid", u64::from(*uid));
-            w.text("comm", comm);
+            w.text("name", name);
+            w.text("cmdline", cmdline);
+            w.text("state", char::from(*state).encode_utf8(&mut [0; 4]));
+            w.uint("threads", u64::from(*threads));
+            w.uint("cpu_ticks", *cpu_ticks);
             w.float("cpu_percent", *cpu_percent);
             w.uint("rss_bytes", *rss_bytes);
-            w.uint("threads", u64::from(*threads));
+            w.uint("top_n_rank", u64::from(*top_n_rank));
+        }
+        Event::ProcessAggregate(ProcessAggregateSample {
+            meta: _,
+            scan,
+            name,
+            count,
+            cpu_ticks_sum,
+            cpu_percent_sum,
+            rss_bytes_sum,
+            rss_bytes_max,
+        }) => {
+            w.scan(scan);
+            w.text("name", name);
+            w.uint("count", u64::from(*count));
+            w.uint("cpu_ticks_sum", *cpu_ticks_sum);
+            w.float("cpu_percent_sum", *cpu_percent_sum);
+            w.uint("rss_bytes_sum", *rss_bytes_sum);
+            w.uint("rss_bytes_max", *rss_bytes_max);
         }
         Event::AgentDiag(AgentDiag { meta: _, module, event_type, reason }) => {
             w.text("module", module);
@@ -92,6 +132,11 @@ impl<'a> ObjectWriter<'a> {
     fn process(&mut self, process: &ProcessKey) {
         self.uint("pid", u64::from(process.pid));
         self.uint("start_time_ns", process.start_time_ns);
+    }
+
+    fn scan(&mut self, scan: &ScanInfo) {
+        self.uint("scan_id", scan.scan_id);
+        self.uint("scan_size", u64::from(scan.scan_size));
     }
 
     fn uint(&mut self, key: &str, value: u64) {
@@ -182,14 +227,32 @@ mod tests {
             Event::ProcessSample(ProcessSample {
                 meta,
                 process,
+                scan: ScanInfo { scan_id: 3, scan_size: 200 },
                 ppid: 1,
                 uid: 2,
-                comm: Arc::from("x"),
+                name: Arc::from("x"),
+                cmdline: Arc::from("x --y"),
+                state: b'R',
+                threads: 3,
+                cpu_ticks: 12,
                 cpu_percent: 12.0,
                 rss_bytes: 4096,
-                threads: 3,
+                top_n_rank: 1,
             }),
-            r#"{"kind":"process_sample","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":2,"comm":"x","cpu_percent":12.0,"rss_bytes":4096,"threads":3}"#,
+            r#"{"kind":"process_sample","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"scan_id":3,"scan_size":200,"ppid":1,"uid":2,"name":"x","cmdline":"x --y","state":"R","threads":3,"cpu_ticks":12,"cpu_percent":12.0,"rss_bytes":4096,"top_n_rank":1}"#,
+        );
+        check(
+            Event::ProcessAggregate(ProcessAggregateSample {
+                meta,
+                scan: ScanInfo { scan_id: 3, scan_size: 200 },
+                name: Arc::from("kworker"),
+                count: 40,
+                cpu_ticks_sum: 7,
+                cpu_percent_sum: 0.7,
+                rss_bytes_sum: 0,
+                rss_bytes_max: 0,
+            }),
+            r#"{"kind":"process_aggregate","event_id":7,"ts_ns":5,"scan_id":3,"scan_size":200,"name":"kworker","count":40,"cpu_ticks_sum":7,"cpu_percent_sum":0.7,"rss_bytes_sum":0,"rss_bytes_max":0}"#,
         );
     }
 }

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pipeline::event::{
-    AgentDiag, EventMeta, FileOpen, NetConnect, ProcessExec, ProcessExit, ProcessFork, ProcessSample, Protocol,
+    AgentDiag, EventMeta, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork,
+    ProcessSample, Protocol, ScanInfo,
 };
 use pipeline::{
     Batch, ComponentError, ComponentOptions, ConfigError, Event, EventKind, ProcessKey, Source, SourceContext,
@@ -302,15 +303,33 @@ impl EventStream {
                 path: Arc::clone(&pools.paths[((r >> 24) % PATHS.len() as u64) as usize]),
                 flags: ((r >> 32) % 4) as u32,
             }),
-            EventKind::ProcessSample => Event::ProcessSample(ProcessSample {
+            EventKind::ProcessSample => {
+                let cpu_ticks = (r >> 24) % 200;
+                Event::ProcessSample(ProcessSample {
+                    meta,
+                    process,
+                    scan: ScanInfo::default(),
+                    ppid: 1,
+                    uid: 1000,
+                    name: Arc::clone(&pools.comms[program]),
+                    cmdline: Arc::clone(&pools.cmdlines[program]),
+                    state: b'S',
+                    threads: 1 + ((r >> 56) % 32) as u32,
+                    cpu_ticks,
+                    cpu_percent: cpu_ticks as f64,
+                    rss_bytes: ((r >> 32) % 1_000_000) * 4096,
+                    top_n_rank: 0,
+                })
+            }
+            EventKind::ProcessAggregate => Event::ProcessAggregate(ProcessAggregateSample {
                 meta,
-                process,
-                ppid: 1,
-                uid: 1000,
-                comm: Arc::clone(&pools.comms[program]),
-                cpu_percent: ((r >> 24) % 10_000) as f64 / 100.0,
-                rss_bytes: ((r >> 32) % 1_000_000) * 4096,
-                threads: 1 + ((r >> 56) % 32) as u32,
+                scan: ScanInfo::default(),
+                name: Arc::clone(&pools.comms[program]),
+                count: 1 + ((r >> 24) % 50) as u32,
+                cpu_ticks_sum: (r >> 32) % 1000,
+                cpu_percent_sum: ((r >> 32) % 1000) as f64,
+                rss_bytes_sum: ((r >> 40) % 1_000_000) * 4096,
+                rss_bytes_max: ((r >> 40) % 1_000_000) * 4096,
             }),
             EventKind::AgentDiag => Event::AgentDiag(AgentDiag {
                 meta,
