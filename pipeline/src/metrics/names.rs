@@ -26,6 +26,17 @@ pub const EDGE_DISCARDED_EVENTS_TOTAL: &str = "hostflow_edge_discarded_events_to
 /// Time senders spent waiting for room on one edge (backpressure).
 pub const EDGE_BLOCKED_SECONDS_TOTAL: &str = "hostflow_edge_blocked_seconds_total";
 
+/// Wall time of one full scan of /proc.
+pub const PROCFS_SCAN_DURATION_SECONDS: &str = "hostflow_procfs_scan_duration_seconds";
+/// Processes read in the latest scan.
+pub const PROCFS_SCANNED_PROCESSES: &str = "hostflow_procfs_scanned_processes";
+/// Processes that exited between being listed and being read (skipped, not errors).
+pub const PROCFS_VANISHED_PROCESSES_TOTAL: &str = "hostflow_procfs_vanished_processes_total";
+/// Share of the latest scan's CPU ticks carried by the Top-N rows (0 to 1).
+pub const TOPN_CAPTURE_RATIO: &str = "hostflow_topn_capture_ratio";
+/// Sketches emitted at window flushes.
+pub const SKETCH_FLUSHED_SKETCHES_TOTAL: &str = "hostflow_sketch_flushed_sketches_total";
+
 /// CPU time of the agent process.
 pub const PROCESS_CPU_SECONDS_TOTAL: &str = "hostflow_process_cpu_seconds_total";
 /// Resident memory of the agent process.
@@ -34,7 +45,7 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "hostflow_process_resident_memor
 pub const BUILD_INFO: &str = "hostflow_build_info";
 
 /// Every name above, for the naming test and for documentation.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 18] = [
     COMPONENT_RECEIVED_EVENTS_TOTAL,
     COMPONENT_SENT_EVENTS_TOTAL,
     COMPONENT_DISCARDED_EVENTS_TOTAL,
@@ -45,6 +56,11 @@ pub const ALL: [&str; 13] = [
     EDGE_SENT_EVENTS_TOTAL,
     EDGE_DISCARDED_EVENTS_TOTAL,
     EDGE_BLOCKED_SECONDS_TOTAL,
+    PROCFS_SCAN_DURATION_SECONDS,
+    PROCFS_SCANNED_PROCESSES,
+    PROCFS_VANISHED_PROCESSES_TOTAL,
+    TOPN_CAPTURE_RATIO,
+    SKETCH_FLUSHED_SKETCHES_TOTAL,
     PROCESS_CPU_SECONDS_TOTAL,
     PROCESS_RESIDENT_MEMORY_BYTES,
     BUILD_INFO,
@@ -101,7 +117,9 @@ mod tests {
             assert!(!base.ends_with("_total"), "{name}");
             // Counters of things (`_errors_total`) need no unit; everything
             // else names its base unit.
-            let has_unit = ["_events", "_seconds", "_bytes", "_info"].iter().any(|unit| base.ends_with(unit));
+            let has_unit = ["_events", "_seconds", "_bytes", "_info", "_ratio", "_processes", "_sketches"]
+                .iter()
+                .any(|unit| base.ends_with(unit));
             assert!(has_unit || (name.ends_with("_total") && base.ends_with('s')), "{name} lacks a unit suffix");
         }
         for reason in DropReason::ALL {
