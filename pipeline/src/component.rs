@@ -96,9 +96,25 @@ pub trait Transform: Send + 'static {
 pub struct Output {
     events: Batch,
     discarded: [u64; DropReason::COUNT],
+    event_id_prefix: u64,
+    next_sequence: u64,
 }
 
 impl Output {
+    /// An output whose new events get ids in the space `event_id_prefix`
+    /// (the component's index in its top 16 bits), like a source's.
+    pub fn with_event_id_prefix(event_id_prefix: u64) -> Output {
+        Output { event_id_prefix, ..Output::default() }
+    }
+
+    /// An id for an event this transform creates (an aggregate, a sketch):
+    /// unique within the run and the same on every replay of the same input.
+    pub fn next_event_id(&mut self) -> u64 {
+        let id = self.event_id_prefix | (self.next_sequence & ((1 << 48) - 1));
+        self.next_sequence += 1;
+        id
+    }
+
     /// Passes one event on.
     pub fn push(&mut self, event: Event) {
         self.events.push(event);

@@ -88,11 +88,13 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
     // Only the fan-outs hold senders now: when they drop, buffers close.
     drop(buffers);
 
-    let mut source_names: Vec<&str> =
-        nodes.iter().filter(|n| n.role == Role::Source).map(|n| n.name.as_str()).collect();
-    source_names.sort_unstable();
+    // Event ids: sources first, then transforms, each sorted by name, get
+    // the top 16 bits — unique per run and stable across runs of one file.
+    let mut id_owners: Vec<(Role, &str)> =
+        nodes.iter().filter(|n| n.role != Role::Sink).map(|n| (n.role, n.name.as_str())).collect();
+    id_owners.sort_unstable();
     let id_prefix = |name: &str| -> u64 {
-        let index = source_names.iter().position(|n| *n == name).unwrap_or(0) as u64;
+        let index = id_owners.iter().position(|(_, n)| *n == name).unwrap_or(0) as u64;
         index << 48
     };
     let id_prefixes: BTreeMap<String, u64> = nodes.iter().map(|n| (n.name.clone(), id_prefix(&n.name))).collect();
@@ -135,8 +137,9 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
                 let (Some(input), Some(out)) = (receivers.remove(&name), fanouts.remove(&name)) else {
                     continue;
                 };
+                let output = Output::with_event_id_prefix(id_prefixes.get(&name).copied().unwrap_or(0));
                 let task_name = name.clone();
-                let handle = tasks.spawn(run_transform(name, transform, input, out, metrics, health_handle));
+                let handle = tasks.spawn(run_transform(name, transform, input, out, output, metrics, health_handle));
                 task_names.insert(handle.id(), task_name);
             }
             Built::Source(source) => {
@@ -235,11 +238,11 @@ async fn run_transform(
     mut transform: Box<dyn Transform>,
     mut input: EdgeReceiver,
     mut out: Fanout,
+    mut output: Output,
     mut metrics: ComponentMetrics,
     health: HealthHandle,
 ) -> TaskOutcome {
     health.set(ComponentState::Running, None);
-    let mut output = Output::default();
     let mut ticker = transform.tick_interval().map(|period| {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
