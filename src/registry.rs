@@ -19,6 +19,16 @@ pub const COMPONENTS: &[ComponentSpec] = &[
         summary: "keep events of chosen kinds that meet every field condition",
         build: BuildFn::Transform(transforms::filter::build),
     },
+    ComponentSpec {
+        type_name: "topn",
+        summary: "rank the N highest-scoring processes of each scan (score: weighted cpu% and RSS)",
+        build: BuildFn::Transform(transforms::topn::build),
+    },
+    ComponentSpec {
+        type_name: "tail",
+        summary: "fold processes outside the Top-N into one aggregate row per name and scan",
+        build: BuildFn::Transform(transforms::tail::build),
+    },
     // sinks
     ComponentSpec {
         type_name: "blackhole",

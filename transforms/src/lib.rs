@@ -4,3 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod filter;
+pub mod scan;
+pub mod tail;
+pub mod topn;
