@@ -45,6 +45,11 @@ impl ScanCollector {
         }
     }
 
+    /// True when no scan is in progress.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
     /// The rows of an unfinished scan (at shutdown), if any.
     pub fn take(&mut self) -> Vec<ProcessSample> {
         self.scan_id = None;

@@ -156,15 +156,16 @@ impl TopN {
         self.cpu_weight * row.cpu_percent + self.rss_weight_per_mib * (row.rss_bytes as f64 / (1024.0 * 1024.0))
     }
 
-    /// Indices of the best `n` rows, best first.
-    fn select(&self, rows: &[ProcessSample]) -> Vec<usize> {
-        let candidates = rows.iter().enumerate().map(|(index, row)| Candidate {
+    /// Indices (positions in `rows`) of the best `n` rows, best first.
+    fn select<'a>(&self, rows: impl ExactSizeIterator<Item = &'a ProcessSample>) -> Vec<usize> {
+        let k = rows.len();
+        let candidates = rows.enumerate().map(|(index, row)| Candidate {
             score: self.score(row),
             pid: row.process.pid,
             start_time_ns: row.process.start_time_ns,
             index,
         });
-        let mut best: Vec<Candidate> = if rows.len() * 4 <= self.n * 5 {
+        let mut best: Vec<Candidate> = if k * 4 <= self.n * 5 {
             // k ≤ 1.25·N: the heap would keep nearly everything; sort instead.
             candidates.collect()
         } else {
@@ -186,23 +187,71 @@ impl TopN {
     }
 
     fn rank_scan(&mut self, mut rows: Vec<ProcessSample>, out: &mut Output) {
-        let total_ticks: u64 = rows.iter().map(|r| r.cpu_ticks).sum();
+        let selected = self.select(rows.iter());
+        let total_ticks = rows.iter().map(|r| r.cpu_ticks).sum();
+        let mut rows_mut: Vec<&mut ProcessSample> = rows.iter_mut().collect();
+        self.assign_ranks(&selected, &mut rows_mut, total_ticks);
+        for row in rows {
+            out.push(Event::ProcessSample(row));
+        }
+    }
+
+    /// Sets ranks 1..=n on the selected rows and records the capture ratio.
+    fn assign_ranks(&mut self, selected: &[usize], rows: &mut [&mut ProcessSample], total_ticks: u64) {
         let mut top_ticks = 0u64;
-        for (rank, index) in self.select(&rows).into_iter().enumerate() {
+        for (rank, &index) in selected.iter().enumerate() {
             rows[index].top_n_rank = rank as u32 + 1;
             top_ticks += rows[index].cpu_ticks;
         }
         let ratio = if total_ticks == 0 { 1.0 } else { top_ticks as f64 / total_ticks as f64 };
         self.capture_gauge.set(ratio);
         self.last_capture_ratio = Some(ratio);
-        for row in rows {
-            out.push(Event::ProcessSample(row));
+    }
+
+    /// The common case — the batch is exactly one whole scan and nothing is
+    /// pending — ranked in place, without moving a row.
+    fn try_rank_whole_batch(&mut self, batch: &mut Batch) -> bool {
+        let Some(Event::ProcessSample(first)) = batch.first() else { return false };
+        let scan = first.scan;
+        if !self.collector.is_empty()
+            || batch.len() != scan.scan_size as usize
+            || !batch.iter().all(|e| matches!(e, Event::ProcessSample(s) if s.scan.scan_id == scan.scan_id))
+        {
+            return false;
         }
+        let rows = || batch.iter().filter_map(|e| if let Event::ProcessSample(s) = e { Some(s) } else { None });
+        let total_ticks: u64 = rows().map(|r| r.cpu_ticks).sum();
+        let selected = self.select(ExactRows(rows(), batch.len()));
+        let mut rows_mut: Vec<&mut ProcessSample> =
+            batch.iter_mut().filter_map(|e| if let Event::ProcessSample(s) = e { Some(s) } else { None }).collect();
+        self.assign_ranks(&selected, &mut rows_mut, total_ticks);
+        true
     }
 }
 
+/// An iterator with a known length (the rows of an all-sample batch).
+struct ExactRows<I>(I, usize);
+
+impl<'a, I: Iterator<Item = &'a ProcessSample>> Iterator for ExactRows<I> {
+    type Item = &'a ProcessSample;
+    fn next(&mut self) -> Option<Self::Item> {
+        let item = self.0.next()?;
+        self.1 -= 1;
+        Some(item)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<'a, I: Iterator<Item = &'a ProcessSample>> ExactSizeIterator for ExactRows<I> {}
+
 impl Transform for TopN {
-    fn process(&mut self, batch: Batch, out: &mut Output) {
+    fn process(&mut self, mut batch: Batch, out: &mut Output) {
+        if self.try_rank_whole_batch(&mut batch) {
+            out.extend(batch);
+            return;
+        }
         let mut completed = Vec::new();
         let mut passed = Vec::new();
         self.collector.push_batch(batch, |event| passed.push(event), |rows| completed.push(rows));
@@ -292,8 +341,16 @@ pub(crate) mod tests {
             } else {
                 heap_cases += 1;
             }
-            let batch: Batch = rows.into_iter().map(Event::ProcessSample).collect();
-            let run = pipeline::testing::run_transform(&mut top, vec![batch]);
+            // Half the cases arrive as one whole-scan batch (ranked in place),
+            // half split across two batches (ranked through the collector).
+            let mut batch: Batch = rows.into_iter().map(Event::ProcessSample).collect();
+            let batches = if case % 2 == 0 || batch.len() < 2 {
+                vec![batch]
+            } else {
+                let second = batch.split_off(batch.len() / 2);
+                vec![batch, second]
+            };
+            let run = pipeline::testing::run_transform(&mut top, batches);
             assert_eq!(run.events.len(), k as usize, "1:1: every row passes");
             assert_eq!(ranks(&run.events), expected, "case {case}: n={n} k={k}");
         }
