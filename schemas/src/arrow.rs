@@ -1,0 +1,282 @@
+//! The Arrow schema of each event kind, for the spool sink, the replay source
+//! and the query command.
+//!
+//! One schema per kind, named exactly like the engine's `EventKind`
+//! (`process_exec`, …) plus `sketch`. Every schema starts with `event_id` and
+//! `ts_ns`; the rest is the kind's record flattened: a process key becomes
+//! `pid` + `start_time_ns` (for a fork, the parent's), a scan becomes
+//! `scan_id` + `scan_size`. Every column is non-null, because every field of
+//! every record is always present. Strings are plain `Utf8`: dictionary
+//! encoding would save little once IPC buffers are zstd-compressed and would
+//! make every writer and reader handle two string layouts.
+//!
+//! Schemas are built once, on first use, and shared as [`SchemaRef`]s; a
+//! caller never builds one on a hot path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+
+/// Version of the Arrow layout of every kind, stored in each schema's
+/// metadata under [`SCHEMA_VERSION_KEY`]. Columns are only ever appended;
+/// removing, renaming or retyping a column bumps it.
+pub const ARROW_SCHEMA_VERSION: &str = "1";
+
+/// Schema metadata key holding the event kind's name.
+pub const KIND_KEY: &str = "hostflow.kind";
+
+/// Schema metadata key holding [`ARROW_SCHEMA_VERSION`].
+pub const SCHEMA_VERSION_KEY: &str = "hostflow.arrow_schema_version";
+
+/// Every kind that has a schema: the engine's `EventKind` names, then
+/// `sketch`.
+pub const KINDS: &[&str] = &[
+    "process_exec",
+    "process_exit",
+    "process_fork",
+    "net_connect",
+    "file_open",
+    "process_sample",
+    "process_aggregate",
+    "agent_diag",
+    "sketch",
+];
+
+/// The Arrow schema of one event kind; `None` for a name not in [`KINDS`].
+///
+/// Cheap: clones an `Arc` of a schema built once per process.
+pub fn schema_for(kind: &str) -> Option<SchemaRef> {
+    SCHEMAS.iter().find(|(name, _)| *name == kind).map(|(_, schema)| Arc::clone(schema))
+}
+
+/// Every schema, in [`KINDS`] order, built on first use.
+static SCHEMAS: LazyLock<Vec<(&'static str, SchemaRef)>> =
+    LazyLock::new(|| KINDS.iter().map(|&kind| (kind, Arc::new(build(kind)))).collect());
+
+fn build(kind: &'static str) -> Schema {
+    let mut fields = vec![u64_field("event_id"), u64_field("ts_ns")];
+    fields.extend(columns(kind));
+    let metadata = HashMap::from([
+        (KIND_KEY.to_owned(), kind.to_owned()),
+        (SCHEMA_VERSION_KEY.to_owned(), ARROW_SCHEMA_VERSION.to_owned()),
+    ]);
+    Schema::new_with_metadata(fields, metadata)
+}
+
+/// The columns after `event_id` and `ts_ns`.
+fn columns(kind: &str) -> Vec<Field> {
+    use DataType::{Float64, Int32, UInt16, UInt32, UInt64, Utf8};
+    let col = |name: &str, data_type: DataType| Field::new(name, data_type, false);
+    let process_key = || [col("pid", UInt32), col("start_time_ns", UInt64)];
+    let scan = || [col("scan_id", UInt64), col("scan_size", UInt32)];
+    match kind {
+        "process_exec" => chain([
+            &process_key()[..],
+            &[col("ppid", UInt32), col("uid", UInt32), col("comm", Utf8), col("exe", Utf8), col("cmdline", Utf8)],
+        ]),
+        "process_exit" => chain([&process_key()[..], &[col("exit_code", Int32)]]),
+        "process_fork" => chain([&process_key()[..], &[col("child_pid", UInt32), col("child_start_time_ns", UInt64)]]),
+        "net_connect" => chain([
+            &process_key()[..],
+            // "tcp" / "udp", as `Protocol::as_str`; the address in text form.
+            &[col("protocol", Utf8), col("dst_addr", Utf8), col("dst_port", UInt16)],
+        ]),
+        "file_open" => chain([&process_key()[..], &[col("path", Utf8), col("flags", UInt32)]]),
+        "process_sample" => chain([
+            &process_key()[..],
+            &scan()[..],
+            &[
+                col("ppid", UInt32),
+                col("uid", UInt32),
+                col("name", Utf8),
+                col("cmdline", Utf8),
+                // The scheduler state letter as a one-character string.
+                col("state", Utf8),
+                col("threads", UInt32),
+                col("cpu_ticks", UInt64),
+                col("cpu_percent", Float64),
+                col("rss_bytes", UInt64),
+                col("top_n_rank", UInt32),
+            ],
+        ]),
+        "process_aggregate" => chain([
+            &scan()[..],
+            &[
+                col("name", Utf8),
+                col("count", UInt32),
+                col("cpu_ticks_sum", UInt64),
+                col("cpu_percent_sum", Float64),
+                col("rss_bytes_sum", UInt64),
+                col("rss_bytes_max", UInt64),
+            ],
+        ]),
+        "agent_diag" => vec![col("module", Utf8), col("event_type", Utf8), col("reason", Utf8)],
+        "sketch" => vec![
+            col("metric_name", Utf8),
+            // A process display name, or "*" for host-wide.
+            col("key", Utf8),
+            col("window_start_ns", UInt64),
+            col("window_end_ns", UInt64),
+            col("gamma", Float64),
+            col("count", UInt64),
+            col("sum", Float64),
+            col("min", Float64),
+            col("max", Float64),
+            col("zero_count", Float64),
+            // Index of the first entry of `bins`; bins[i] counts bin
+            // bins_offset + i of the positive store, in the mapping `gamma`
+            // names (the same convention as the protobuf `SketchEnvelope`).
+            col("bins_offset", Int32),
+            // The list's item field is Arrow's default (`item`, nullable), so
+            // a plain `ListBuilder<UInt64Builder>` matches; no item is null.
+            col("bins", DataType::List(Arc::new(Field::new_list_field(UInt64, true)))),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+fn u64_field(name: &str) -> Field {
+    Field::new(name, DataType::UInt64, false)
+}
+
+fn chain<const N: usize>(parts: [&[Field]; N]) -> Vec<Field> {
+    parts.concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Column names and types of one kind, as `name:Type` strings.
+    fn check(kind: &str, expected: &[&str]) {
+        let schema = schema_for(kind).unwrap_or_else(|| panic!("no schema for {kind}"));
+        let actual: Vec<String> = schema.fields().iter().map(|f| format!("{}:{}", f.name(), f.data_type())).collect();
+        assert_eq!(actual, expected, "{kind}");
+    }
+
+    #[test]
+    fn every_kind_has_a_schema_starting_with_event_id_and_ts_ns() {
+        for &kind in KINDS {
+            let schema = schema_for(kind).unwrap_or_else(|| panic!("no schema for {kind}"));
+            assert!(schema.fields().len() > 2, "{kind} has columns of its own");
+            for (index, name) in ["event_id", "ts_ns"].into_iter().enumerate() {
+                let field = schema.field(index);
+                assert_eq!(
+                    (field.name().as_str(), field.data_type(), field.is_nullable()),
+                    (name, &DataType::UInt64, false)
+                );
+            }
+            assert_eq!(schema.metadata().get(KIND_KEY).map(String::as_str), Some(kind));
+            assert_eq!(schema.metadata().get(SCHEMA_VERSION_KEY).map(String::as_str), Some(ARROW_SCHEMA_VERSION));
+            let mut names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), schema.fields().len(), "{kind}: column names are unique");
+            assert!(schema.fields().iter().all(|f| !f.is_nullable()), "{kind}: every column is non-null");
+        }
+    }
+
+    #[test]
+    fn kinds_are_unique_and_unknown_kinds_have_no_schema() {
+        let mut kinds = KINDS.to_vec();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(kinds.len(), KINDS.len());
+        assert!(schema_for("process_exce").is_none());
+        assert!(schema_for("").is_none());
+    }
+
+    #[test]
+    fn schemas_are_built_once() {
+        let first = schema_for("process_sample").expect("schema");
+        let second = schema_for("process_sample").expect("schema");
+        assert!(Arc::ptr_eq(&first, &second));
+    }
+
+    #[test]
+    fn columns_flatten_the_engine_records() {
+        let head = ["event_id:UInt64", "ts_ns:UInt64"];
+        let with_head = |rest: &[&'static str]| -> Vec<&'static str> { head.iter().chain(rest).copied().collect() };
+        check(
+            "process_exec",
+            &with_head(&[
+                "pid:UInt32",
+                "start_time_ns:UInt64",
+                "ppid:UInt32",
+                "uid:UInt32",
+                "comm:Utf8",
+                "exe:Utf8",
+                "cmdline:Utf8",
+            ]),
+        );
+        check("process_exit", &with_head(&["pid:UInt32", "start_time_ns:UInt64", "exit_code:Int32"]));
+        check(
+            "process_fork",
+            &with_head(&["pid:UInt32", "start_time_ns:UInt64", "child_pid:UInt32", "child_start_time_ns:UInt64"]),
+        );
+        check(
+            "net_connect",
+            &with_head(&["pid:UInt32", "start_time_ns:UInt64", "protocol:Utf8", "dst_addr:Utf8", "dst_port:UInt16"]),
+        );
+        check("file_open", &with_head(&["pid:UInt32", "start_time_ns:UInt64", "path:Utf8", "flags:UInt32"]));
+        check(
+            "process_sample",
+            &with_head(&[
+                "pid:UInt32",
+                "start_time_ns:UInt64",
+                "scan_id:UInt64",
+                "scan_size:UInt32",
+                "ppid:UInt32",
+                "uid:UInt32",
+                "name:Utf8",
+                "cmdline:Utf8",
+                "state:Utf8",
+                "threads:UInt32",
+                "cpu_ticks:UInt64",
+                "cpu_percent:Float64",
+                "rss_bytes:UInt64",
+                "top_n_rank:UInt32",
+            ]),
+        );
+        check(
+            "process_aggregate",
+            &with_head(&[
+                "scan_id:UInt64",
+                "scan_size:UInt32",
+                "name:Utf8",
+                "count:UInt32",
+                "cpu_ticks_sum:UInt64",
+                "cpu_percent_sum:Float64",
+                "rss_bytes_sum:UInt64",
+                "rss_bytes_max:UInt64",
+            ]),
+        );
+        check("agent_diag", &with_head(&["module:Utf8", "event_type:Utf8", "reason:Utf8"]));
+        let sketch = schema_for("sketch").expect("sketch schema");
+        let names: Vec<&str> = sketch.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "event_id",
+                "ts_ns",
+                "metric_name",
+                "key",
+                "window_start_ns",
+                "window_end_ns",
+                "gamma",
+                "count",
+                "sum",
+                "min",
+                "max",
+                "zero_count",
+                "bins_offset",
+                "bins"
+            ]
+        );
+        let bins = sketch.field_with_name("bins").expect("bins column");
+        let DataType::List(item) = bins.data_type() else { panic!("bins is a list: {:?}", bins.data_type()) };
+        assert_eq!(item.data_type(), &DataType::UInt64);
+        assert_eq!(sketch.field_with_name("bins_offset").expect("bins_offset").data_type(), &DataType::Int32);
+    }
+}
