@@ -20,7 +20,8 @@ fn scan() -> Vec<ProcessSample> {
         state ^= state << 17;
         state
     };
-    let names: Vec<Arc<str>> = ["bash", "nginx", "kworker/0:1", "postgres", "sshd"].iter().map(|n| Arc::from(*n)).collect();
+    let names: Vec<Arc<str>> =
+        ["bash", "nginx", "kworker/0:1", "postgres", "sshd"].iter().map(|n| Arc::from(*n)).collect();
     (0..PROCESSES)
         .map(|i| {
             let cpu_ticks = next() % 100;

@@ -29,6 +29,11 @@ pub const COMPONENTS: &[ComponentSpec] = &[
         summary: "fold processes outside the Top-N into one aggregate row per name and scan",
         build: BuildFn::Transform(transforms::tail::build),
     },
+    ComponentSpec {
+        type_name: "sketch",
+        summary: "DDSketch per metric and process name (plus host-wide), flushed every window",
+        build: BuildFn::Transform(transforms::sketch::build),
+    },
     // sinks
     ComponentSpec {
         type_name: "blackhole",

@@ -12,6 +12,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::sketch::LogSketch;
+
 /// What travels on an edge: a batch of events, never a single one.
 ///
 /// Batching amortises every per-message cost (channel hop, wake-up, metric
@@ -158,6 +160,24 @@ pub struct ProcessAggregateSample {
     pub rss_bytes_max: u64,
 }
 
+/// The distribution of one metric for one key over one window, as a
+/// quantile sketch (made by the `sketch` transform).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SketchEvent {
+    /// `ts_ns` is the window's end.
+    pub meta: EventMeta,
+    /// Wire name of the metric, e.g. `process.cpu_percent`.
+    pub metric_name: Arc<str>,
+    /// What the values are grouped by: a display name, `*` for host-wide,
+    /// or `~other` for names beyond the transform's key limit.
+    pub key: Arc<str>,
+    /// Timestamp of the first value folded in.
+    pub window_start_ns: u64,
+    /// Timestamp of the last value folded in.
+    pub window_end_ns: u64,
+    pub sketch: LogSketch,
+}
+
 /// Something the agent itself wants recorded: a fallback taken, a breaker
 /// tripped, a file set aside.
 #[derive(Clone, Debug, PartialEq)]
@@ -179,6 +199,7 @@ pub enum Event {
     FileOpen(FileOpen),
     ProcessSample(ProcessSample),
     ProcessAggregate(ProcessAggregateSample),
+    Sketch(SketchEvent),
     AgentDiag(AgentDiag),
 }
 
@@ -192,12 +213,13 @@ pub enum EventKind {
     FileOpen,
     ProcessSample,
     ProcessAggregate,
+    Sketch,
     AgentDiag,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::ProcessExec,
         EventKind::ProcessExit,
         EventKind::ProcessFork,
@@ -205,6 +227,7 @@ impl EventKind {
         EventKind::FileOpen,
         EventKind::ProcessSample,
         EventKind::ProcessAggregate,
+        EventKind::Sketch,
         EventKind::AgentDiag,
     ];
 
@@ -218,6 +241,7 @@ impl EventKind {
             EventKind::FileOpen => "file_open",
             EventKind::ProcessSample => "process_sample",
             EventKind::ProcessAggregate => "process_aggregate",
+            EventKind::Sketch => "sketch",
             EventKind::AgentDiag => "agent_diag",
         }
     }
@@ -250,6 +274,7 @@ impl Event {
             Event::FileOpen(_) => EventKind::FileOpen,
             Event::ProcessSample(_) => EventKind::ProcessSample,
             Event::ProcessAggregate(_) => EventKind::ProcessAggregate,
+            Event::Sketch(_) => EventKind::Sketch,
             Event::AgentDiag(_) => EventKind::AgentDiag,
         }
     }
@@ -264,6 +289,7 @@ impl Event {
             Event::FileOpen(e) => &e.meta,
             Event::ProcessSample(e) => &e.meta,
             Event::ProcessAggregate(e) => &e.meta,
+            Event::Sketch(e) => &e.meta,
             Event::AgentDiag(e) => &e.meta,
         }
     }
@@ -277,7 +303,7 @@ impl Event {
             Event::NetConnect(e) => Some(&e.process),
             Event::FileOpen(e) => Some(&e.process),
             Event::ProcessSample(e) => Some(&e.process),
-            Event::ProcessAggregate(_) | Event::AgentDiag(_) => None,
+            Event::ProcessAggregate(_) | Event::Sketch(_) | Event::AgentDiag(_) => None,
         }
     }
 
@@ -309,6 +335,7 @@ impl Event {
                 Event::ProcessExec(e) => Str(&e.comm),
                 Event::ProcessSample(e) => Str(&e.name),
                 Event::ProcessAggregate(e) => Str(&e.name),
+                Event::Sketch(e) => Str(&e.key),
                 _ => return None,
             },
             Field::Exe => match self {
@@ -509,6 +536,7 @@ mod tests {
             assert_eq!(Field::from_name(field.as_str()), Some(field));
         }
         assert_eq!(EventKind::from_name("process_exce"), None);
+        assert_eq!(EventKind::from_name("sketch"), Some(EventKind::Sketch));
     }
 
     #[test]

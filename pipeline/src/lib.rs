@@ -17,6 +17,7 @@ pub mod health;
 pub mod metrics;
 pub mod runtime;
 pub mod shutdown;
+pub mod sketch;
 pub mod testing;
 pub mod topology;
 

@@ -7,3 +7,5 @@ pub mod blackhole;
 pub mod console;
 pub mod file;
 pub mod ndjson;
+pub mod protobuf;
+pub mod protobuf_sketch;

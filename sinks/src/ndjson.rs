@@ -9,7 +9,7 @@
 
 use pipeline::event::{
     AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork, ProcessSample,
-    ScanInfo,
+    ScanInfo, SketchEvent,
 };
 use pipeline::{Event, EventMeta, ProcessKey};
 
@@ -99,6 +99,27 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
             w.uint("rss_bytes_sum", *rss_bytes_sum);
             w.uint("rss_bytes_max", *rss_bytes_max);
         }
+        Event::Sketch(SketchEvent { meta: _, metric_name, key, window_start_ns, window_end_ns, sketch }) => {
+            w.text("metric_name", metric_name);
+            w.text("key", key);
+            w.uint("window_start_ns", *window_start_ns);
+            w.uint("window_end_ns", *window_end_ns);
+            w.float("gamma", sketch.gamma());
+            w.uint("count", sketch.count());
+            w.float("sum", sketch.sum());
+            w.float_or_null("min", sketch.min());
+            w.float_or_null("max", sketch.max());
+            w.uint("zero_count", sketch.zero_count());
+            let (positive_offset, positive_bins) = sketch.positive_bins();
+            w.int("positive_offset", i64::from(positive_offset));
+            w.uints("positive_bins", positive_bins);
+            let (negative_offset, negative_bins) = sketch.negative_bins();
+            w.int("negative_offset", i64::from(negative_offset));
+            w.uints("negative_bins", negative_bins);
+            w.float_or_null("p50", sketch.quantile(0.5));
+            w.float_or_null("p95", sketch.quantile(0.95));
+            w.float_or_null("p99", sketch.quantile(0.99));
+        }
         Event::AgentDiag(AgentDiag { meta: _, module, event_type, reason }) => {
             w.text("module", module);
             w.text("event_type", event_type);
@@ -163,6 +184,24 @@ impl<'a> ObjectWriter<'a> {
         }
     }
 
+    /// `null` for `None` (and, like `float`, for NaN and infinities).
+    fn float_or_null(&mut self, key: &str, value: Option<f64>) {
+        self.float(key, value.unwrap_or(f64::NAN));
+    }
+
+    fn uints(&mut self, key: &str, values: &[u64]) {
+        self.key(key);
+        self.out.push(b'[');
+        let mut buffer = itoa::Buffer::new();
+        for (position, value) in values.iter().enumerate() {
+            if position > 0 {
+                self.out.push(b',');
+            }
+            self.out.extend_from_slice(buffer.format(*value).as_bytes());
+        }
+        self.out.push(b']');
+    }
+
     fn text(&mut self, key: &str, value: &str) {
         self.key(key);
         // serde_json's string escaping is correct for every control and
@@ -181,6 +220,7 @@ mod tests {
     use std::sync::Arc;
 
     use pipeline::event::Protocol;
+    use pipeline::sketch::LogSketch;
 
     use super::*;
 
@@ -254,5 +294,39 @@ mod tests {
             }),
             r#"{"kind":"process_aggregate","event_id":7,"ts_ns":5,"scan_id":3,"scan_size":200,"name":"kworker","count":40,"cpu_ticks_sum":7,"cpu_percent_sum":0.7,"rss_bytes_sum":0,"rss_bytes_max":0}"#,
         );
+        let mut sketch = LogSketch::default();
+        for value in [0.0, 1.0, 1.0, 2.0, -4.0] {
+            sketch.add(value);
+        }
+        check(
+            Event::Sketch(SketchEvent {
+                meta,
+                metric_name: Arc::from("process.cpu_percent"),
+                key: Arc::from("*"),
+                window_start_ns: 1,
+                window_end_ns: 5,
+                sketch,
+            }),
+            r#"{"kind":"sketch","event_id":7,"ts_ns":5,"metric_name":"process.cpu_percent","key":"*","window_start_ns":1,"window_end_ns":5,"gamma":1.0108892860517005,"count":5,"sum":0.0,"min":-4.0,"max":2.0,"zero_count":1,"positive_offset":-1,"positive_bins":[2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1],"negative_offset":127,"negative_bins":[1],"p50":0.9945848405840975,"p95":0.9945848405840975,"p99":0.9945848405840975}"#,
+        );
+        let empty = LogSketch::default();
+        let mut out = Vec::new();
+        encode(
+            &Event::Sketch(SketchEvent {
+                meta,
+                metric_name: Arc::from("m"),
+                key: Arc::from("k"),
+                window_start_ns: 0,
+                window_end_ns: 0,
+                sketch: empty,
+            }),
+            &mut out,
+        );
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(
+            text.contains(r#""min":null,"max":null,"zero_count":0,"positive_offset":0,"positive_bins":[],"#),
+            "{text}"
+        );
+        assert!(text.ends_with(r#""p50":null,"p95":null,"p99":null}"#), "{text}");
     }
 }

@@ -16,8 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pipeline::event::{
     AgentDiag, EventMeta, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork,
-    ProcessSample, Protocol, ScanInfo,
+    ProcessSample, Protocol, ScanInfo, SketchEvent,
 };
+use pipeline::sketch::LogSketch;
 use pipeline::{
     Batch, ComponentError, ComponentOptions, ConfigError, Event, EventKind, ProcessKey, Source, SourceContext,
 };
@@ -215,6 +216,7 @@ struct Pools {
     exes: Vec<Arc<str>>,
     cmdlines: Vec<Arc<str>>,
     paths: Vec<Arc<str>>,
+    sketch_metric: Arc<str>,
     diag_module: Arc<str>,
     diag_type: Arc<str>,
     diag_reason: Arc<str>,
@@ -248,6 +250,7 @@ impl EventStream {
             exes: PROGRAMS.iter().map(|p| Arc::from(format!("/usr/bin/{p}"))).collect(),
             cmdlines: PROGRAMS.iter().map(|p| Arc::from(format!("{p} --flag value"))).collect(),
             paths: PATHS.iter().map(|p| Arc::from(*p)).collect(),
+            sketch_metric: Arc::from("process.cpu_percent"),
             diag_module: Arc::from("generator"),
             diag_type: Arc::from("synthetic"),
             diag_reason: Arc::from("generated for testing"),
@@ -331,6 +334,21 @@ impl EventStream {
                 rss_bytes_sum: ((r >> 40) % 1_000_000) * 4096,
                 rss_bytes_max: ((r >> 40) % 1_000_000) * 4096,
             }),
+            EventKind::Sketch => {
+                // A small real sketch: three cpu% values of one program.
+                let mut sketch = LogSketch::default();
+                for shift in [24, 32, 40] {
+                    sketch.add(((r >> shift) % 10_000) as f64 / 100.0);
+                }
+                Event::Sketch(SketchEvent {
+                    meta,
+                    metric_name: Arc::clone(&pools.sketch_metric),
+                    key: Arc::clone(&pools.comms[program]),
+                    window_start_ns: meta.ts_ns.saturating_sub(60_000_000_000),
+                    window_end_ns: meta.ts_ns,
+                    sketch,
+                })
+            }
             EventKind::AgentDiag => Event::AgentDiag(AgentDiag {
                 meta,
                 module: Arc::clone(&pools.diag_module),

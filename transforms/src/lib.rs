@@ -5,5 +5,6 @@
 
 pub mod filter;
 pub mod scan;
+pub mod sketch;
 pub mod tail;
 pub mod topn;
