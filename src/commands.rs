@@ -127,17 +127,21 @@ pub fn run(options: &RunOptions) -> Outcome {
         Ok(source_file) => source_file,
         Err(outcome) => return outcome,
     };
+    // The recorder comes first: components register their metric handles
+    // when they are built, and a handle made before the recorder exists
+    // would count into nothing.
+    let prometheus = match install_recorder() {
+        Ok(prometheus) => prometheus,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return Outcome::RunFailed;
+        }
+    };
     let topology = match load(source_file) {
         Ok(topology) => topology,
         Err(outcome) => return outcome,
     };
     let result = (|| -> anyhow::Result<RunReport> {
-        let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .set_quantiles(&[0.5, 0.95, 0.99])
-            .context("configuring the metrics recorder")?
-            .install_recorder()
-            .context("installing the metrics recorder")?;
-        pipeline::metrics::describe_all();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("hostflow-worker")
@@ -169,6 +173,16 @@ pub fn run(options: &RunOptions) -> Outcome {
             Outcome::RunFailed
         }
     }
+}
+
+fn install_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_quantiles(&[0.5, 0.95, 0.99])
+        .context("configuring the metrics recorder")?
+        .install_recorder()
+        .context("installing the metrics recorder")?;
+    pipeline::metrics::describe_all();
+    Ok(prometheus)
 }
 
 async fn run_topology(

@@ -13,6 +13,11 @@ pub const COMPONENTS: &[ComponentSpec] = &[
         summary: "synthetic events at a set rate from a fixed seed (benchmarks, load tests)",
         build: BuildFn::Source(sources::generator::build),
     },
+    ComponentSpec {
+        type_name: "procfs",
+        summary: "scan /proc on an interval: one row per process with cpu%, RSS, name, cmdline",
+        build: BuildFn::Source(sources::procfs::build),
+    },
     // transforms
     ComponentSpec {
         type_name: "filter",
@@ -65,8 +70,11 @@ mod tests {
                 pipeline::Role::Transform => "transforms",
                 pipeline::Role::Sink => "sinks",
             };
-            let file = format!("{}/{crate_dir}/src/{}.rs", env!("CARGO_MANIFEST_DIR"), spec.type_name);
-            assert!(std::path::Path::new(&file).exists(), "type name = file name: {file}");
+            // One file, or one folder when the component is large.
+            let base = format!("{}/{crate_dir}/src/{}", env!("CARGO_MANIFEST_DIR"), spec.type_name);
+            let found =
+                [format!("{base}.rs"), format!("{base}/mod.rs")].into_iter().any(|f| std::path::Path::new(&f).exists());
+            assert!(found, "type name = file (or folder) name: {base}.rs");
         }
     }
 }

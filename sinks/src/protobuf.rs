@@ -161,10 +161,13 @@ fn process_sample(row: &ProcessSample) -> v1::ProcessSample {
     }
 }
 
+/// A tail row inside a `TopNBatch`: its scan and time are the batch's and
+/// the envelope's, so they are left unset rather than repeated per row
+/// (documented in process.proto).
 fn process_aggregate(row: &ProcessAggregateSample) -> v1::ProcessAggregateSample {
     let ProcessAggregateSample {
         meta,
-        scan,
+        scan: _,
         name,
         count,
         cpu_ticks_sum,
@@ -179,8 +182,8 @@ fn process_aggregate(row: &ProcessAggregateSample) -> v1::ProcessAggregateSample
         cpu_percent_sum: *cpu_percent_sum,
         rss_bytes_sum: *rss_bytes_sum,
         rss_bytes_max: *rss_bytes_max,
-        scan_id: scan.scan_id,
-        ts_ns: meta.ts_ns,
+        scan_id: 0,
+        ts_ns: 0,
         event_id: meta.event_id,
     }
 }

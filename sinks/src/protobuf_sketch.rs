@@ -38,10 +38,14 @@ pub enum SketchDecodeError {
 /// The wire form of one sketch.
 pub fn sketch_envelope(event: &SketchEvent, cx: &EnvelopeContext) -> v1::SketchEnvelope {
     let parts = event.sketch.to_parts();
-    let store = |offset: i32, bins: &[u64]| v1::Store {
-        bin_counts: BTreeMap::new(),
-        contiguous_bin_counts: bins.iter().map(|&n| n as f64).collect(),
-        contiguous_bin_index_offset: offset,
+    // An empty store is left out entirely (readers treat a missing store as
+    // empty), which saves bytes on every all-positive sketch.
+    let store = |offset: i32, bins: &[u64]| {
+        (!bins.is_empty()).then(|| v1::Store {
+            bin_counts: BTreeMap::new(),
+            contiguous_bin_counts: bins.iter().map(|&n| n as f64).collect(),
+            contiguous_bin_index_offset: offset,
+        })
     };
     v1::SketchEnvelope {
         metric_name: event.metric_name.to_string(),
@@ -53,8 +57,8 @@ pub fn sketch_envelope(event: &SketchEvent, cx: &EnvelopeContext) -> v1::SketchE
                 index_offset: ddsketch_index_offset(),
                 interpolation: v1::index_mapping::Interpolation::None as i32,
             }),
-            positive_values: Some(store(parts.positive_offset, &parts.positive_bins)),
-            negative_values: Some(store(parts.negative_offset, &parts.negative_bins)),
+            positive_values: store(parts.positive_offset, &parts.positive_bins),
+            negative_values: store(parts.negative_offset, &parts.negative_bins),
             zero_count: parts.zero_count as f64,
         }),
         key: event.key.to_string(),

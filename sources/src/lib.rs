@@ -4,3 +4,4 @@
 #![forbid(unsafe_code)]
 
 pub mod generator;
+pub mod procfs;

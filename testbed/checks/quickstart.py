@@ -2,10 +2,12 @@
 """The quick start, checked with independent readers.
 
 Runs `hostflow run` exactly as README's first command does (no --config: the
-embedded default topology), scrapes /metrics with the Prometheus project's own
-Python parser (prometheus_client), reads /health, stops the agent with SIGTERM
-and checks that it exits 0 and that what the file sink reports as sent is
-exactly what is in the file.
+embedded default topology: procfs -> topn -> tail, procfs -> sketch, both into
+an NDJSON file), scrapes /metrics with the Prometheus project's own Python
+parser (prometheus_client), reads /health, stops the agent with SIGTERM and
+checks that it exits 0, that what the file sink reports as sent is exactly
+what is in the file, and that the first scan's Top-N rows plus tail rows add
+up to the scan.
 
 Exit 0: passed. Exit 77: skipped (reason recorded in $HOSTFLOW_SKIP_LOG).
 Anything else: failed.
@@ -80,17 +82,19 @@ def main():
                 fail(f"/metrics answered {status}")
             families = {f.name: f for f in text_string_to_metric_families(body)}
             sent = [s for s in families["hostflow_component_sent_events"].samples
-                    if s.name.endswith("_total") and s.labels.get("component") == "events_file"] \
+                    if s.name.endswith("_total") and s.labels.get("component") == "telemetry_file"] \
                 if "hostflow_component_sent_events" in families else []
             if sent and sent[0].value >= 10:
                 break
             time.sleep(0.2)
         else:
-            fail("the default topology wrote fewer than 10 events in 20 s", stderr_path)
+            fail("the default topology wrote fewer than 10 rows in 20 s", stderr_path)
 
         for family in ["hostflow_component_received_events", "hostflow_component_sent_events",
                        "hostflow_component_discarded_events", "hostflow_edge_buffer_events",
-                       "hostflow_edge_buffer_capacity_events", "hostflow_component_latency_seconds"]:
+                       "hostflow_edge_buffer_capacity_events", "hostflow_component_latency_seconds",
+                       "hostflow_procfs_scan_duration_seconds", "hostflow_procfs_scanned_processes",
+                       "hostflow_topn_capture_ratio"]:
             if family not in families:
                 fail(f"/metrics lacks {family}; has {sorted(families)}")
         if families["hostflow_component_latency_seconds"].type != "summary":
@@ -104,7 +108,7 @@ def main():
         health = json.loads(body)
         if status != 200 or health["status"] != "ok":
             fail(f"/health: {status} {body}")
-        if set(health["components"]) != {"generator", "exec_and_connect", "events_file"}:
+        if set(health["components"]) != {"procfs", "top", "rest", "sketches", "telemetry_file"}:
             fail(f"/health components: {health['components']}")
         status, _ = get("/does-not-exist")
         if status != 404:
@@ -118,17 +122,29 @@ def main():
         if code != 0:
             fail(f"agent exited {code} after SIGTERM", stderr_path)
         report = json.load(open(report_path))
-        lines = open(os.path.join(work, "data", "events.ndjson")).read().splitlines()
-        kinds = {json.loads(line)["kind"] for line in lines}
-        sink_sent = report["components"]["events_file"]["sent"]
-        if sink_sent != len(lines):
-            fail(f"file sink reports {sink_sent} sent, file has {len(lines)} lines")
-        if not kinds <= {"process_exec", "net_connect"}:
-            fail(f"the filter let through {kinds}")
-        f = report["components"]["exec_and_connect"]
-        if f["received"] != f["sent"] + f["discarded"].get("filtered", 0):
-            fail(f"filter accounting: {f}")
-        print(f"ok: {len(lines)} events written, {f['discarded'].get('filtered', 0)} filtered, clean exit")
+        rows = [json.loads(line) for line in open(os.path.join(work, "data", "process-telemetry.ndjson"))]
+        sink_sent = report["components"]["telemetry_file"]["sent"]
+        if sink_sent != len(rows):
+            fail(f"file sink reports {sink_sent} sent, file has {len(rows)} lines")
+        kinds = {row["kind"] for row in rows}
+        if kinds != {"process_sample", "process_aggregate", "sketch"}:
+            fail(f"expected Top-N rows, tail rows and sketches (flushed at shutdown), got {kinds}")
+        first_scan = min(row["scan_id"] for row in rows if row["kind"] != "sketch")
+        scan_rows = [row for row in rows if row.get("scan_id") == first_scan]
+        scan_size = scan_rows[0]["scan_size"]
+        counted = sum(1 if row["kind"] == "process_sample" else row["count"] for row in scan_rows)
+        ranked = [row for row in scan_rows if row["kind"] == "process_sample"]
+        if counted != scan_size:
+            fail(f"scan {first_scan}: Top-N rows + tail counts = {counted}, scan size {scan_size}")
+        if not ranked or any(row["top_n_rank"] < 1 for row in ranked) or len(ranked) > 20:
+            fail(f"scan {first_scan}: {len(ranked)} ranked rows, ranks {[r['top_n_rank'] for r in ranked]}")
+        if os.getpid() not in {row["pid"] for row in rows if row["kind"] == "process_sample"} and \
+                not any(row["kind"] == "process_aggregate" and row["name"].startswith("python") for row in rows):
+            fail("this checker's own python process is neither a Top-N row nor in a tail row")
+        top = report["components"]["top"]
+        if top["received"] != top["sent"]:
+            fail(f"topn is 1:1 but received {top['received']} and sent {top['sent']}")
+        print(f"ok: {len(rows)} rows written (scan of {scan_size} processes: {len(ranked)} Top-N rows), clean exit")
     finally:
         if agent.poll() is None:
             agent.kill()

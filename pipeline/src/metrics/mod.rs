@@ -220,6 +220,11 @@ pub fn describe_all() {
         Unit::Seconds,
         "Time senders waited for room on one edge (monotonic)."
     );
+    describe_gauge!(
+        names::TOPN_CAPTURE_RATIO,
+        "Share of the latest scan's CPU ticks carried by the Top-N rows (0 to 1)."
+    );
+    describe_counter!(names::SKETCH_FLUSHED_SKETCHES_TOTAL, Unit::Count, "Sketches emitted at window flushes.");
     describe_gauge!(names::PROCESS_CPU_SECONDS_TOTAL, Unit::Seconds, "CPU time used by the agent (monotonic).");
     describe_gauge!(names::PROCESS_RESIDENT_MEMORY_BYTES, Unit::Bytes, "Resident memory of the agent.");
     describe_gauge!(names::BUILD_INFO, "Always 1; labelled with the agent version.");
