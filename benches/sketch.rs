@@ -1,6 +1,6 @@
 //! `LogSketch` hot paths: add per value (lognormal values), merge of two
-//! 10k-value sketches, quantile, and taking a sketch apart for a wire
-//! encoder.
+//! 10k-value sketches, quantile, taking a sketch apart for a wire encoder,
+//! and building + protobuf-encoding its `SketchEnvelope`.
 //!
 //! `cargo bench --bench sketch` — criterion's figures, then one summary
 //! line per operation in ns, for BENCHMARKS.md.
@@ -9,7 +9,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
+use std::sync::Arc;
+
+use pipeline::event::{EventMeta, SketchEvent};
 use pipeline::sketch::LogSketch;
+use schemas::prost::Message as _;
+use sinks::protobuf::EnvelopeContext;
+use sinks::protobuf_sketch::sketch_envelope;
 
 const N_VALUES: usize = 10_000;
 
@@ -66,9 +72,22 @@ fn bench(c: &mut Criterion) {
         )
     });
     group.bench_function("quantile_p99_of_10k", |bencher| bencher.iter(|| black_box(&a).quantile(black_box(0.99))));
-    // Hook for the protobuf encode bench (SketchEnvelope): an encoder
-    // starts from `to_parts`; add `encode_10k` here once schemas has it.
     group.bench_function("to_parts_of_10k", |bencher| bencher.iter(|| black_box(&a).to_parts()));
+    // The whole wire path of one sketch: envelope built and protobuf-encoded.
+    let event = SketchEvent {
+        meta: EventMeta { ts_ns: 60, event_id: 1 },
+        metric_name: Arc::from("process.rss_bytes"),
+        key: Arc::from("nginx"),
+        window_start_ns: 0,
+        window_end_ns: 60,
+        sketch: a.clone(),
+    };
+    let cx = EnvelopeContext { entity_guid: "5f0c2d7e-9b1a-4c3e-8f6d-2a7b9c1e4d30".to_owned(), host: "h".to_owned() };
+    let encoded_len = sketch_envelope(&event, &cx).encode_to_vec().len();
+    println!("encoded SketchEnvelope of the 10k-value sketch: {encoded_len} bytes");
+    group.bench_function("encode_envelope_of_10k", |bencher| {
+        bencher.iter(|| sketch_envelope(black_box(&event), &cx).encode_to_vec())
+    });
     group.finish();
 }
 
