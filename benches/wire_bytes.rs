@@ -9,7 +9,8 @@
 //! extrapolated at the default cadence: a scan every 10 s (360 per hour)
 //! and a sketch window per 6 scans (60 s, 60 per hour).
 //! `HOSTFLOW_BENCH_NAMES=N` sets how many distinct names the extra processes
-//! share; `HOSTFLOW_BENCH_PER_NAME=false` keeps host-wide sketches only.
+//! share; `HOSTFLOW_BENCH_PER_NAME=false` keeps host-wide sketches only;
+//! `HOSTFLOW_BENCH_TOP_NAMES=K` sets the sketch transform's `top_names`.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -101,11 +102,15 @@ inputs = ["top"]
 type = "sketch"
 inputs = ["gen"]
 per_name = PER_NAME
+TOP_NAMES
 [sinks.out]
 type = "blackhole"
 inputs = ["rest", "sketches"]
 "#;
-    let topology = &topology.replace("PER_NAME", &per_name.to_string());
+    let top_names = std::env::var("HOSTFLOW_BENCH_TOP_NAMES").ok().and_then(|n| n.parse::<u32>().ok());
+    let topology = &topology
+        .replace("PER_NAME", &per_name.to_string())
+        .replace("TOP_NAMES", &top_names.map_or(String::new(), |n| format!("top_names = {n}")));
     let names = std::env::var("HOSTFLOW_BENCH_NAMES").ok().and_then(|n| n.parse().ok()).unwrap_or(DEFAULT_NAMES);
     let _host = spawn_host(names.max(1));
     println!(
@@ -161,10 +166,30 @@ inputs = ["rest", "sketches"]
             sketch.on_tick(&mut out);
             let sketches = out.take_events();
             sketch_bytes += encoded_bytes(&sketches, &cx);
+            // `~other` holds every name without its own sketch this window.
+            let named: std::collections::BTreeSet<(String, String)> = sketches
+                .iter()
+                .filter_map(|e| {
+                    if let Event::Sketch(s) = e {
+                        Some((s.metric_name.to_string(), s.key.to_string()))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
             for event in &sketches {
                 let Event::Sketch(s) = event else { continue };
-                let mut exact =
-                    window_values.remove(&(s.metric_name.to_string(), s.key.to_string())).unwrap_or_default();
+                let mut exact: Vec<f64> = if &*s.key == "~other" {
+                    window_values
+                        .iter()
+                        .filter(|((metric, key), _)| {
+                            *metric == *s.metric_name && key != "*" && !named.contains(&(metric.clone(), key.clone()))
+                        })
+                        .flat_map(|(_, values)| values.iter().copied())
+                        .collect()
+                } else {
+                    window_values.get(&(s.metric_name.to_string(), s.key.to_string())).cloned().unwrap_or_default()
+                };
                 exact.sort_by(f64::total_cmp);
                 sketches_checked += 1;
                 for (label, q) in [("p50", 0.5), ("p95", 0.95), ("p99", 0.99)] {

@@ -24,6 +24,7 @@
 //! window_secs = 60
 //! metrics = ["cpu_percent", "rss_bytes"]
 //! per_name = true
+//! top_names = 20   # optional: per-name sketches for the 20 heaviest names only
 //! ```
 
 use std::collections::BTreeMap;
@@ -61,6 +62,13 @@ pub struct SketchConfig {
     /// names are folded into key `~other`. Default 10000.
     #[serde(default = "default_max_keys")]
     pub max_keys: Spanned<i64>,
+    /// Emit per-name sketches only for the heaviest `top_names` names of
+    /// each window (by summed cpu%, then summed RSS, then name) and merge
+    /// the rest into `~other`. Absent: every name. Each per-name sketch
+    /// costs ~170 bytes on the wire per metric and window, so on hosts with
+    /// hundreds of process names this is the knob that bounds sketch bytes.
+    #[serde(default)]
+    pub top_names: Option<Spanned<i64>>,
 }
 
 fn default_window_secs() -> Spanned<f64> {
@@ -136,6 +144,7 @@ pub struct Sketch {
     window: Duration,
     per_name: bool,
     max_keys: usize,
+    top_names: Option<usize>,
     /// The configured metrics, in [`Metric::ALL`] order, with their wire names.
     metrics: Vec<(Metric, Arc<str>)>,
     /// An empty sketch with the configured γ.
@@ -184,6 +193,15 @@ impl Sketch {
                 format!("max_keys must be between 1 and {MAX_KEYS}, got {max_keys}"),
             ));
         }
+        let top_names = config.top_names.as_ref().map(|top| {
+            let value = *top.get_ref();
+            if !(1..=MAX_KEYS).contains(&value) {
+                errors.push(
+                    options.error_at(top.span(), format!("top_names must be between 1 and {MAX_KEYS}, got {value}")),
+                );
+            }
+            value.clamp(1, MAX_KEYS) as usize
+        });
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -191,6 +209,7 @@ impl Sketch {
             window: Duration::from_secs_f64(window_secs),
             per_name: config.per_name,
             max_keys: max_keys as usize,
+            top_names,
             host: vec![empty.clone(); metrics.len()],
             metrics: metrics.into_iter().map(|metric| (metric, Arc::from(metric.wire_name()))).collect(),
             empty,
@@ -253,6 +272,9 @@ impl Sketch {
         let mut host = std::mem::replace(&mut self.host, vec![self.empty.clone(); self.metrics.len()]);
         let mut by_name = std::mem::take(&mut self.by_name);
         let mut other = self.other.take();
+        if let Some(top_names) = self.top_names {
+            self.keep_heaviest(top_names, &mut by_name, &mut other);
+        }
         let mut n_emitted = 0u64;
         for (position, (_, metric_name)) in self.metrics.iter().enumerate() {
             let keyed = iter_keys(&self.host_key, &mut host, &mut by_name, &self.other_key, other.as_mut());
@@ -274,6 +296,40 @@ impl Sketch {
             }
         }
         self.flushed.increment(n_emitted);
+    }
+}
+
+impl Sketch {
+    /// Keeps the `top_names` heaviest names and merges every other name's
+    /// sketches into `~other` (merging is exact: same γ, bins add up).
+    fn keep_heaviest(
+        &mut self,
+        top_names: usize,
+        by_name: &mut BTreeMap<Arc<str>, Vec<LogSketch>>,
+        other: &mut Option<Vec<LogSketch>>,
+    ) {
+        if by_name.len() <= top_names {
+            return;
+        }
+        // Weight: the sums of each metric, in emission order (cpu% first).
+        let mut ranked: Vec<(Vec<f64>, Arc<str>)> = by_name
+            .iter()
+            .map(|(name, sketches)| (sketches.iter().map(LogSketch::sum).collect(), Arc::clone(name)))
+            .collect();
+        ranked.sort_by(|(a_weight, a_name), (b_weight, b_name)| {
+            let by_weight = a_weight.iter().zip(b_weight).map(|(a, b)| b.total_cmp(a)).find(|o| o.is_ne());
+            by_weight.unwrap_or(std::cmp::Ordering::Equal).then_with(|| a_name.cmp(b_name))
+        });
+        let n_metrics = self.metrics.len();
+        for (_, name) in ranked.into_iter().skip(top_names) {
+            let Some(sketches) = by_name.remove(&name) else { continue };
+            let merged = other.get_or_insert_with(|| vec![self.empty.clone(); n_metrics]);
+            self.folded_into_other += sketches.first().map_or(0, LogSketch::count);
+            for (into, sketch) in merged.iter_mut().zip(&sketches) {
+                // Same γ by construction (every sketch starts as `self.empty`).
+                let _ = into.merge(sketch);
+            }
+        }
     }
 }
 

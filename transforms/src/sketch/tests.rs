@@ -275,3 +275,40 @@ fn bad_options_are_located_and_explained() {
     // Integers are accepted where seconds are expected.
     assert_eq!(build_sketch("window_secs = 5").expect("valid").tick_interval(), Some(Duration::from_secs(5)));
 }
+
+#[test]
+fn top_names_keeps_the_heaviest_and_merges_the_rest_into_other() {
+    // Four names; the two heaviest by cpu% keep their own sketches.
+    let batch: Batch = vec![
+        sample(1, "idle", 0.0, 100),
+        sample(2, "busy", 90.0, 100),
+        sample(3, "warm", 10.0, 100),
+        sample(4, "cool", 1.0, 5_000),
+        sample(5, "busy", 80.0, 100),
+    ];
+    let mut sketch = build_sketch("top_names = 2").expect("valid");
+    let mut out = Output::default();
+    sketch.process(batch, &mut out);
+    sketch.flush(&mut out);
+    let events = out.take_events();
+    assert_eq!(
+        summary(&events),
+        owned(&[
+            ("process.cpu_percent", "*", 5),
+            ("process.cpu_percent", "busy", 2),
+            ("process.cpu_percent", "warm", 1),
+            ("process.cpu_percent", "~other", 2),
+            ("process.rss_bytes", "*", 5),
+            ("process.rss_bytes", "busy", 2),
+            ("process.rss_bytes", "warm", 1),
+            ("process.rss_bytes", "~other", 2),
+        ])
+    );
+    let other_rss =
+        sketches(&events).into_iter().find(|s| &*s.key == "~other" && &*s.metric_name == "process.rss_bytes");
+    assert_eq!(other_rss.and_then(|s| s.sketch.max()), Some(5_000.0), "merged, not dropped");
+    assert_eq!(sketch.folded_into_other(), 2);
+
+    let errors = build_sketch("top_names = 0").expect_err("0 is not a top");
+    assert!(errors[0].to_string().contains("top_names must be between 1 and 1000000, got 0"), "{}", errors[0]);
+}
