@@ -424,3 +424,52 @@ path = "{out}"
     );
     assert!(!ws.path("out.ndjson").exists(), "no sink opened, no event produced");
 }
+
+/// SIGINT drains like SIGTERM; a second signal during a slow drain exits at
+/// once with 130, for an operator who prefers that to waiting.
+#[test]
+fn sigint_drains_and_a_second_signal_exits_130() {
+    let ws = Workspace::new();
+    let topology = |rate: u32| {
+        format!(
+            r#"
+[api]
+enabled = false
+[sources.gen]
+type = "generator"
+rate = 20000
+[sinks.out]
+type = "file"
+inputs = ["gen"]
+path = "{out}"
+[sinks.slow]
+type = "blackhole"
+inputs = ["gen"]
+rate = {rate}
+buffer = {{ capacity = 100000 }}
+"#,
+            out = ws.path("out.ndjson").display()
+        )
+    };
+    // Fast enough to drain: SIGINT → exit 0 with everything written.
+    let config = ws.write("drain.toml", &topology(1_000_000));
+    let agent = Agent::start(&ws, &config);
+    std::thread::sleep(Duration::from_millis(800));
+    agent.signal("INT");
+    let finished = agent.wait(Duration::from_secs(30));
+    assert_eq!(finished.code, Some(0), "stderr:\n{}", finished.stderr);
+    let produced = finished.report()["components"]["gen"]["sent"].as_u64().expect("sent");
+    assert_eq!(ws.event_ids("out.ndjson"), (0..produced).collect::<Vec<u64>>());
+
+    // Far too slow to drain (100 events/s behind a deep buffer): the second
+    // signal ends it at once.
+    let config = ws.write("stuck.toml", &topology(100));
+    let agent = Agent::start(&ws, &config);
+    std::thread::sleep(Duration::from_millis(800));
+    agent.signal("TERM");
+    std::thread::sleep(Duration::from_millis(300));
+    agent.signal("INT");
+    let finished = agent.wait(Duration::from_secs(10));
+    assert_eq!(finished.code, Some(130), "stderr:\n{}", finished.stderr);
+    assert!(finished.stderr.contains("second signal: exiting without draining"), "{}", finished.stderr);
+}
