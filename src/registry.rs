@@ -41,6 +41,11 @@ pub const COMPONENTS: &[ComponentSpec] = &[
     },
     // sinks
     ComponentSpec {
+        type_name: "arrow_spool",
+        summary: "Arrow IPC files per event kind, zstd, rotated and retained (issue #5)",
+        build: BuildFn::Sink(sinks::arrow_spool::build),
+    },
+    ComponentSpec {
         type_name: "blackhole",
         summary: "accept and forget every event (benchmarks)",
         build: BuildFn::Sink(sinks::blackhole::build),

@@ -123,7 +123,9 @@ fn columns(kind: &str) -> Vec<Field> {
             col("sum", Float64),
             col("min", Float64),
             col("max", Float64),
-            col("zero_count", Float64),
+            // Exact count of values in the zero bucket (|v| below the
+            // smallest indexable value).
+            col("zero_count", UInt64),
             // Index of the first entry of `bins`; bins[i] counts bin
             // bins_offset + i of the positive store, in the mapping `gamma`
             // names (the same convention as the protobuf `SketchEnvelope`).
@@ -131,6 +133,10 @@ fn columns(kind: &str) -> Vec<Field> {
             // The list's item field is Arrow's default (`item`, nullable), so
             // a plain `ListBuilder<UInt64Builder>` matches; no item is null.
             col("bins", DataType::List(Arc::new(Field::new_list_field(UInt64, true)))),
+            // The negative store, the same way (negative values are binned by
+            // |v|), so a sketch round-trips exactly.
+            col("neg_bins_offset", Int32),
+            col("neg_bins", DataType::List(Arc::new(Field::new_list_field(UInt64, true)))),
         ],
         _ => Vec::new(),
     }
@@ -271,9 +277,16 @@ mod tests {
                 "max",
                 "zero_count",
                 "bins_offset",
-                "bins"
+                "bins",
+                "neg_bins_offset",
+                "neg_bins"
             ]
         );
+        assert_eq!(sketch.field_with_name("zero_count").expect("zero_count").data_type(), &DataType::UInt64);
+        let neg_bins = sketch.field_with_name("neg_bins").expect("neg_bins column");
+        let DataType::List(neg_item) = neg_bins.data_type() else { panic!("neg_bins is a list") };
+        assert_eq!(neg_item.data_type(), &DataType::UInt64);
+        assert_eq!(sketch.field_with_name("neg_bins_offset").expect("neg_bins_offset").data_type(), &DataType::Int32);
         let bins = sketch.field_with_name("bins").expect("bins column");
         let DataType::List(item) = bins.data_type() else { panic!("bins is a list: {:?}", bins.data_type()) };
         assert_eq!(item.data_type(), &DataType::UInt64);

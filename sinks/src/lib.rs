@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod arrow_spool;
 pub mod blackhole;
 pub mod console;
 pub mod file;

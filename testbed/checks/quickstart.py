@@ -3,11 +3,12 @@
 
 Runs `hostflow run` exactly as README's first command does (no --config: the
 embedded default topology: procfs -> topn -> tail, procfs -> sketch, both into
-an NDJSON file), scrapes /metrics with the Prometheus project's own Python
-parser (prometheus_client), reads /health, stops the agent with SIGTERM and
-checks that it exits 0, that what the file sink reports as sent is exactly
-what is in the file, and that the first scan's Top-N rows plus tail rows add
-up to the scan.
+the Arrow spool under data/spool), scrapes /metrics with the Prometheus
+project's own Python parser (prometheus_client), reads /health, stops the
+agent with SIGTERM and checks that it exits 0, that what the spool sink
+reports as sent is exactly what its finished Arrow files hold (read with
+pyarrow, an independent reader), that no file is left half-written, and that
+the first scan's Top-N rows plus tail rows add up to the scan.
 
 Exit 0: passed. Exit 77: skipped (reason recorded in $HOSTFLOW_SKIP_LOG).
 Anything else: failed.
@@ -47,6 +48,10 @@ try:
     from prometheus_client.parser import text_string_to_metric_families
 except ImportError:
     skip("python package prometheus-client is not installed (pip install prometheus-client)")
+try:
+    import pyarrow.ipc
+except ImportError:
+    skip("python package pyarrow is not installed (pip install pyarrow)")
 
 BIN = os.environ.get("HOSTFLOW_BIN") or fail("HOSTFLOW_BIN is not set (run through testbed/test)")
 PORT = 9598  # the default topology's address
@@ -82,7 +87,7 @@ def main():
                 fail(f"/metrics answered {status}")
             families = {f.name: f for f in text_string_to_metric_families(body)}
             sent = [s for s in families["hostflow_component_sent_events"].samples
-                    if s.name.endswith("_total") and s.labels.get("component") == "telemetry_file"] \
+                    if s.name.endswith("_total") and s.labels.get("component") == "spool"] \
                 if "hostflow_component_sent_events" in families else []
             if sent and sent[0].value >= 10:
                 break
@@ -94,7 +99,8 @@ def main():
                        "hostflow_component_discarded_events", "hostflow_edge_buffer_events",
                        "hostflow_edge_buffer_capacity_events", "hostflow_component_latency_seconds",
                        "hostflow_procfs_scan_duration_seconds", "hostflow_procfs_scanned_processes",
-                       "hostflow_topn_capture_ratio"]:
+                       "hostflow_topn_capture_ratio", "hostflow_spool_written_bytes",
+                       "hostflow_spool_written_files", "hostflow_spool_unflushed_events"]:
             if family not in families:
                 fail(f"/metrics lacks {family}; has {sorted(families)}")
         if families["hostflow_component_latency_seconds"].type != "summary":
@@ -108,7 +114,7 @@ def main():
         health = json.loads(body)
         if status != 200 or health["status"] != "ok":
             fail(f"/health: {status} {body}")
-        if set(health["components"]) != {"procfs", "top", "rest", "sketches", "telemetry_file"}:
+        if set(health["components"]) != {"procfs", "top", "rest", "sketches", "spool"}:
             fail(f"/health components: {health['components']}")
         status, _ = get("/does-not-exist")
         if status != 404:
@@ -122,10 +128,22 @@ def main():
         if code != 0:
             fail(f"agent exited {code} after SIGTERM", stderr_path)
         report = json.load(open(report_path))
-        rows = [json.loads(line) for line in open(os.path.join(work, "data", "process-telemetry.ndjson"))]
-        sink_sent = report["components"]["telemetry_file"]["sent"]
+        spool = os.path.join(work, "data", "spool")
+        rows = []
+        for kind in sorted(os.listdir(spool)):
+            for name in sorted(os.listdir(os.path.join(spool, kind))):
+                path = os.path.join(spool, kind, name)
+                if name.endswith(".tmp"):
+                    fail(f"{path} is still being written after a clean exit")
+                if not name.endswith(".arrow"):
+                    continue
+                table = pyarrow.ipc.open_file(path).read_all()
+                if table.schema.metadata.get(b"hostflow.kind") != kind.encode():
+                    fail(f"{path}: schema metadata {table.schema.metadata}")
+                rows.extend(dict(row, kind=kind) for row in table.to_pylist())
+        sink_sent = report["components"]["spool"]["sent"]
         if sink_sent != len(rows):
-            fail(f"file sink reports {sink_sent} sent, file has {len(rows)} lines")
+            fail(f"spool sink reports {sink_sent} sent, its finished files hold {len(rows)} rows")
         kinds = {row["kind"] for row in rows}
         if kinds != {"process_sample", "process_aggregate", "sketch"}:
             fail(f"expected Top-N rows, tail rows and sketches (flushed at shutdown), got {kinds}")

@@ -37,6 +37,19 @@ pub const TOPN_CAPTURE_RATIO: &str = "hostflow_topn_capture_ratio";
 /// Sketches emitted at window flushes.
 pub const SKETCH_FLUSHED_SKETCHES_TOTAL: &str = "hostflow_sketch_flushed_sketches_total";
 
+/// Bytes the Arrow spool wrote to its files.
+pub const SPOOL_WRITTEN_BYTES_TOTAL: &str = "hostflow_spool_written_bytes_total";
+/// Spool files finished (footer written, renamed into place).
+pub const SPOOL_FILES_WRITTEN_TOTAL: &str = "hostflow_spool_written_files_total";
+/// Rows written to spool files but not yet fsynced.
+pub const SPOOL_UNFLUSHED_EVENTS: &str = "hostflow_spool_unflushed_events";
+/// Spool files removed by retention (size or age).
+pub const SPOOL_RETENTION_DELETED_FILES_TOTAL: &str = "hostflow_spool_retention_deleted_files_total";
+/// Leftover temporary files recovered into finished files at start.
+pub const SPOOL_RECOVERED_FILES_TOTAL: &str = "hostflow_spool_recovered_files_total";
+/// Leftover temporary files set aside in `quarantine/` as unreadable.
+pub const SPOOL_QUARANTINED_FILES_TOTAL: &str = "hostflow_spool_quarantined_files_total";
+
 /// CPU time of the agent process.
 pub const PROCESS_CPU_SECONDS_TOTAL: &str = "hostflow_process_cpu_seconds_total";
 /// Resident memory of the agent process.
@@ -45,7 +58,7 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "hostflow_process_resident_memor
 pub const BUILD_INFO: &str = "hostflow_build_info";
 
 /// Every name above, for the naming test and for documentation.
-pub const ALL: [&str; 18] = [
+pub const ALL: [&str; 24] = [
     COMPONENT_RECEIVED_EVENTS_TOTAL,
     COMPONENT_SENT_EVENTS_TOTAL,
     COMPONENT_DISCARDED_EVENTS_TOTAL,
@@ -61,6 +74,12 @@ pub const ALL: [&str; 18] = [
     PROCFS_VANISHED_PROCESSES_TOTAL,
     TOPN_CAPTURE_RATIO,
     SKETCH_FLUSHED_SKETCHES_TOTAL,
+    SPOOL_WRITTEN_BYTES_TOTAL,
+    SPOOL_FILES_WRITTEN_TOTAL,
+    SPOOL_UNFLUSHED_EVENTS,
+    SPOOL_RETENTION_DELETED_FILES_TOTAL,
+    SPOOL_RECOVERED_FILES_TOTAL,
+    SPOOL_QUARANTINED_FILES_TOTAL,
     PROCESS_CPU_SECONDS_TOTAL,
     PROCESS_RESIDENT_MEMORY_BYTES,
     BUILD_INFO,
@@ -117,7 +136,7 @@ mod tests {
             assert!(!base.ends_with("_total"), "{name}");
             // Counters of things (`_errors_total`) need no unit; everything
             // else names its base unit.
-            let has_unit = ["_events", "_seconds", "_bytes", "_info", "_ratio", "_processes", "_sketches"]
+            let has_unit = ["_events", "_seconds", "_bytes", "_info", "_ratio", "_processes", "_sketches", "_files"]
                 .iter()
                 .any(|unit| base.ends_with(unit));
             assert!(has_unit || (name.ends_with("_total") && base.ends_with('s')), "{name} lacks a unit suffix");

@@ -1,0 +1,173 @@
+//! Events of one kind → one Arrow `RecordBatch` in `schemas::schema_for(kind)`.
+//!
+//! Column order and types are the schema's (schemas/src/arrow.rs); this file
+//! is the one mapping from the engine's records to those columns. A sketch is
+//! stored as its `to_parts` so it round-trips exactly.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, UInt64Builder};
+use arrow_array::{
+    ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+};
+use arrow_schema::ArrowError;
+use pipeline::event::{Event, EventKind};
+
+/// Encodes `events` (all of kind `kind`; others are skipped) as one batch.
+pub fn encode(kind: EventKind, events: &[Event]) -> Result<RecordBatch, ArrowError> {
+    let schema = schemas::schema_for(kind.as_str())
+        .ok_or_else(|| ArrowError::SchemaError(format!("no Arrow schema for {kind}")))?;
+    let meta = |pick: &dyn Fn(&pipeline::event::EventMeta) -> u64| -> ArrayRef {
+        u64s(events.iter().filter(|e| e.kind() == kind).map(|e| pick(e.meta())))
+    };
+    let mut columns = vec![meta(&|m| m.event_id), meta(&|m| m.ts_ns)];
+    macro_rules! rows {
+        ($variant:ident) => {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::$variant(row) => Some(row),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+    }
+    match kind {
+        EventKind::ProcessExec => {
+            let rows = rows!(ProcessExec);
+            columns.extend([
+                u32s(rows.iter().map(|r| r.process.pid)),
+                u64s(rows.iter().map(|r| r.process.start_time_ns)),
+                u32s(rows.iter().map(|r| r.ppid)),
+                u32s(rows.iter().map(|r| r.uid)),
+                strs(rows.iter().map(|r| &*r.comm)),
+                strs(rows.iter().map(|r| &*r.exe)),
+                strs(rows.iter().map(|r| &*r.cmdline)),
+            ]);
+        }
+        EventKind::ProcessExit => {
+            let rows = rows!(ProcessExit);
+            columns.extend([
+                u32s(rows.iter().map(|r| r.process.pid)),
+                u64s(rows.iter().map(|r| r.process.start_time_ns)),
+                Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.exit_code))) as ArrayRef,
+            ]);
+        }
+        EventKind::ProcessFork => {
+            let rows = rows!(ProcessFork);
+            columns.extend([
+                u32s(rows.iter().map(|r| r.parent.pid)),
+                u64s(rows.iter().map(|r| r.parent.start_time_ns)),
+                u32s(rows.iter().map(|r| r.child.pid)),
+                u64s(rows.iter().map(|r| r.child.start_time_ns)),
+            ]);
+        }
+        EventKind::NetConnect => {
+            let rows = rows!(NetConnect);
+            let addrs: Vec<String> = rows.iter().map(|r| r.dst_addr.to_string()).collect();
+            columns.extend([
+                u32s(rows.iter().map(|r| r.process.pid)),
+                u64s(rows.iter().map(|r| r.process.start_time_ns)),
+                strs(rows.iter().map(|r| r.protocol.as_str())),
+                strs(addrs.iter().map(String::as_str)),
+                Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.dst_port))) as ArrayRef,
+            ]);
+        }
+        EventKind::FileOpen => {
+            let rows = rows!(FileOpen);
+            columns.extend([
+                u32s(rows.iter().map(|r| r.process.pid)),
+                u64s(rows.iter().map(|r| r.process.start_time_ns)),
+                strs(rows.iter().map(|r| &*r.path)),
+                u32s(rows.iter().map(|r| r.flags)),
+            ]);
+        }
+        EventKind::ProcessSample => {
+            let rows = rows!(ProcessSample);
+            let states: Vec<String> = rows.iter().map(|r| char::from(r.state).to_string()).collect();
+            columns.extend([
+                u32s(rows.iter().map(|r| r.process.pid)),
+                u64s(rows.iter().map(|r| r.process.start_time_ns)),
+                u64s(rows.iter().map(|r| r.scan.scan_id)),
+                u32s(rows.iter().map(|r| r.scan.scan_size)),
+                u32s(rows.iter().map(|r| r.ppid)),
+                u32s(rows.iter().map(|r| r.uid)),
+                strs(rows.iter().map(|r| &*r.name)),
+                strs(rows.iter().map(|r| &*r.cmdline)),
+                strs(states.iter().map(String::as_str)),
+                u32s(rows.iter().map(|r| r.threads)),
+                u64s(rows.iter().map(|r| r.cpu_ticks)),
+                f64s(rows.iter().map(|r| r.cpu_percent)),
+                u64s(rows.iter().map(|r| r.rss_bytes)),
+                u32s(rows.iter().map(|r| r.top_n_rank)),
+            ]);
+        }
+        EventKind::ProcessAggregate => {
+            let rows = rows!(ProcessAggregate);
+            columns.extend([
+                u64s(rows.iter().map(|r| r.scan.scan_id)),
+                u32s(rows.iter().map(|r| r.scan.scan_size)),
+                strs(rows.iter().map(|r| &*r.name)),
+                u32s(rows.iter().map(|r| r.count)),
+                u64s(rows.iter().map(|r| r.cpu_ticks_sum)),
+                f64s(rows.iter().map(|r| r.cpu_percent_sum)),
+                u64s(rows.iter().map(|r| r.rss_bytes_sum)),
+                u64s(rows.iter().map(|r| r.rss_bytes_max)),
+            ]);
+        }
+        EventKind::AgentDiag => {
+            let rows = rows!(AgentDiag);
+            columns.extend([
+                strs(rows.iter().map(|r| &*r.module)),
+                strs(rows.iter().map(|r| &*r.event_type)),
+                strs(rows.iter().map(|r| &*r.reason)),
+            ]);
+        }
+        EventKind::Sketch => {
+            let rows = rows!(Sketch);
+            let parts: Vec<_> = rows.iter().map(|r| r.sketch.to_parts()).collect();
+            columns.extend([
+                strs(rows.iter().map(|r| &*r.metric_name)),
+                strs(rows.iter().map(|r| &*r.key)),
+                u64s(rows.iter().map(|r| r.window_start_ns)),
+                u64s(rows.iter().map(|r| r.window_end_ns)),
+                f64s(parts.iter().map(|p| p.gamma)),
+                u64s(parts.iter().map(|p| p.count)),
+                f64s(parts.iter().map(|p| p.sum)),
+                f64s(parts.iter().map(|p| p.min)),
+                f64s(parts.iter().map(|p| p.max)),
+                u64s(parts.iter().map(|p| p.zero_count)),
+                Arc::new(Int32Array::from_iter_values(parts.iter().map(|p| p.positive_offset))) as ArrayRef,
+                lists(parts.iter().map(|p| &p.positive_bins[..])),
+                Arc::new(Int32Array::from_iter_values(parts.iter().map(|p| p.negative_offset))) as ArrayRef,
+                lists(parts.iter().map(|p| &p.negative_bins[..])),
+            ]);
+        }
+    }
+    RecordBatch::try_new(schema, columns)
+}
+
+fn u64s(values: impl Iterator<Item = u64>) -> ArrayRef {
+    Arc::new(UInt64Array::from_iter_values(values))
+}
+
+fn u32s(values: impl Iterator<Item = u32>) -> ArrayRef {
+    Arc::new(UInt32Array::from_iter_values(values))
+}
+
+fn f64s(values: impl Iterator<Item = f64>) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(values))
+}
+
+fn strs<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+fn lists<'a>(values: impl Iterator<Item = &'a [u64]>) -> ArrayRef {
+    let mut builder = ListBuilder::new(UInt64Builder::new());
+    for bins in values {
+        builder.values().append_slice(bins);
+        builder.append(true);
+    }
+    Arc::new(builder.finish())
+}

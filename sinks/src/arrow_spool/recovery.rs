@@ -1,0 +1,92 @@
+//! Start-up recovery of `.arrow.tmp` files a crash left behind.
+//!
+//! An IPC file without its footer does not open as a file, but everything
+//! after its header (`ARROW1` + zero padding to the writer's alignment, 64
+//! bytes by default) is an IPC stream:
+//! the schema message, then one message per record batch. So the readable
+//! prefix is read with a `StreamReader` until the first incomplete message;
+//! those batches are rewritten as a finished file under the same sequence
+//! number. A tmp with nothing readable (or another schema, or whose finished
+//! twin already exists) is moved to `quarantine/`, never deleted.
+
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::StreamReader;
+use arrow_schema::SchemaRef;
+
+use super::writer::{self, SpoolFileError};
+
+/// The magic every IPC file starts with (then zero padding to the alignment).
+const FILE_MAGIC: &[u8] = b"ARROW1";
+
+/// What became of one leftover tmp file.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Rewritten as a finished file with this many batches and rows.
+    Recovered { path: PathBuf, batches: usize, rows: u64, bytes: u64 },
+    /// Moved aside, with the reason.
+    Quarantined { path: PathBuf, reason: String },
+}
+
+/// The readable record batches of an unfinished IPC file's bytes, or why
+/// none are.
+pub fn readable_batches(bytes: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>, String> {
+    let Some(after_magic) = bytes.strip_prefix(FILE_MAGIC) else {
+        return Err("no Arrow IPC file header".to_owned());
+    };
+    // The padding after the magic runs to the writer's alignment (64 bytes
+    // by default, 8 at least); the stream starts at the first non-zero byte.
+    let padding = after_magic.iter().position(|&b| b != 0).unwrap_or(after_magic.len());
+    if (FILE_MAGIC.len() + padding) & 7 != 0 {
+        return Err("no Arrow IPC stream after the file header".to_owned());
+    }
+    let stream = &after_magic[padding..];
+    let reader = StreamReader::try_new(stream, None).map_err(|e| format!("no readable schema: {e}"))?;
+    if reader.schema().fields() != schema.fields() {
+        return Err("schema differs from this kind's schema".to_owned());
+    }
+    // Stop at the first message that does not decode: a crash cut it short.
+    let batches: Vec<RecordBatch> = reader.map_while(Result::ok).collect();
+    if batches.is_empty() {
+        return Err("no complete record batch".to_owned());
+    }
+    Ok(batches)
+}
+
+/// Recovers or quarantines the tmp file `tmp_path` of `kind` with sequence
+/// number `seq` in `dir`.
+pub fn recover(
+    dir: &Path,
+    kind: &str,
+    seq: u64,
+    tmp_path: &Path,
+    schema: &SchemaRef,
+) -> Result<Outcome, SpoolFileError> {
+    let final_path = dir.join(writer::finished_name(kind, seq));
+    let verdict = if final_path.exists() {
+        Err("its finished file already exists".to_owned())
+    } else {
+        let bytes = std::fs::read(tmp_path).map_err(|e| SpoolFileError::io(tmp_path, e))?;
+        readable_batches(&bytes, schema)
+    };
+    match verdict {
+        Ok(batches) => {
+            let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+            let scratch = dir.join(format!(".{}.recovering", writer::finished_name(kind, seq)));
+            let bytes = writer::write_whole(&scratch, &final_path, schema, &batches)?;
+            std::fs::remove_file(tmp_path).map_err(|e| SpoolFileError::io(tmp_path, e))?;
+            writer::sync_dir(dir);
+            Ok(Outcome::Recovered { path: final_path, batches: batches.len(), rows, bytes })
+        }
+        Err(reason) => {
+            let quarantine = dir.join("quarantine");
+            std::fs::create_dir_all(&quarantine).map_err(|e| SpoolFileError::io(&quarantine, e))?;
+            let name = tmp_path.file_name().map(|n| n.to_owned()).unwrap_or_default();
+            let target = quarantine.join(name);
+            std::fs::rename(tmp_path, &target).map_err(|e| SpoolFileError::io(tmp_path, e))?;
+            writer::sync_dir(dir);
+            Ok(Outcome::Quarantined { path: target, reason })
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Unit tests of the spool: encoding, rotation, retention, recovery.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt32Type, UInt64Type};
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::FileReader;
+use pipeline::event::*;
+use pipeline::sketch::{LogSketch, SketchParts};
+
+use super::*;
+
+fn meta(id: u64) -> EventMeta {
+    EventMeta { ts_ns: 1_000 + id, event_id: id }
+}
+
+fn key(pid: u32) -> ProcessKey {
+    ProcessKey { pid, start_time_ns: u64::from(pid) * 10 }
+}
+
+/// Two events of every kind, ids 0..18.
+fn every_kind() -> Vec<Event> {
+    let s: Arc<str> = Arc::from("bash");
+    let mut sketch = LogSketch::default();
+    for v in [0.0, 1.5, -2.0, 300.0] {
+        sketch.add(v);
+    }
+    let mut events = Vec::new();
+    for i in 0..2u32 {
+        let id = u64::from(i) * 9;
+        events.extend([
+            Event::ProcessExec(ProcessExec {
+                meta: meta(id),
+                process: key(100 + i),
+                ppid: 1,
+                uid: 1000,
+                comm: s.clone(),
+                exe: "/bin/bash".into(),
+                cmdline: "bash -l".into(),
+            }),
+            Event::ProcessExit(ProcessExit { meta: meta(id + 1), process: key(101), exit_code: -3 }),
+            Event::ProcessFork(ProcessFork { meta: meta(id + 2), parent: key(1), child: key(200 + i) }),
+            Event::NetConnect(NetConnect {
+                meta: meta(id + 3),
+                process: key(7),
+                protocol: Protocol::Udp,
+                dst_addr: "::1".parse().expect("addr"),
+                dst_port: 53,
+            }),
+            Event::FileOpen(FileOpen { meta: meta(id + 4), process: key(8), path: "/etc/hosts".into(), flags: 2 }),
+            Event::ProcessSample(ProcessSample {
+                meta: meta(id + 5),
+                process: key(9),
+                scan: ScanInfo { scan_id: 4, scan_size: 2 },
+                ppid: 1,
+                uid: 0,
+                name: s.clone(),
+                cmdline: "x".into(),
+                state: b'S',
+                threads: 3,
+                cpu_ticks: 17,
+                cpu_percent: 1.25,
+                rss_bytes: 4096,
+                top_n_rank: 1,
+            }),
+            Event::ProcessAggregate(ProcessAggregateSample {
+                meta: meta(id + 6),
+                scan: ScanInfo { scan_id: 4, scan_size: 2 },
+                name: s.clone(),
+                count: 2,
+                cpu_ticks_sum: 5,
+                cpu_percent_sum: 0.5,
+                rss_bytes_sum: 10,
+                rss_bytes_max: 7,
+            }),
+            Event::Sketch(SketchEvent {
+                meta: meta(id + 7),
+                metric_name: "process.cpu_percent".into(),
+                key: "*".into(),
+                window_start_ns: 1,
+                window_end_ns: 2,
+                sketch: sketch.clone(),
+            }),
+            Event::AgentDiag(AgentDiag {
+                meta: meta(id + 8),
+                module: "spool".into(),
+                event_type: "t".into(),
+                reason: "r".into(),
+            }),
+        ]);
+    }
+    events
+}
+
+fn settings(root: &Path) -> Settings {
+    Settings {
+        root: root.to_owned(),
+        max_file_bytes: 64 << 20,
+        max_file_age: Duration::from_secs(300),
+        retention_max_bytes: 1 << 30,
+        retention_max_age: Duration::from_secs(86_400),
+        flush_interval: Duration::from_secs(5),
+        batch_rows: 8192,
+        fsync: Fsync::OnRotate,
+    }
+}
+
+fn open(settings: Settings) -> Spool {
+    Spool::open(settings, SpoolMetrics::new("test")).expect("spool opens")
+}
+
+/// Every finished file of `kind`, sorted, and its batches.
+fn finished(root: &Path, kind: &str) -> Vec<(String, Vec<RecordBatch>)> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join(kind))
+        .expect("kind dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".arrow"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let file = std::fs::File::open(root.join(kind).join(&name)).expect("open");
+            let reader = FileReader::try_new(file, None).expect("a finished file opens");
+            assert_eq!(reader.schema(), schemas::schema_for(kind).expect("schema"), "{name}");
+            let batches = reader.collect::<Result<Vec<_>, _>>().expect("batches read");
+            (name, batches)
+        })
+        .collect()
+}
+
+fn rows(files: &[(String, Vec<RecordBatch>)]) -> usize {
+    files.iter().flat_map(|(_, b)| b).map(RecordBatch::num_rows).sum()
+}
+
+#[test]
+fn every_kind_round_trips_through_a_finished_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut spool = open(settings(dir.path()));
+    let events = every_kind();
+    spool.write(events.clone()).expect("write");
+    spool.finish_all().expect("finish");
+    for kind in EventKind::ALL {
+        let name = kind.as_str();
+        let files = finished(dir.path(), name);
+        assert_eq!(files.len(), 1, "{name}");
+        assert_eq!(files[0].0, format!("{name}-0000000000.arrow"));
+        let of_kind: Vec<Event> = events.iter().filter(|e| e.kind() == kind).cloned().collect();
+        let expected = encode(kind, &of_kind).expect("encode");
+        assert_eq!(files[0].1, vec![expected.clone()], "{name}: read back equals what was encoded");
+        let ids: Vec<u64> = expected.column(0).as_primitive::<UInt64Type>().values().to_vec();
+        assert_eq!(ids, of_kind.iter().map(|e| e.meta().event_id).collect::<Vec<_>>(), "{name}");
+    }
+    let sample = &finished(dir.path(), "process_sample")[0].1[0];
+    assert_eq!(sample.column_by_name("pid").expect("pid").as_primitive::<UInt32Type>().values(), &[9, 9]);
+    assert_eq!(sample.column_by_name("state").expect("state").as_string::<i32>().value(0), "S");
+    let net = &finished(dir.path(), "net_connect")[0].1[0];
+    assert_eq!(net.column_by_name("dst_addr").expect("addr").as_string::<i32>().value(1), "::1");
+    // A sketch comes back exactly, negative bins included.
+    let sk = &finished(dir.path(), "sketch")[0].1[0];
+    let u64_at = |name: &str| sk.column_by_name(name).expect(name).as_primitive::<UInt64Type>().value(0);
+    let f64_at =
+        |name: &str| sk.column_by_name(name).expect(name).as_primitive::<arrow_array::types::Float64Type>().value(0);
+    let i32_at =
+        |name: &str| sk.column_by_name(name).expect(name).as_primitive::<arrow_array::types::Int32Type>().value(0);
+    let list_at = |name: &str| -> Vec<u64> {
+        sk.column_by_name(name).expect(name).as_list::<i32>().value(0).as_primitive::<UInt64Type>().values().to_vec()
+    };
+    let parts = SketchParts {
+        gamma: f64_at("gamma"),
+        count: u64_at("count"),
+        sum: f64_at("sum"),
+        min: f64_at("min"),
+        max: f64_at("max"),
+        zero_count: u64_at("zero_count"),
+        positive_offset: i32_at("bins_offset"),
+        positive_bins: list_at("bins"),
+        negative_offset: i32_at("neg_bins_offset"),
+        negative_bins: list_at("neg_bins"),
+    };
+    let Event::Sketch(original) = &events[7] else { panic!("event 7 is a sketch") };
+    assert_eq!(LogSketch::from_parts(parts).expect("valid parts"), original.sketch);
+}
+
+#[test]
+fn files_rotate_by_size_and_by_age_and_sequence_continues_after_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut small = settings(dir.path());
+    small.max_file_bytes = 1;
+    let mut spool = open(small);
+    for _ in 0..3 {
+        spool.write(every_kind()).expect("write");
+    }
+    let files = finished(dir.path(), "process_exec");
+    assert_eq!(
+        files.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
+        ["process_exec-0000000000.arrow", "process_exec-0000000001.arrow", "process_exec-0000000002.arrow"]
+    );
+    assert_eq!(rows(&files), 6);
+    drop(spool);
+
+    let mut aged = settings(dir.path());
+    aged.max_file_age = Duration::from_millis(50);
+    let mut spool = open(aged);
+    spool.write(every_kind()).expect("write");
+    assert!(dir.path().join("process_exec/process_exec-0000000003.arrow.tmp").exists(), "open while young");
+    std::thread::sleep(Duration::from_millis(80));
+    spool.write(Vec::new()).expect("an empty write still checks ages");
+    assert!(dir.path().join("process_exec/process_exec-0000000003.arrow").exists(), "rotated by age");
+    assert_eq!(rows(&finished(dir.path(), "process_exec")), 8);
+}
+
+#[test]
+fn retention_removes_oldest_first_and_never_the_open_file() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = settings(dir.path());
+    config.max_file_bytes = 1;
+    let mut spool = open(config.clone());
+    for _ in 0..4 {
+        spool.write(every_kind()[..1].to_vec()).expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let size = std::fs::metadata(dir.path().join("process_exec/process_exec-0000000000.arrow")).expect("file").len();
+    drop(spool);
+    // Room for two finished files plus the open one.
+    config.max_file_bytes = 64 << 20;
+    config.retention_max_bytes = size * 3;
+    let mut spool = open(config);
+    spool.write(every_kind()[..1].to_vec()).expect("write");
+    let names: Vec<String> = finished(dir.path(), "process_exec").into_iter().map(|f| f.0).collect();
+    // Opening already applied retention: four files did not fit in three.
+    assert_eq!(
+        names,
+        ["process_exec-0000000001.arrow", "process_exec-0000000002.arrow", "process_exec-0000000003.arrow"]
+    );
+    spool.enforce_retention();
+    let names: Vec<String> = finished(dir.path(), "process_exec").into_iter().map(|f| f.0).collect();
+    assert_eq!(names, ["process_exec-0000000002.arrow", "process_exec-0000000003.arrow"], "oldest two deleted");
+    assert!(dir.path().join("process_exec/process_exec-0000000004.arrow.tmp").exists(), "open file kept");
+}
+
+#[test]
+fn a_crashed_tmp_file_is_recovered_and_garbage_is_quarantined() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut spool = open(settings(dir.path()));
+    for _ in 0..3 {
+        spool.write(every_kind()[..1].to_vec()).expect("write");
+    }
+    // The "crash": copy the footerless tmp aside before anything finishes it.
+    let tmp = dir.path().join("process_exec/process_exec-0000000000.arrow.tmp");
+    let bytes = std::fs::read(&tmp).expect("tmp written");
+    assert!(FileReader::try_new(std::fs::File::open(&tmp).expect("tmp"), None).is_err(), "no footer yet");
+    drop(spool);
+    let schema = schemas::schema_for("process_exec").expect("schema");
+    assert_eq!(readable_batches(&bytes, &schema).map(|b| b.len()), Ok(3));
+    let crashed = tempfile::tempdir().expect("tmp");
+    let exec_dir = crashed.path().join("process_exec");
+    std::fs::create_dir_all(&exec_dir).expect("dir");
+    std::fs::write(exec_dir.join("process_exec-0000000000.arrow.tmp"), &bytes).expect("copy");
+    // A cut-short copy: the last batch is incomplete, the first two are kept.
+    std::fs::write(exec_dir.join("process_exec-0000000001.arrow.tmp"), &bytes[..bytes.len() - 10]).expect("copy");
+    std::fs::write(exec_dir.join("process_exec-0000000002.arrow.tmp"), b"not arrow at all").expect("garbage");
+    let metrics = SpoolMetrics::new("test");
+    let mut spool = Spool::open(settings(crashed.path()), metrics).expect("recovery never fails the start");
+    let files = finished(crashed.path(), "process_exec");
+    assert_eq!(
+        files.iter().map(|f| (f.0.as_str(), f.1.len())).collect::<Vec<_>>(),
+        [("process_exec-0000000000.arrow", 3), ("process_exec-0000000001.arrow", 2)]
+    );
+    assert!(exec_dir.join("quarantine/process_exec-0000000002.arrow.tmp").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&exec_dir)
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "no tmp remains");
+    spool.write(every_kind()[..1].to_vec()).expect("write");
+    assert!(exec_dir.join("process_exec-0000000003.arrow.tmp").exists(), "numbering continues after 2");
+}
+
+#[test]
+fn bad_values_are_errors_at_their_location() {
+    let check = |toml_text: &str, expected: &str| {
+        let text = format!("[sinks.s]\ntype = \"arrow_spool\"\ninputs = [\"g\"]\n{toml_text}\n");
+        let file = pipeline::config::SourceFile::new("t.toml", text);
+        let config = pipeline::config::TopologyConfig::parse(file).expect("parses");
+        let decl = config.components.into_iter().next().expect("one component");
+        let errors = match build(&decl.options) {
+            Ok(_) => panic!("{toml_text}: accepted"),
+            Err(errors) => errors,
+        };
+        let shown = errors.iter().map(|e| format!("{e:?}")).collect::<Vec<_>>().join("\n");
+        assert!(shown.contains(expected), "{toml_text}: {shown}");
+        // The bad key or value is on the last line (line 5).
+        let location = errors[0].location().expect("located");
+        assert_eq!(location.line, 5, "{toml_text}: {shown}");
+    };
+    check("path = \"d\"\nmax_file_bytes = 0", "`max_file_bytes` must be at least 1");
+    check("path = \"d\"\nflush_interval_secs = -1.0", "`flush_interval_secs` must be a positive number");
+    check("path = \"d\"\nfsync = \"sometimes\"", "unknown variant");
+    check("path = \"d\"\nmax_file_byte = 3", "unknown field");
+}
+
+#[test]
+fn an_unwritable_directory_is_a_clear_open_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").expect("file");
+    let error = match Spool::open(settings(&file.join("spool")), SpoolMetrics::new("t")) {
+        Ok(_) => panic!("opened under a file"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains("cannot create spool directory"), "{error}");
+}

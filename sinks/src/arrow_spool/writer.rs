@@ -1,0 +1,174 @@
+//! One kind's open spool file: an Arrow IPC file under `<kind>-<seq>.arrow.tmp`,
+//! finished (footer) and renamed to `<kind>-<seq>.arrow` on rotation.
+//!
+//! Blocking I/O: only called from the blocking pool.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use arrow_array::RecordBatch;
+use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow_ipc::CompressionType;
+use arrow_schema::{ArrowError, Schema};
+
+/// The finished name of file `seq` of `kind`.
+pub fn finished_name(kind: &str, seq: u64) -> String {
+    format!("{kind}-{seq:010}.arrow")
+}
+
+/// The name of file `seq` of `kind` while it is written.
+pub fn tmp_name(kind: &str, seq: u64) -> String {
+    format!("{kind}-{seq:010}.arrow.tmp")
+}
+
+/// The sequence number of a spool file name of `kind` (finished or tmp).
+pub fn parse_seq(kind: &str, name: &str) -> Option<u64> {
+    let rest = name.strip_prefix(kind)?.strip_prefix('-')?;
+    let digits = rest.strip_suffix(".arrow.tmp").or_else(|| rest.strip_suffix(".arrow"))?;
+    (digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok())?
+}
+
+/// The IPC options of every spool file: zstd-compressed buffers.
+pub fn ipc_options() -> Result<IpcWriteOptions, ArrowError> {
+    IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))
+}
+
+/// A `Write` that counts the bytes passed to it.
+pub struct Counting {
+    inner: BufWriter<File>,
+    bytes: u64,
+}
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Why a spool file operation failed, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolFileError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: ArrowError,
+    },
+}
+
+impl SpoolFileError {
+    pub fn io(path: &Path, source: std::io::Error) -> SpoolFileError {
+        SpoolFileError::Io { path: path.to_owned(), source }
+    }
+
+    pub fn arrow(path: &Path, source: ArrowError) -> SpoolFileError {
+        SpoolFileError::Arrow { path: path.to_owned(), source }
+    }
+}
+
+/// An open `.arrow.tmp` file.
+pub struct OpenFile {
+    pub tmp_path: PathBuf,
+    pub final_path: PathBuf,
+    pub opened_at: Instant,
+    pub rows: u64,
+    writer: FileWriter<Counting>,
+}
+
+impl OpenFile {
+    /// Creates `dir/<kind>-<seq>.arrow.tmp` and writes the header.
+    pub fn create(dir: &Path, kind: &str, seq: u64, schema: &Schema) -> Result<OpenFile, SpoolFileError> {
+        let tmp_path = dir.join(tmp_name(kind, seq));
+        let final_path = dir.join(finished_name(kind, seq));
+        let file = File::create(&tmp_path).map_err(|e| SpoolFileError::io(&tmp_path, e))?;
+        let counting = Counting { inner: BufWriter::with_capacity(256 * 1024, file), bytes: 0 };
+        let options = ipc_options().map_err(|e| SpoolFileError::arrow(&tmp_path, e))?;
+        let writer = FileWriter::try_new_with_options(counting, schema, options)
+            .map_err(|e| SpoolFileError::arrow(&tmp_path, e))?;
+        Ok(OpenFile { tmp_path, final_path, opened_at: Instant::now(), rows: 0, writer })
+    }
+
+    /// Bytes handed to the file so far.
+    pub fn bytes(&self) -> u64 {
+        self.writer.get_ref().bytes
+    }
+
+    /// Appends one record batch and pushes it to the OS (so a crash of the
+    /// process, not of the host, keeps it); `fsync` also syncs it to disk.
+    pub fn write(&mut self, batch: &RecordBatch, fsync: bool) -> Result<(), SpoolFileError> {
+        self.writer.write(batch).map_err(|e| SpoolFileError::arrow(&self.tmp_path, e))?;
+        self.rows += batch.num_rows() as u64;
+        self.writer.get_mut().flush().map_err(|e| SpoolFileError::io(&self.tmp_path, e))?;
+        if fsync {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Syncs written data to disk.
+    pub fn sync(&mut self) -> Result<(), SpoolFileError> {
+        self.writer.get_ref().inner.get_ref().sync_data().map_err(|e| SpoolFileError::io(&self.tmp_path, e))
+    }
+
+    /// Writes the footer, syncs (unless `fsync` is false) and renames the
+    /// file to its finished name. Returns the finished path and its size.
+    pub fn finish(mut self, fsync: bool) -> Result<(PathBuf, u64), SpoolFileError> {
+        self.writer.finish().map_err(|e| SpoolFileError::arrow(&self.tmp_path, e))?;
+        self.writer.get_mut().flush().map_err(|e| SpoolFileError::io(&self.tmp_path, e))?;
+        if fsync {
+            self.sync()?;
+        }
+        let bytes = self.bytes();
+        std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| SpoolFileError::io(&self.tmp_path, e))?;
+        if fsync {
+            sync_dir(self.final_path.parent().unwrap_or(Path::new(".")));
+        }
+        Ok((self.final_path, bytes))
+    }
+}
+
+/// Syncs a directory so a rename in it is durable; best effort.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(handle) = File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}
+
+/// Writes `batches` as one finished file at `final_path` through a temporary
+/// name `tmp_path`; used by recovery. Returns the file's size.
+pub fn write_whole(
+    tmp_path: &Path,
+    final_path: &Path,
+    schema: &Schema,
+    batches: &[RecordBatch],
+) -> Result<u64, SpoolFileError> {
+    let file = File::create(tmp_path).map_err(|e| SpoolFileError::io(tmp_path, e))?;
+    let counting = Counting { inner: BufWriter::new(file), bytes: 0 };
+    let options = ipc_options().map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
+    let mut writer =
+        FileWriter::try_new_with_options(counting, schema, options).map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
+    for batch in batches {
+        writer.write(batch).map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
+    }
+    writer.finish().map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
+    let mut counting = writer.into_inner().map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
+    counting.flush().map_err(|e| SpoolFileError::io(tmp_path, e))?;
+    counting.inner.get_ref().sync_all().map_err(|e| SpoolFileError::io(tmp_path, e))?;
+    std::fs::rename(tmp_path, final_path).map_err(|e| SpoolFileError::io(tmp_path, e))?;
+    sync_dir(final_path.parent().unwrap_or(Path::new(".")));
+    Ok(counting.bytes)
+}
