@@ -11,6 +11,8 @@ use pipeline::event::{
     AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork, ProcessSample,
     ScanInfo, SketchEvent,
 };
+use std::io::Write as _;
+
 use pipeline::{Event, EventMeta, ProcessKey};
 
 /// Appends one line per event to `out`.
@@ -45,7 +47,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
         Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port }) => {
             w.process(process);
             w.text("protocol", protocol.as_str());
-            w.text("dst_addr", &dst_addr.to_string());
+            w.address("dst_addr", dst_addr);
             w.uint("dst_port", u64::from(*dst_port));
         }
         Event::FileOpen(FileOpen { meta: _, process, path, flags }) => {
@@ -173,10 +175,11 @@ impl<'a> ObjectWriter<'a> {
     fn float(&mut self, key: &str, value: f64) {
         self.key(key);
         if value.is_finite() {
-            // `{}` on f64 prints the shortest text that round-trips.
-            let text = value.to_string();
-            self.out.extend_from_slice(text.as_bytes());
-            if !text.contains(['.', 'e', 'E']) {
+            // `{}` on f64 prints the shortest text that round-trips; written
+            // straight into the buffer, no allocation per value.
+            let start = self.out.len();
+            let _ = write!(self.out, "{value}");
+            if !self.out[start..].iter().any(|b| matches!(b, b'.' | b'e' | b'E')) {
                 self.out.extend_from_slice(b".0");
             }
         } else {
@@ -200,6 +203,12 @@ impl<'a> ObjectWriter<'a> {
             self.out.extend_from_slice(buffer.format(*value).as_bytes());
         }
         self.out.push(b']');
+    }
+
+    /// An IP address as a JSON string (its text never needs escaping).
+    fn address(&mut self, key: &str, value: &std::net::IpAddr) {
+        self.key(key);
+        let _ = write!(self.out, "\"{value}\"");
     }
 
     fn text(&mut self, key: &str, value: &str) {
