@@ -12,6 +12,7 @@
 //!   protobuf compiler). The envelopes are re-exported at the crate root.
 //! - [`arrow`]: one Arrow schema per event kind, for the spool, the replay
 //!   source and the query command.
+//! - [`spool`]: the spool's directory and file-name layout.
 //!
 //! Versioning: field tags 1–19 of every message are frozen (never change
 //! meaning, type or name); new fields are additive with tags ≥ 20; a removed
@@ -24,6 +25,7 @@
 
 pub mod arrow;
 mod proto;
+pub mod spool;
 
 #[cfg(test)]
 mod frozen_tags;

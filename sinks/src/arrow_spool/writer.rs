@@ -13,22 +13,7 @@ use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_ipc::CompressionType;
 use arrow_schema::{ArrowError, Schema};
 
-/// The finished name of file `seq` of `kind`.
-pub fn finished_name(kind: &str, seq: u64) -> String {
-    format!("{kind}-{seq:010}.arrow")
-}
-
-/// The name of file `seq` of `kind` while it is written.
-pub fn tmp_name(kind: &str, seq: u64) -> String {
-    format!("{kind}-{seq:010}.arrow.tmp")
-}
-
-/// The sequence number of a spool file name of `kind` (finished or tmp).
-pub fn parse_seq(kind: &str, name: &str) -> Option<u64> {
-    let rest = name.strip_prefix(kind)?.strip_prefix('-')?;
-    let digits = rest.strip_suffix(".arrow.tmp").or_else(|| rest.strip_suffix(".arrow"))?;
-    (digits.len() == 10 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok())?
-}
+pub use schemas::spool::{finished_name, parse_seq, tmp_name};
 
 /// The IPC options of every spool file: zstd-compressed buffers.
 pub fn ipc_options() -> Result<IpcWriteOptions, ArrowError> {
