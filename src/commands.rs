@@ -23,6 +23,9 @@ pub enum Outcome {
     Unreadable,
     /// The run failed after start (already printed). Exit 1.
     RunFailed,
+    /// The input given on the command line is wrong, e.g. SQL that does not
+    /// parse (already printed). Exit 65 (`EX_DATAERR`).
+    BadInput,
 }
 
 impl Outcome {
@@ -31,6 +34,7 @@ impl Outcome {
         match self {
             Outcome::Success => 0,
             Outcome::RunFailed => 1,
+            Outcome::BadInput => 65,
             Outcome::Unreadable => 66,
             Outcome::InvalidConfig => 78,
         }
@@ -123,10 +127,72 @@ pub struct RunOptions {
 /// `hostflow run`: everything is checked before anything starts; then the
 /// API comes up, sinks open, sources start; SIGINT/SIGTERM drains.
 pub fn run(options: &RunOptions) -> Outcome {
-    let source_file = match read_topology(options.config.as_deref()) {
+    match read_topology(options.config.as_deref()) {
+        Ok(source_file) => run_topology_file(source_file, options.report.as_deref()),
+        Err(outcome) => outcome,
+    }
+}
+
+/// Options of `hostflow replay`.
+#[derive(Debug)]
+pub struct ReplayOptions {
+    /// The spool directory to read.
+    pub spool: PathBuf,
+    /// The topology whose components read from `replay`.
+    pub config: PathBuf,
+    /// `max`, `realtime` or a factor such as `2.5`.
+    pub speed: String,
+    /// Where to write the final per-component totals as JSON.
+    pub report: Option<PathBuf>,
+}
+
+/// The name of the source `hostflow replay` adds to the topology.
+pub const REPLAY_SOURCE: &str = "replay";
+
+/// `hostflow replay`: the topology in `config`, plus a `[sources.replay]`
+/// reading `spool`, run until the spool is read through and every edge has
+/// drained.
+///
+/// The source is appended to the file's text (after its last line, so every
+/// line and column in a message about the user's file stays true) rather than
+/// spliced into the parsed tree: the topology then goes through exactly the
+/// checks `hostflow run` makes.
+pub fn replay(options: &ReplayOptions) -> Outcome {
+    let source_file = match read_topology(Some(&options.config)) {
         Ok(source_file) => source_file,
         Err(outcome) => return outcome,
     };
+    let defines_replay = toml::from_str::<toml::Table>(source_file.text)
+        .ok()
+        .and_then(|table| table.get("sources")?.as_table()?.get(REPLAY_SOURCE).cloned())
+        .is_some();
+    if defines_replay {
+        eprintln!(
+            "{}: error: the topology already defines [sources.{REPLAY_SOURCE}]; `hostflow replay` adds that source \
+             itself from --spool",
+            options.config.display()
+        );
+        eprintln!("hint: remove it, or run the file with `hostflow run --config` (its replay source then says `path`)");
+        return Outcome::InvalidConfig;
+    }
+    let speed = match options.speed.parse::<f64>() {
+        Ok(_) => options.speed.clone(),
+        Err(_) => toml::Value::String(options.speed.clone()).to_string(),
+    };
+    let path = toml::Value::String(options.spool.display().to_string()).to_string();
+    let mut text = source_file.text.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text += &format!(
+        "\n# added by `hostflow replay`\n[sources.{REPLAY_SOURCE}]\ntype = \"replay\"\npath = {path}\nspeed = {speed}\n"
+    );
+    let source_file = SourceFile::new(source_file.name.clone(), text);
+    run_topology_file(source_file, options.report.as_deref())
+}
+
+/// Builds and runs one topology to its end; shared by `run` and `replay`.
+fn run_topology_file(source_file: Arc<SourceFile>, report_path: Option<&Path>) -> Outcome {
     // The recorder comes first: components register their metric handles
     // when they are built, and a handle made before the recorder exists
     // would count into nothing.
@@ -152,7 +218,7 @@ pub fn run(options: &RunOptions) -> Outcome {
     match result {
         Ok(report) => {
             log_report(&report);
-            if let Some(path) = &options.report {
+            if let Some(path) = report_path {
                 if let Err(error) = write_report(path, &report) {
                     eprintln!("error: {error:#}");
                     return Outcome::RunFailed;
@@ -163,7 +229,7 @@ pub fn run(options: &RunOptions) -> Outcome {
         Err(error) => {
             eprintln!("error: {error:#}");
             if let (Some(path), Some(pipeline::runtime::RunError::ComponentsFailed { report, .. })) =
-                (&options.report, error.downcast_ref::<pipeline::runtime::RunError>())
+                (report_path, error.downcast_ref::<pipeline::runtime::RunError>())
             {
                 log_report(report);
                 if let Err(error) = write_report(path, report) {

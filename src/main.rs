@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hostflow::commands::{self, RunOptions};
+use hostflow::commands::{self, ReplayOptions, RunOptions};
+use hostflow::query::{self, Format, QueryOptions};
 
 /// A host agent built as a streaming engine: sources, transforms and sinks
 /// joined by bounded, observable edges, declared in one topology.toml.
@@ -47,6 +48,49 @@ enum Command {
     },
     /// List every component type this binary knows.
     Components,
+    /// Feed an Arrow spool back through a topology: FILE's components read
+    /// from a source named `replay` that this command adds, which replays
+    /// the spool in (ts_ns, event_id) order and ends when it is read
+    /// through. The same spool gives the same output on every run.
+    ///
+    /// Exit codes: as `run`.
+    Replay {
+        /// The spool directory: an arrow_spool sink's `path`.
+        #[arg(long, value_name = "DIR")]
+        spool: PathBuf,
+        /// Topology whose components take `inputs = ["replay"]`.
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+        /// `max` (as fast as the topology takes), `realtime` (the recorded
+        /// pace), or a factor of it such as `10`.
+        #[arg(long, default_value = "max")]
+        speed: String,
+        /// Write each component's final totals as JSON to FILE at exit.
+        #[arg(long, value_name = "FILE")]
+        report: Option<PathBuf>,
+    },
+    /// Run SQL over an Arrow spool: one table per event kind
+    /// (process_sample, sketch, process_exec, …).
+    ///
+    /// Example: hostflow query "SELECT name, count(*) AS samples, max(rss_bytes)
+    /// FROM process_sample GROUP BY name ORDER BY samples DESC LIMIT 10"
+    ///
+    /// Exit codes: 0 answered, 1 failed while running, 65 bad SQL, 66 spool
+    /// missing or empty.
+    Query {
+        /// The spool directory: an arrow_spool sink's `path`.
+        #[arg(long, value_name = "DIR", default_value = "data/spool")]
+        spool: PathBuf,
+        /// List the tables with their files, rows and ts_ns range.
+        #[arg(long, conflicts_with = "sql")]
+        tables: bool,
+        /// How to print the answer.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// The SQL query.
+        #[arg(required_unless_present = "tables")]
+        sql: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -57,6 +101,10 @@ fn main() -> ExitCode {
         Command::Validate { file } => commands::validate(&file),
         Command::Graph { file } => commands::graph(&file),
         Command::Components => commands::components(),
+        Command::Replay { spool, config, speed, report } => {
+            commands::replay(&ReplayOptions { spool, config, speed, report })
+        }
+        Command::Query { spool, tables, format, sql } => query::query(&QueryOptions { spool, sql, tables, format }),
     };
     ExitCode::from(outcome.exit_code())
 }

@@ -18,6 +18,11 @@ pub const COMPONENTS: &[ComponentSpec] = &[
         summary: "scan /proc on an interval: one row per process with cpu%, RSS, name, cmdline",
         build: BuildFn::Source(sources::procfs::build),
     },
+    ComponentSpec {
+        type_name: "replay",
+        summary: "read an Arrow spool (or NDJSON corpus) back in (ts_ns, event_id) order, at max or recorded speed",
+        build: BuildFn::Source(sources::replay::build),
+    },
     // transforms
     ComponentSpec {
         type_name: "filter",
@@ -42,7 +47,7 @@ pub const COMPONENTS: &[ComponentSpec] = &[
     // sinks
     ComponentSpec {
         type_name: "arrow_spool",
-        summary: "Arrow IPC files per event kind, zstd, rotated and retained (issue #5)",
+        summary: "Arrow IPC files per event kind, zstd, rotated and retained; read by `query` and `replay`",
         build: BuildFn::Sink(sinks::arrow_spool::build),
     },
     ComponentSpec {

@@ -60,6 +60,151 @@ pub fn finished_files(spool_dir: &std::path::Path, kind: &str) -> std::io::Resul
     Ok(files)
 }
 
+/// What [`verify_file`] found in a sound file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileSummary {
+    /// Record batches in the file.
+    pub batches: usize,
+    /// Rows over all batches.
+    pub rows: u64,
+}
+
+/// Rows a single record batch of the spool may declare; the sink writes at
+/// most `batch_rows` (≤ 1 M) at once.
+const MAX_BATCH_ROWS: i64 = 1 << 24;
+
+/// Bytes a single buffer may declare it decompresses to.
+const MAX_BUFFER_BYTES: i64 = 1 << 30;
+
+/// Checks that `path` is a finished spool file of `schema` that a reader can
+/// decode without being led astray by corrupt lengths.
+///
+/// Why this exists: arrow's IPC reader trusts the lengths inside a file. A
+/// flipped byte in a block's body length, or in the 8-byte "uncompressed
+/// size" that prefixes every zstd buffer, makes it allocate that many bytes
+/// first, and an allocation of exabytes aborts the process — no error, no
+/// unwinding. So every reader (the query command, the replay source) runs
+/// this first, which reads only the footer, each batch's message header and
+/// 8 bytes per buffer, and checks every offset, length and declared size
+/// against the file and sane bounds. It does not decompress: a file that
+/// passes can still fail to decode, as an ordinary error.
+pub fn verify_file(path: &std::path::Path, schema: &arrow_schema::Schema) -> Result<FileSummary, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_open_file(&file, schema)));
+    verified.unwrap_or_else(|_| Err("the file's metadata is malformed".to_owned()))
+}
+
+fn verify_open_file(file: &std::fs::File, schema: &arrow_schema::Schema) -> Result<FileSummary, String> {
+    use std::os::unix::fs::FileExt as _;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    let read_at = |offset: u64, len: u64| -> Result<Vec<u8>, String> {
+        let end =
+            offset.checked_add(len).filter(|end| *end <= size).ok_or("a length points past the end of the file")?;
+        let mut buf = vec![0; usize::try_from(end - offset).map_err(|e| e.to_string())?];
+        file.read_exact_at(&mut buf, offset).map_err(|e| e.to_string())?;
+        Ok(buf)
+    };
+    if size < 18 || read_at(0, 6)? != b"ARROW1" {
+        return Err("not an Arrow IPC file".to_owned());
+    }
+    let tail = read_at(size - 10, 10)?;
+    if &tail[4..] != b"ARROW1" {
+        return Err("no footer (the file was not finished)".to_owned());
+    }
+    let footer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    let footer_start = (size - 10).checked_sub(footer_len).filter(|start| *start >= 8).ok_or("bad footer length")?;
+    let footer_bytes = read_at(footer_start, footer_len)?;
+    let footer = arrow_ipc::root_as_footer(&footer_bytes).map_err(|e| format!("bad footer: {e}"))?;
+    let file_schema = arrow_ipc::convert::fb_to_schema(footer.schema().ok_or("the footer has no schema")?);
+    if file_schema.fields() != schema.fields() {
+        return Err("its columns are not this kind's schema".to_owned());
+    }
+    if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
+        return Err("dictionary batches, which the spool never writes".to_owned());
+    }
+    let mut summary = FileSummary { batches: 0, rows: 0 };
+    for block in footer.recordBatches().into_iter().flatten() {
+        let (offset, meta_len, body_len) = (block.offset(), i64::from(block.metaDataLength()), block.bodyLength());
+        let in_file = |v: i64| u64::try_from(v).ok().filter(|v| *v <= footer_start);
+        let (Some(offset), Some(meta_len), Some(body_len)) = (in_file(offset), in_file(meta_len), in_file(body_len))
+        else {
+            return Err("a record batch's offset or length is out of range".to_owned());
+        };
+        if meta_len < 8 || offset.saturating_add(meta_len).saturating_add(body_len) > footer_start {
+            return Err("a record batch's offset or length is out of range".to_owned());
+        }
+        let meta = read_at(offset, meta_len)?;
+        let message = match meta[..4] == [0xff; 4] {
+            true => &meta[8..],
+            false => &meta[4..],
+        };
+        let message = arrow_ipc::root_as_message(message).map_err(|e| format!("bad batch header: {e}"))?;
+        let batch = message.header_as_record_batch().ok_or("a block is not a record batch")?;
+        if !(0..=MAX_BATCH_ROWS).contains(&batch.length()) {
+            return Err(format!("a record batch declares {} rows", batch.length()));
+        }
+        // The spool's schemas have no view types (so no variadic buffers)
+        // and a fixed number of nodes and buffers; arrow's reader asserts
+        // rather than errs on some of these mismatches.
+        if batch.variadicBufferCounts().is_some_and(|counts| !counts.is_empty()) {
+            return Err("a record batch declares variadic buffers".to_owned());
+        }
+        let (nodes, buffers) = layout(schema.fields());
+        if batch.nodes().map_or(0, |n| n.len()) != nodes || batch.buffers().map_or(0, |b| b.len()) != buffers {
+            return Err("a record batch's columns do not match the schema".to_owned());
+        }
+        for node in batch.nodes().into_iter().flatten() {
+            if !(0..=MAX_BATCH_ROWS * 64).contains(&node.length()) {
+                return Err("a column declares an impossible length".to_owned());
+            }
+            // Every spool column is non-null; a null count is corruption
+            // (and arrow's reader panics on one without a validity buffer).
+            if node.null_count() != 0 {
+                return Err("a column declares nulls, which the spool never writes".to_owned());
+            }
+        }
+        let body_start = offset + meta_len;
+        let compressed = batch.compression().is_some();
+        for buffer in batch.buffers().into_iter().flatten() {
+            let (Ok(start), Ok(len)) = (u64::try_from(buffer.offset()), u64::try_from(buffer.length())) else {
+                return Err("a buffer's offset or length is negative".to_owned());
+            };
+            if start.saturating_add(len) > body_len {
+                return Err("a buffer lies outside its record batch".to_owned());
+            }
+            if compressed && len > 0 {
+                let prefix = read_at(body_start + start, 8).map_err(|_| "a compressed buffer is cut short")?;
+                let declared = i64::from_le_bytes(prefix.try_into().map_err(|_| "a compressed buffer is cut short")?);
+                if declared != -1 && !(0..=MAX_BUFFER_BYTES).contains(&declared) {
+                    return Err(format!("a compressed buffer declares {declared} bytes"));
+                }
+            }
+        }
+        summary.batches += 1;
+        summary.rows += batch.length().unsigned_abs();
+    }
+    Ok(summary)
+}
+
+/// (field nodes, buffers) an IPC record batch of `fields` carries: one node
+/// per field and per nested child; validity + values for a fixed-width
+/// column, validity + offsets + data for a string, validity + offsets plus
+/// the child's for a list.
+fn layout(fields: &arrow_schema::Fields) -> (usize, usize) {
+    use arrow_schema::DataType;
+    fields.iter().fold((0, 0), |(nodes, buffers), field| {
+        let (n, b) = match field.data_type() {
+            DataType::Utf8 | DataType::Binary => (1, 3),
+            DataType::List(child) => {
+                let (n, b) = layout(&arrow_schema::Fields::from(vec![child.clone()]));
+                (1 + n, 2 + b)
+            }
+            _ => (1, 2),
+        };
+        (nodes + n, buffers + b)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +237,84 @@ mod tests {
         assert_eq!(files.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), vec![2, 10]);
         assert!(finished_files(&dir, "process_exec").expect("missing kind").is_empty());
         std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    /// A spool-like file of `batches` batches of `rows` rows of the
+    /// `process_exit` schema, zstd-compressed as the sink writes it.
+    fn exit_file(batches: usize, rows: usize) -> Vec<u8> {
+        use arrow_array::{ArrayRef, Int32Array, RecordBatch, UInt32Array, UInt64Array};
+        let schema = crate::schema_for("process_exit").expect("schema");
+        let options = arrow_ipc::writer::IpcWriteOptions::default()
+            .try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))
+            .expect("zstd");
+        let mut writer = arrow_ipc::writer::FileWriter::try_new_with_options(Vec::new(), &schema, options).expect("w");
+        for b in 0..batches {
+            let ids: Vec<u64> = (0..rows as u64).map(|i| (b * rows) as u64 + i).collect();
+            let columns: Vec<ArrayRef> = vec![
+                std::sync::Arc::new(UInt64Array::from(ids.clone())),
+                std::sync::Arc::new(UInt64Array::from(ids.iter().map(|i| i * 1000).collect::<Vec<_>>())),
+                std::sync::Arc::new(UInt32Array::from(ids.iter().map(|i| *i as u32 % 4000).collect::<Vec<_>>())),
+                std::sync::Arc::new(UInt64Array::from(vec![7; rows])),
+                std::sync::Arc::new(Int32Array::from(ids.iter().map(|i| (*i % 3) as i32).collect::<Vec<_>>())),
+            ];
+            writer.write(&RecordBatch::try_new(schema.clone(), columns).expect("batch")).expect("write");
+        }
+        writer.finish().expect("finish");
+        writer.into_inner().expect("bytes")
+    }
+
+    fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("hostflow-verify-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
+    #[test]
+    fn a_sound_file_is_summarised_and_a_cut_one_refused() {
+        let schema = crate::schema_for("process_exit").expect("schema");
+        let bytes = exit_file(3, 500);
+        let path = write_temp("sound", &bytes);
+        assert_eq!(verify_file(&path, &schema), Ok(FileSummary { batches: 3, rows: 1500 }));
+        let other = crate::schema_for("process_exec").expect("schema");
+        assert_eq!(verify_file(&path, &other), Err("its columns are not this kind's schema".to_owned()));
+        std::fs::write(&path, &bytes[..bytes.len() - 100]).expect("cut");
+        assert_eq!(verify_file(&path, &schema), Err("no footer (the file was not finished)".to_owned()));
+        std::fs::remove_file(&path).expect("cleanup");
+    }
+
+    /// Every single-byte corruption of a file is either refused here or
+    /// decodes (or fails to) as an ordinary error: none may abort a reader
+    /// by making it allocate a corrupt length. Runs the real arrow reader on
+    /// every file that passes.
+    #[test]
+    fn no_single_byte_corruption_can_abort_a_reader() {
+        let schema = crate::schema_for("process_exit").expect("schema");
+        let bytes = exit_file(2, 300);
+        let path = write_temp("corrupt", &bytes);
+        let (mut refused, mut passed, mut panicked) = (0, 0, Vec::new());
+        for position in 0..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut corrupt = bytes.clone();
+                corrupt[position] ^= flip;
+                std::fs::write(&path, &corrupt).expect("write");
+                if verify_file(&path, &schema).is_err() {
+                    refused += 1;
+                    continue;
+                }
+                passed += 1;
+                let decode = std::panic::catch_unwind(|| {
+                    let file = std::fs::File::open(&path).expect("open");
+                    if let Ok(reader) = arrow_ipc::reader::FileReader::try_new(file, None) {
+                        reader.for_each(drop);
+                    }
+                });
+                if decode.is_err() {
+                    panicked.push(position);
+                }
+            }
+        }
+        std::fs::remove_file(&path).expect("cleanup");
+        assert!(refused > 100 && passed > 100, "refused {refused}, passed {passed}");
+        assert!(panicked.is_empty(), "arrow's reader panicked on corruptions at bytes {panicked:?}");
     }
 }

@@ -5,3 +5,4 @@
 
 pub mod generator;
 pub mod procfs;
+pub mod replay;

@@ -50,6 +50,14 @@ pub const SPOOL_RECOVERED_FILES_TOTAL: &str = "hostflow_spool_recovered_files_to
 /// Leftover temporary files set aside in `quarantine/` as unreadable.
 pub const SPOOL_QUARANTINED_FILES_TOTAL: &str = "hostflow_spool_quarantined_files_total";
 
+/// Events the replay source read back and handed on (after `kinds` and the
+/// time range).
+pub const REPLAY_READ_EVENTS_TOTAL: &str = "hostflow_replay_read_events_total";
+/// Replay files (or kind directories) that could not be read, wholly or in part.
+pub const REPLAY_SKIPPED_FILES_TOTAL: &str = "hostflow_replay_skipped_files_total";
+/// Replayed NDJSON lines that were not an event.
+pub const REPLAY_SKIPPED_LINES_TOTAL: &str = "hostflow_replay_skipped_lines_total";
+
 /// CPU time of the agent process.
 pub const PROCESS_CPU_SECONDS_TOTAL: &str = "hostflow_process_cpu_seconds_total";
 /// Resident memory of the agent process.
@@ -58,7 +66,7 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "hostflow_process_resident_memor
 pub const BUILD_INFO: &str = "hostflow_build_info";
 
 /// Every name above, for the naming test and for documentation.
-pub const ALL: [&str; 24] = [
+pub const ALL: [&str; 27] = [
     COMPONENT_RECEIVED_EVENTS_TOTAL,
     COMPONENT_SENT_EVENTS_TOTAL,
     COMPONENT_DISCARDED_EVENTS_TOTAL,
@@ -80,6 +88,9 @@ pub const ALL: [&str; 24] = [
     SPOOL_RETENTION_DELETED_FILES_TOTAL,
     SPOOL_RECOVERED_FILES_TOTAL,
     SPOOL_QUARANTINED_FILES_TOTAL,
+    REPLAY_READ_EVENTS_TOTAL,
+    REPLAY_SKIPPED_FILES_TOTAL,
+    REPLAY_SKIPPED_LINES_TOTAL,
     PROCESS_CPU_SECONDS_TOTAL,
     PROCESS_RESIDENT_MEMORY_BYTES,
     BUILD_INFO,

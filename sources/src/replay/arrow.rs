@@ -1,0 +1,350 @@
+//! One Arrow `RecordBatch` of the spool → the engine's `Event`s: the exact
+//! inverse of the spool sink's encoder (sinks/src/arrow_spool/encode.rs).
+//!
+//! Columns are looked up by name and type in the kind's schema
+//! (`schemas::schema_for`, schemas/src/arrow.rs), so a file written by a
+//! later layout that only appends columns still reads. Every value comes
+//! back exactly: integers as stored, floats bit for bit, the state letter as
+//! its byte, the protocol and address parsed from their text, a sketch
+//! rebuilt with `LogSketch::from_parts` from the parts the encoder took with
+//! `to_parts`. Recorded `event_id`s and `ts_ns` are kept, never reassigned.
+//!
+//! Input is never trusted: a missing or mistyped column, a null, an address
+//! that does not parse or sketch parts no sketch could have are a
+//! [`DecodeError`] naming the kind, column and row, never a panic.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arrow_array::{
+    Array, Float64Array, Int32Array, ListArray, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+};
+use arrow_schema::DataType;
+use pipeline::event::{
+    AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork, ProcessSample,
+    Protocol, ScanInfo, SketchEvent,
+};
+use pipeline::sketch::{LogSketch, SketchParts};
+use pipeline::{Event, EventKind, EventMeta, ProcessKey};
+
+use super::reader::Selection;
+
+/// Why a record batch could not be turned into events.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The kind's schema has this column; the batch does not.
+    #[error("{kind}: no column `{column}`")]
+    MissingColumn { kind: EventKind, column: &'static str },
+    /// The column is there with another type than the schema's.
+    #[error("{kind}: column `{column}` is {found}, expected {expected}")]
+    WrongType { kind: EventKind, column: &'static str, expected: &'static str, found: DataType },
+    /// Every spool column is non-null; this one has nulls.
+    #[error("{kind}: column `{column}` has {count} null values")]
+    Nulls { kind: EventKind, column: &'static str, count: usize },
+    /// A value no encoder writes (an address that does not parse, …).
+    #[error("{kind}: row {row}, column `{column}`: {reason}")]
+    Value { kind: EventKind, column: &'static str, row: usize, reason: String },
+}
+
+/// Decodes every row of `batch`, a record batch of `kind`'s schema.
+pub fn decode_batch(kind: EventKind, batch: &RecordBatch) -> Result<Vec<Event>, DecodeError> {
+    decode_selected(kind, batch, &Selection::all())
+}
+
+/// Decodes the rows of `batch` whose `ts_ns` the selection keeps (the
+/// selection's kinds are not looked at: the caller knows `kind`).
+pub(crate) fn decode_selected(
+    kind: EventKind,
+    batch: &RecordBatch,
+    selection: &Selection,
+) -> Result<Vec<Event>, DecodeError> {
+    let c = Columns { kind, batch };
+    let event_id = c.u64("event_id")?;
+    let ts_ns = c.u64("ts_ns")?;
+    let rows: Vec<usize> = (0..batch.num_rows()).filter(|&row| selection.keeps_ts(ts_ns.value(row))).collect();
+    let meta = |row: usize| EventMeta { ts_ns: ts_ns.value(row), event_id: event_id.value(row) };
+    let mut events = Vec::with_capacity(rows.len());
+    if rows.is_empty() {
+        return Ok(events);
+    }
+    match kind {
+        EventKind::ProcessExec => {
+            let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
+            let (ppid, uid) = (c.u32("ppid")?, c.u32("uid")?);
+            let (mut comm, mut exe, mut cmdline) = (c.str("comm")?, c.str("exe")?, c.str("cmdline")?);
+            for row in rows {
+                events.push(Event::ProcessExec(ProcessExec {
+                    meta: meta(row),
+                    process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
+                    ppid: ppid.value(row),
+                    uid: uid.value(row),
+                    comm: comm.get(row),
+                    exe: exe.get(row),
+                    cmdline: cmdline.get(row),
+                }));
+            }
+        }
+        EventKind::ProcessExit => {
+            let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
+            let exit_code = c.i32("exit_code")?;
+            for row in rows {
+                events.push(Event::ProcessExit(ProcessExit {
+                    meta: meta(row),
+                    process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
+                    exit_code: exit_code.value(row),
+                }));
+            }
+        }
+        EventKind::ProcessFork => {
+            let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
+            let (child_pid, child_start) = (c.u32("child_pid")?, c.u64("child_start_time_ns")?);
+            for row in rows {
+                events.push(Event::ProcessFork(ProcessFork {
+                    meta: meta(row),
+                    parent: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
+                    child: ProcessKey { pid: child_pid.value(row), start_time_ns: child_start.value(row) },
+                }));
+            }
+        }
+        EventKind::NetConnect => {
+            let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
+            let (protocol, dst_addr) = (c.utf8("protocol")?, c.utf8("dst_addr")?);
+            let dst_port = c.column::<UInt16Array>("dst_port", "UInt16")?;
+            for row in rows {
+                events.push(Event::NetConnect(NetConnect {
+                    meta: meta(row),
+                    process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
+                    protocol: parse_protocol(protocol.value(row)).map_err(|reason| c.value(row, "protocol", reason))?,
+                    dst_addr: parse_addr(dst_addr.value(row)).map_err(|reason| c.value(row, "dst_addr", reason))?,
+                    dst_port: dst_port.value(row),
+                }));
+            }
+        }
+        EventKind::FileOpen => {
+            let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
+            let (mut path, flags) = (c.str("path")?, c.u32("flags")?);
+            for row in rows {
+                events.push(Event::FileOpen(FileOpen {
+                    meta: meta(row),
+                    process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
+                    path: path.get(row),
+                    flags: flags.value(row),
+                }));
+            }
+        }
+        EventKind::ProcessSample => {
+            let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
+            let (scan_id, scan_size) = (c.u64("scan_id")?, c.u32("scan_size")?);
+            let (ppid, uid) = (c.u32("ppid")?, c.u32("uid")?);
+            let (mut name, mut cmdline, state) = (c.str("name")?, c.str("cmdline")?, c.utf8("state")?);
+            let (threads, cpu_ticks, cpu_percent) = (c.u32("threads")?, c.u64("cpu_ticks")?, c.f64("cpu_percent")?);
+            let (rss_bytes, top_n_rank) = (c.u64("rss_bytes")?, c.u32("top_n_rank")?);
+            for row in rows {
+                events.push(Event::ProcessSample(ProcessSample {
+                    meta: meta(row),
+                    process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
+                    scan: ScanInfo { scan_id: scan_id.value(row), scan_size: scan_size.value(row) },
+                    ppid: ppid.value(row),
+                    uid: uid.value(row),
+                    name: name.get(row),
+                    cmdline: cmdline.get(row),
+                    state: parse_state(state.value(row)).map_err(|reason| c.value(row, "state", reason))?,
+                    threads: threads.value(row),
+                    cpu_ticks: cpu_ticks.value(row),
+                    cpu_percent: cpu_percent.value(row),
+                    rss_bytes: rss_bytes.value(row),
+                    top_n_rank: top_n_rank.value(row),
+                }));
+            }
+        }
+        EventKind::ProcessAggregate => {
+            let (scan_id, scan_size) = (c.u64("scan_id")?, c.u32("scan_size")?);
+            let (mut name, count) = (c.str("name")?, c.u32("count")?);
+            let (cpu_ticks_sum, cpu_percent_sum) = (c.u64("cpu_ticks_sum")?, c.f64("cpu_percent_sum")?);
+            let (rss_bytes_sum, rss_bytes_max) = (c.u64("rss_bytes_sum")?, c.u64("rss_bytes_max")?);
+            for row in rows {
+                events.push(Event::ProcessAggregate(ProcessAggregateSample {
+                    meta: meta(row),
+                    scan: ScanInfo { scan_id: scan_id.value(row), scan_size: scan_size.value(row) },
+                    name: name.get(row),
+                    count: count.value(row),
+                    cpu_ticks_sum: cpu_ticks_sum.value(row),
+                    cpu_percent_sum: cpu_percent_sum.value(row),
+                    rss_bytes_sum: rss_bytes_sum.value(row),
+                    rss_bytes_max: rss_bytes_max.value(row),
+                }));
+            }
+        }
+        EventKind::AgentDiag => {
+            let (mut module, mut event_type, mut reason) = (c.str("module")?, c.str("event_type")?, c.str("reason")?);
+            for row in rows {
+                events.push(Event::AgentDiag(AgentDiag {
+                    meta: meta(row),
+                    module: module.get(row),
+                    event_type: event_type.get(row),
+                    reason: reason.get(row),
+                }));
+            }
+        }
+        EventKind::Sketch => {
+            let (mut metric_name, mut key) = (c.str("metric_name")?, c.str("key")?);
+            let (window_start, window_end) = (c.u64("window_start_ns")?, c.u64("window_end_ns")?);
+            let (gamma, count, sum) = (c.f64("gamma")?, c.u64("count")?, c.f64("sum")?);
+            let (min, max, zero_count) = (c.f64("min")?, c.f64("max")?, c.u64("zero_count")?);
+            let (positive_offset, positive_bins) = (c.i32("bins_offset")?, c.bins("bins")?);
+            let (negative_offset, negative_bins) = (c.i32("neg_bins_offset")?, c.bins("neg_bins")?);
+            for row in rows {
+                let parts = SketchParts {
+                    gamma: gamma.value(row),
+                    count: count.value(row),
+                    sum: sum.value(row),
+                    min: min.value(row),
+                    max: max.value(row),
+                    zero_count: zero_count.value(row),
+                    positive_offset: positive_offset.value(row),
+                    positive_bins: positive_bins.row(row).to_vec(),
+                    negative_offset: negative_offset.value(row),
+                    negative_bins: negative_bins.row(row).to_vec(),
+                };
+                let sketch = LogSketch::from_parts(parts).map_err(|e| c.value(row, "sketch", e.to_string()))?;
+                events.push(Event::Sketch(SketchEvent {
+                    meta: meta(row),
+                    metric_name: metric_name.get(row),
+                    key: key.get(row),
+                    window_start_ns: window_start.value(row),
+                    window_end_ns: window_end.value(row),
+                    sketch,
+                }));
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// `Protocol::as_str`, inverted.
+pub(crate) fn parse_protocol(text: &str) -> Result<Protocol, String> {
+    match text {
+        "tcp" => Ok(Protocol::Tcp),
+        "udp" => Ok(Protocol::Udp),
+        other => Err(format!("unknown protocol {other:?} (expected \"tcp\" or \"udp\")")),
+    }
+}
+
+/// An address in the text form `IpAddr`'s `Display` writes.
+pub(crate) fn parse_addr(text: &str) -> Result<IpAddr, String> {
+    text.parse().map_err(|_| format!("{text:?} is not an IP address"))
+}
+
+/// The state letter: one character, written from its byte with
+/// `char::from(u8)`, so any of the 256 bytes comes back.
+pub(crate) fn parse_state(text: &str) -> Result<u8, String> {
+    let mut chars = text.chars();
+    match (chars.next().map(u8::try_from), chars.next()) {
+        (Some(Ok(byte)), None) => Ok(byte),
+        _ => Err(format!("{text:?} is not a one-character state")),
+    }
+}
+
+/// Typed access to the columns of one batch.
+struct Columns<'a> {
+    kind: EventKind,
+    batch: &'a RecordBatch,
+}
+
+impl<'a> Columns<'a> {
+    fn column<A: Array + 'static>(&self, name: &'static str, expected: &'static str) -> Result<&'a A, DecodeError> {
+        let kind = self.kind;
+        let array = self.batch.column_by_name(name).ok_or(DecodeError::MissingColumn { kind, column: name })?;
+        let typed = array.as_any().downcast_ref::<A>().ok_or_else(|| DecodeError::WrongType {
+            kind,
+            column: name,
+            expected,
+            found: array.data_type().clone(),
+        })?;
+        match typed.null_count() {
+            0 => Ok(typed),
+            count => Err(DecodeError::Nulls { kind, column: name, count }),
+        }
+    }
+
+    fn u64(&self, name: &'static str) -> Result<&'a UInt64Array, DecodeError> {
+        self.column(name, "UInt64")
+    }
+
+    fn u32(&self, name: &'static str) -> Result<&'a UInt32Array, DecodeError> {
+        self.column(name, "UInt32")
+    }
+
+    fn i32(&self, name: &'static str) -> Result<&'a Int32Array, DecodeError> {
+        self.column(name, "Int32")
+    }
+
+    fn f64(&self, name: &'static str) -> Result<&'a Float64Array, DecodeError> {
+        self.column(name, "Float64")
+    }
+
+    fn utf8(&self, name: &'static str) -> Result<&'a StringArray, DecodeError> {
+        self.column(name, "Utf8")
+    }
+
+    fn str(&self, name: &'static str) -> Result<Strings<'a>, DecodeError> {
+        Ok(Strings { array: self.utf8(name)?, last: None })
+    }
+
+    fn bins(&self, name: &'static str) -> Result<Bins<'a>, DecodeError> {
+        let list = self.column::<ListArray>(name, "List(UInt64)")?;
+        let found = || list.data_type().clone();
+        let values = list.values().as_any().downcast_ref::<UInt64Array>().ok_or_else(|| DecodeError::WrongType {
+            kind: self.kind,
+            column: name,
+            expected: "List(UInt64)",
+            found: found(),
+        })?;
+        if values.null_count() > 0 {
+            return Err(DecodeError::Nulls { kind: self.kind, column: name, count: values.null_count() });
+        }
+        Ok(Bins { offsets: list.value_offsets(), values: values.values() })
+    }
+
+    fn value(&self, row: usize, column: &'static str, reason: String) -> DecodeError {
+        DecodeError::Value { kind: self.kind, column, row, reason }
+    }
+}
+
+/// A string column handing out `Arc<str>`s; a value equal to the previous
+/// row's shares its allocation (names and paths repeat in runs).
+struct Strings<'a> {
+    array: &'a StringArray,
+    last: Option<Arc<str>>,
+}
+
+impl Strings<'_> {
+    fn get(&mut self, row: usize) -> Arc<str> {
+        let value = self.array.value(row);
+        match &self.last {
+            Some(last) if **last == *value => Arc::clone(last),
+            _ => {
+                let value: Arc<str> = Arc::from(value);
+                self.last = Some(Arc::clone(&value));
+                value
+            }
+        }
+    }
+}
+
+/// A `List(UInt64)` column of sketch bins, read straight from its buffers.
+struct Bins<'a> {
+    offsets: &'a [i32],
+    values: &'a [u64],
+}
+
+impl Bins<'_> {
+    /// Row `row`'s bins; empty if the offsets are out of range (a valid
+    /// array never has such offsets, and then the sketch check fails).
+    fn row(&self, row: usize) -> &[u64] {
+        let bounds = (self.offsets.get(row), self.offsets.get(row + 1));
+        let (Some(&start), Some(&end)) = bounds else { return &[] };
+        let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else { return &[] };
+        self.values.get(start..end).unwrap_or(&[])
+    }
+}

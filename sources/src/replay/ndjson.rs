@@ -1,0 +1,287 @@
+//! One NDJSON line → one `Event`: the inverse of the `file`/`console`
+//! sinks' encoder (sinks/src/ndjson.rs).
+//!
+//! A line is deserialized in one pass into [`Line`], a flat struct holding
+//! the union of every kind's keys (each an `Option`, strings borrowed from
+//! the line unless they carry escapes), then mapped by `kind` into the
+//! typed record, checking that the kind's keys are all there. This avoids
+//! both a `serde_json::Value` per event and serde's internally tagged
+//! enums, which buffer every field into a generic tree before choosing the
+//! variant. Unknown keys are ignored: the encoder's derived sketch keys
+//! (`p50`, `p95`, `p99`) and anything a later encoder appends.
+//!
+//! What comes back exactly: every integer and string, addresses, protocols,
+//! the state byte, and every finite float (the encoder writes the shortest
+//! text that round-trips and this crate turns on serde_json's
+//! `float_roundtrip`, so parsing is exact too), including the sketch (its
+//! bins, counts, γ, sum, min and max, rebuilt with `LogSketch::from_parts`).
+//! What cannot: the encoder writes a non-finite float (NaN, ±∞) as `null`,
+//! so a `null` `cpu_percent` / `cpu_percent_sum` comes back as NaN (an
+//! infinite one is lost), and a sketch whose `sum` overflowed to ±∞ cannot
+//! be rebuilt at all (the line is skipped as bad). The Arrow spool has no
+//! such loss.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use pipeline::event::{
+    AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork, ProcessSample,
+    ScanInfo, SketchEvent,
+};
+use pipeline::sketch::{LogSketch, SketchParts};
+use pipeline::{Event, EventKind, EventMeta, ProcessKey};
+use serde::de::{Deserializer, Visitor};
+use serde::Deserialize;
+
+use super::arrow::{parse_addr, parse_protocol, parse_state};
+
+/// Why a line is not an event.
+#[derive(Debug, thiserror::Error)]
+pub enum NdjsonError {
+    /// Not JSON, or a key with a value of the wrong type or range.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// `kind` names no event kind.
+    #[error("unknown kind {0:?}")]
+    UnknownKind(String),
+    /// A key the kind needs is absent (or `null` where null means nothing).
+    #[error("{kind}: missing `{field}`")]
+    Missing { kind: EventKind, field: &'static str },
+    /// A value no encoder writes.
+    #[error("{kind}: `{field}`: {reason}")]
+    Value { kind: EventKind, field: &'static str, reason: String },
+}
+
+/// Decodes one line (without its newline) written by sinks/src/ndjson.rs.
+pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
+    let line: Line<'_> = serde_json::from_slice(line)?;
+    let kind = EventKind::from_name(&line.kind.0).ok_or_else(|| NdjsonError::UnknownKind(line.kind.0.to_string()))?;
+    let need = |field: &'static str| NdjsonError::Missing { kind, field };
+    let invalid = |field: &'static str| move |reason: String| NdjsonError::Value { kind, field, reason };
+    let meta = EventMeta { ts_ns: line.ts_ns, event_id: line.event_id };
+    let text = |value: Option<Text<'_>>, field: &'static str| -> Result<Arc<str>, NdjsonError> {
+        value.map(|text| Arc::from(&*text.0)).ok_or(need(field))
+    };
+    let process = || -> Result<ProcessKey, NdjsonError> {
+        Ok(ProcessKey {
+            pid: line.pid.ok_or(need("pid"))?,
+            start_time_ns: line.start_time_ns.ok_or(need("start_time_ns"))?,
+        })
+    };
+    let scan = || -> Result<ScanInfo, NdjsonError> {
+        Ok(ScanInfo {
+            scan_id: line.scan_id.ok_or(need("scan_id"))?,
+            scan_size: line.scan_size.ok_or(need("scan_size"))?,
+        })
+    };
+    // A `null` float was a non-finite one; NaN is the closest we can give.
+    let float = |value: Option<Option<f64>>, field: &'static str| -> Result<f64, NdjsonError> {
+        value.map(|value| value.unwrap_or(f64::NAN)).ok_or(need(field))
+    };
+    let event = match kind {
+        EventKind::ProcessExec => Event::ProcessExec(ProcessExec {
+            meta,
+            process: process()?,
+            ppid: line.ppid.ok_or(need("ppid"))?,
+            uid: line.uid.ok_or(need("uid"))?,
+            comm: text(line.comm, "comm")?,
+            exe: text(line.exe, "exe")?,
+            cmdline: text(line.cmdline, "cmdline")?,
+        }),
+        EventKind::ProcessExit => Event::ProcessExit(ProcessExit {
+            meta,
+            process: process()?,
+            exit_code: line.exit_code.ok_or(need("exit_code"))?,
+        }),
+        EventKind::ProcessFork => Event::ProcessFork(ProcessFork {
+            meta,
+            parent: process()?,
+            child: ProcessKey {
+                pid: line.child_pid.ok_or(need("child_pid"))?,
+                start_time_ns: line.child_start_time_ns.ok_or(need("child_start_time_ns"))?,
+            },
+        }),
+        EventKind::NetConnect => Event::NetConnect(NetConnect {
+            meta,
+            process: process()?,
+            protocol: parse_protocol(&line.protocol.ok_or(need("protocol"))?.0).map_err(invalid("protocol"))?,
+            dst_addr: parse_addr(&line.dst_addr.ok_or(need("dst_addr"))?.0).map_err(invalid("dst_addr"))?,
+            dst_port: line.dst_port.ok_or(need("dst_port"))?,
+        }),
+        EventKind::FileOpen => Event::FileOpen(FileOpen {
+            meta,
+            process: process()?,
+            path: text(line.path, "path")?,
+            flags: line.flags.ok_or(need("flags"))?,
+        }),
+        EventKind::ProcessSample => Event::ProcessSample(ProcessSample {
+            meta,
+            process: process()?,
+            scan: scan()?,
+            ppid: line.ppid.ok_or(need("ppid"))?,
+            uid: line.uid.ok_or(need("uid"))?,
+            name: text(line.name, "name")?,
+            cmdline: text(line.cmdline, "cmdline")?,
+            state: parse_state(&line.state.ok_or(need("state"))?.0).map_err(invalid("state"))?,
+            threads: line.threads.ok_or(need("threads"))?,
+            cpu_ticks: line.cpu_ticks.ok_or(need("cpu_ticks"))?,
+            cpu_percent: float(line.cpu_percent, "cpu_percent")?,
+            rss_bytes: line.rss_bytes.ok_or(need("rss_bytes"))?,
+            top_n_rank: line.top_n_rank.ok_or(need("top_n_rank"))?,
+        }),
+        EventKind::ProcessAggregate => Event::ProcessAggregate(ProcessAggregateSample {
+            meta,
+            scan: scan()?,
+            name: text(line.name, "name")?,
+            count: u32::try_from(line.count.ok_or(need("count"))?)
+                .map_err(|_| invalid("count")("larger than a u32".to_owned()))?,
+            cpu_ticks_sum: line.cpu_ticks_sum.ok_or(need("cpu_ticks_sum"))?,
+            cpu_percent_sum: float(line.cpu_percent_sum, "cpu_percent_sum")?,
+            rss_bytes_sum: line.rss_bytes_sum.ok_or(need("rss_bytes_sum"))?,
+            rss_bytes_max: line.rss_bytes_max.ok_or(need("rss_bytes_max"))?,
+        }),
+        EventKind::Sketch => {
+            let parts = SketchParts {
+                gamma: line.gamma.ok_or(need("gamma"))?,
+                count: line.count.ok_or(need("count"))?,
+                sum: float(line.sum, "sum")?,
+                // `null` only for an empty sketch, whose min and max
+                // `from_parts` ignores.
+                min: line.min.ok_or(need("min"))?.unwrap_or(0.0),
+                max: line.max.ok_or(need("max"))?.unwrap_or(0.0),
+                zero_count: line.zero_count.ok_or(need("zero_count"))?,
+                positive_offset: line.positive_offset.ok_or(need("positive_offset"))?,
+                positive_bins: line.positive_bins.ok_or(need("positive_bins"))?,
+                negative_offset: line.negative_offset.ok_or(need("negative_offset"))?,
+                negative_bins: line.negative_bins.ok_or(need("negative_bins"))?,
+            };
+            let sketch = LogSketch::from_parts(parts).map_err(|e| invalid("sketch")(e.to_string()))?;
+            Event::Sketch(SketchEvent {
+                meta,
+                metric_name: text(line.metric_name, "metric_name")?,
+                key: text(line.key, "key")?,
+                window_start_ns: line.window_start_ns.ok_or(need("window_start_ns"))?,
+                window_end_ns: line.window_end_ns.ok_or(need("window_end_ns"))?,
+                sketch,
+            })
+        }
+        EventKind::AgentDiag => Event::AgentDiag(AgentDiag {
+            meta,
+            module: text(line.module, "module")?,
+            event_type: text(line.event_type, "event_type")?,
+            reason: text(line.reason, "reason")?,
+        }),
+    };
+    Ok(event)
+}
+
+/// Every key any kind writes; which ones a line must have depends on its
+/// `kind`. Integer widths are the records' own, so an out-of-range number
+/// is a parse error, not a silent truncation. A float is `Option<Option>`:
+/// absent vs. `null` (a non-finite value).
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    kind: Text<'a>,
+    event_id: u64,
+    ts_ns: u64,
+    pid: Option<u32>,
+    start_time_ns: Option<u64>,
+    ppid: Option<u32>,
+    uid: Option<u32>,
+    #[serde(borrow)]
+    comm: Option<Text<'a>>,
+    #[serde(borrow)]
+    exe: Option<Text<'a>>,
+    #[serde(borrow)]
+    cmdline: Option<Text<'a>>,
+    exit_code: Option<i32>,
+    child_pid: Option<u32>,
+    child_start_time_ns: Option<u64>,
+    #[serde(borrow)]
+    protocol: Option<Text<'a>>,
+    #[serde(borrow)]
+    dst_addr: Option<Text<'a>>,
+    dst_port: Option<u16>,
+    #[serde(borrow)]
+    path: Option<Text<'a>>,
+    flags: Option<u32>,
+    scan_id: Option<u64>,
+    scan_size: Option<u32>,
+    #[serde(borrow)]
+    name: Option<Text<'a>>,
+    #[serde(borrow)]
+    state: Option<Text<'a>>,
+    threads: Option<u32>,
+    cpu_ticks: Option<u64>,
+    #[serde(default, deserialize_with = "nullable_float")]
+    cpu_percent: Option<Option<f64>>,
+    rss_bytes: Option<u64>,
+    top_n_rank: Option<u32>,
+    /// A u32 for an aggregate, a u64 for a sketch.
+    count: Option<u64>,
+    cpu_ticks_sum: Option<u64>,
+    #[serde(default, deserialize_with = "nullable_float")]
+    cpu_percent_sum: Option<Option<f64>>,
+    rss_bytes_sum: Option<u64>,
+    rss_bytes_max: Option<u64>,
+    #[serde(borrow)]
+    metric_name: Option<Text<'a>>,
+    #[serde(borrow)]
+    key: Option<Text<'a>>,
+    window_start_ns: Option<u64>,
+    window_end_ns: Option<u64>,
+    gamma: Option<f64>,
+    #[serde(default, deserialize_with = "nullable_float")]
+    sum: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable_float")]
+    min: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable_float")]
+    max: Option<Option<f64>>,
+    zero_count: Option<u64>,
+    positive_offset: Option<i32>,
+    positive_bins: Option<Vec<u64>>,
+    negative_offset: Option<i32>,
+    negative_bins: Option<Vec<u64>>,
+    #[serde(borrow)]
+    module: Option<Text<'a>>,
+    #[serde(borrow)]
+    event_type: Option<Text<'a>>,
+    #[serde(borrow)]
+    reason: Option<Text<'a>>,
+}
+
+/// A present key: `Some(None)` for `null`, `Some(Some(v))` for a number.
+fn nullable_float<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<f64>>, D::Error> {
+    Option::<f64>::deserialize(deserializer).map(Some)
+}
+
+/// A JSON string, borrowed from the line when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text<'a>, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, value: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(value)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(value.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(value)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
