@@ -116,6 +116,16 @@ pub fn query(options: &QueryOptions) -> Outcome {
     Outcome::RunFailed
 }
 
+/// Runs `sql` over the spool at `spool` and returns the whole answer: the
+/// query command without its printing, for benches and tests.
+pub fn answer(spool: &Path, sql: &str) -> Result<Vec<RecordBatch>, String> {
+    let tables = discover(spool).map_err(|outcome| format!("spool {}: {outcome:?}", spool.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime
+        .block_on(async { session(&tables).await?.sql(sql).await?.collect().await })
+        .map_err(|error| one_line(&error))
+}
+
 /// Lists every kind's finished files, dropping (with a warning) the ones
 /// whose footer or schema is wrong.
 fn discover(spool: &Path) -> Result<Vec<Table>, Outcome> {

@@ -54,6 +54,7 @@ except ImportError:
     skip("python package pyarrow is not installed (pip install pyarrow)")
 
 BIN = os.environ.get("HOSTFLOW_BIN") or fail("HOSTFLOW_BIN is not set (run through testbed/test)")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PORT = 9598  # the default topology's address
 
 
@@ -162,10 +163,41 @@ def main():
         top = report["components"]["top"]
         if top["received"] != top["sent"]:
             fail(f"topn is 1:1 but received {top['received']} and sent {top['sent']}")
-        print(f"ok: {len(rows)} rows written (scan of {scan_size} processes: {len(ranked)} Top-N rows), clean exit")
+        check_query(work, env, rows)
+        print(f"ok: {len(rows)} rows written (scan of {scan_size} processes: {len(ranked)} Top-N rows), clean exit, "
+              "README's query answers")
     finally:
         if agent.poll() is None:
             agent.kill()
+
+
+def check_query(work, env, rows):
+    """README's query command, as written there, answers from the spool; the
+    same GROUP BY in CSV matches what pyarrow read."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    line = next((l for l in readme.splitlines() if l.startswith('cargo run --release -- query "')), None)
+    if line is None:
+        fail("README has no `cargo run --release -- query \"...\"` command")
+    sql = line[len('cargo run --release -- query "'):-1]
+    shown = subprocess.run([BIN, "query", sql], cwd=work, env=env, capture_output=True, text=True)
+    if shown.returncode != 0 or "peak_rss" not in shown.stdout:
+        fail(f"README's query exited {shown.returncode}: {shown.stdout}{shown.stderr}")
+    answer = subprocess.run([BIN, "query", "--format", "csv", "SELECT name, count(*) AS samples, max(rss_bytes) "
+                             "AS peak_rss FROM process_sample GROUP BY name"],
+                            cwd=work, env=env, capture_output=True, text=True)
+    if answer.returncode != 0:
+        fail(f"query exited {answer.returncode}: {answer.stderr}")
+    got = {}
+    for line in answer.stdout.splitlines()[1:]:
+        name, samples, peak = line.rsplit(",", 2)
+        got[name.strip('"')] = (int(samples), int(peak))
+    want = {}
+    for row in rows:
+        if row["kind"] == "process_sample":
+            samples, peak = want.get(row["name"], (0, 0))
+            want[row["name"]] = (samples + 1, max(peak, row["rss_bytes"]))
+    if got != want:
+        fail(f"query's GROUP BY {got} differs from pyarrow's {want}")
 
 
 if __name__ == "__main__":
