@@ -154,8 +154,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 fn main() {
-    let rows: usize =
-        std::env::var("HOSTFLOW_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
+    let rows: usize = std::env::var("HOSTFLOW_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000_000);
     let tmp = tempfile::tempdir().expect("tmp");
     let (root, ndjson) = (tmp.path().join("spool"), tmp.path().join("samples.ndjson"));
     let (arrow_write, json_write) = write_data(&root, &ndjson, rows);

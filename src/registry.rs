@@ -51,6 +51,11 @@ pub const COMPONENTS: &[ComponentSpec] = &[
         build: BuildFn::Sink(sinks::arrow_spool::build),
     },
     ComponentSpec {
+        type_name: "kafka",
+        summary: "produce to a Kafka topic: protobuf envelopes or JSON, zstd, idempotent, acked on delivery",
+        build: BuildFn::Sink(sinks::kafka::build),
+    },
+    ComponentSpec {
         type_name: "blackhole",
         summary: "accept and forget every event (benchmarks)",
         build: BuildFn::Sink(sinks::blackhole::build),

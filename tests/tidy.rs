@@ -92,7 +92,8 @@ fn crates_depend_only_downwards() {
     }
 }
 
-/// README's topology example and the embedded default must stay valid.
+/// README's topology example, the embedded default and every
+/// `examples/*.toml` must stay valid.
 #[test]
 fn documented_topologies_validate() {
     let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).expect("README");
@@ -101,8 +102,17 @@ fn documented_topologies_validate() {
         .nth(1)
         .and_then(|rest| rest.split("```").next())
         .expect("README has a ```toml example");
-    for (name, text) in [("README.md example", example), ("topology.toml", hostflow::DEFAULT_TOPOLOGY)] {
-        let loaded = pipeline::load(pipeline::SourceFile::new(name, text), hostflow::registry::COMPONENTS);
+    let mut documented = vec![("README.md example".to_owned(), example.to_owned())];
+    documented.push(("topology.toml".to_owned(), hostflow::DEFAULT_TOPOLOGY.to_owned()));
+    for entry in std::fs::read_dir(Path::new(ROOT).join("examples")).expect("examples/").flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|ext| ext == "toml") {
+            documented.push((path.display().to_string(), std::fs::read_to_string(&path).expect("example")));
+        }
+    }
+    assert!(documented.len() > 2, "examples/ holds topologies");
+    for (name, text) in documented {
+        let loaded = pipeline::load(pipeline::SourceFile::new(&name, text), hostflow::registry::COMPONENTS);
         if let Err(errors) = loaded {
             panic!("{name} does not validate:\n{errors}");
         }

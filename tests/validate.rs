@@ -113,13 +113,13 @@ fn unknown_types_list_the_known_ones() {
         inputs = ["gen"]
 
         [sinks.out]
-        type = "kafka"
+        type = "s3"
         inputs = ["f"]
         "#,
         &[
             "topology.toml:5:8: error: unknown transform type `fliter` for `f`; known transform types: filter, topn, tail, sketch",
             "    help: did you mean `filter`?",
-            "topology.toml:9:8: error: unknown sink type `kafka` for `out`; known sink types: arrow_spool, blackhole, console, file",
+            "topology.toml:9:8: error: unknown sink type `s3` for `out`; known sink types: arrow_spool, kafka, blackhole, console, file",
         ],
     );
 }
@@ -137,7 +137,7 @@ fn type_under_the_wrong_section() {
         "#,
         &[
             "topology.toml:5:8: error: `filter` is a transform type, but `x` is declared under [sinks]; \
-             known sink types: arrow_spool, blackhole, console, file",
+             known sink types: arrow_spool, kafka, blackhole, console, file",
             "    help: move it to [transforms.x]",
         ],
     );

@@ -161,6 +161,11 @@ impl Output {
 /// as sent then); `flush` makes everything accepted durable.
 #[async_trait]
 pub trait Sink: Send + 'static {
+    /// Hands the sink its `/health` entry. Called once, before `open`. A
+    /// sink that can run degraded (a broker it cannot reach) keeps the
+    /// handle and reports through it; the engine sets the other states.
+    fn attach_health(&mut self, _health: crate::health::HealthHandle) {}
+
     /// Opens files or connections. Runs for every sink before any source
     /// starts, so a sink that cannot start stops the agent before an event
     /// is produced.

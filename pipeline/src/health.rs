@@ -109,6 +109,16 @@ impl HealthHandle {
         }
     }
 
+    /// `Starting` → `Running`; any other state (a component that reported
+    /// itself degraded before its task began) is left as it is.
+    pub fn start(&self) {
+        if let Some(entry) = self.health.lock().get_mut(&*self.name) {
+            if entry.state == ComponentState::Starting {
+                entry.state = ComponentState::Running;
+            }
+        }
+    }
+
     /// A handle not attached to any table, for components run outside a
     /// topology (tests, benches).
     pub fn detached(name: &str) -> HealthHandle {

@@ -108,6 +108,7 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
     }
     for (name, _, _, component, health_handle, _) in &mut prepared {
         if let Built::Sink(sink) = component {
+            sink.attach_health(health_handle.clone());
             if let Err(source) = sink.open().await {
                 health_handle.set(ComponentState::Failed, Some(source.to_string()));
                 return Err(RunError::SinkOpen { component: name.clone(), source });
@@ -297,7 +298,8 @@ async fn run_sink(
     sent: Counter,
     health: HealthHandle,
 ) -> TaskOutcome {
-    health.set(ComponentState::Running, None);
+    // A sink may already have reported itself degraded while opening.
+    health.start();
     let mut result = Ok(());
     while let Some(batch) = input.recv().await {
         let n_events = batch.len();

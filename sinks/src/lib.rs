@@ -7,6 +7,7 @@ pub mod arrow_spool;
 pub mod blackhole;
 pub mod console;
 pub mod file;
+pub mod kafka;
 pub mod ndjson;
 pub mod protobuf;
 pub mod protobuf_sketch;

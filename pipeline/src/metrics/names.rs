@@ -58,6 +58,18 @@ pub const REPLAY_SKIPPED_FILES_TOTAL: &str = "hostflow_replay_skipped_files_tota
 /// Replayed NDJSON lines that were not an event.
 pub const REPLAY_SKIPPED_LINES_TOTAL: &str = "hostflow_replay_skipped_lines_total";
 
+/// Kafka messages handed to librdkafka, per `topic` (each message once, retries not counted).
+pub const KAFKA_PRODUCED_MESSAGES_TOTAL: &str = "hostflow_kafka_produced_messages_total";
+/// Kafka messages the broker acknowledged (`acks=all`), per `topic`.
+pub const KAFKA_DELIVERED_MESSAGES_TOTAL: &str = "hostflow_kafka_delivered_messages_total";
+/// Failed attempts to deliver a Kafka message, per `topic` and `reason`
+/// (the message is retried, not dropped, unless the error is permanent).
+pub const KAFKA_FAILED_DELIVERIES_TOTAL: &str = "hostflow_kafka_failed_deliveries_total";
+/// Kafka messages enqueued and not yet acknowledged, per `topic`.
+pub const KAFKA_IN_FLIGHT_MESSAGES: &str = "hostflow_kafka_in_flight_messages";
+/// Time from enqueueing a Kafka message to its acknowledgement, per `topic`.
+pub const KAFKA_DELIVERY_LATENCY_SECONDS: &str = "hostflow_kafka_delivery_latency_seconds";
+
 /// CPU time of the agent process.
 pub const PROCESS_CPU_SECONDS_TOTAL: &str = "hostflow_process_cpu_seconds_total";
 /// Resident memory of the agent process.
@@ -66,7 +78,7 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "hostflow_process_resident_memor
 pub const BUILD_INFO: &str = "hostflow_build_info";
 
 /// Every name above, for the naming test and for documentation.
-pub const ALL: [&str; 27] = [
+pub const ALL: [&str; 32] = [
     COMPONENT_RECEIVED_EVENTS_TOTAL,
     COMPONENT_SENT_EVENTS_TOTAL,
     COMPONENT_DISCARDED_EVENTS_TOTAL,
@@ -91,6 +103,11 @@ pub const ALL: [&str; 27] = [
     REPLAY_READ_EVENTS_TOTAL,
     REPLAY_SKIPPED_FILES_TOTAL,
     REPLAY_SKIPPED_LINES_TOTAL,
+    KAFKA_PRODUCED_MESSAGES_TOTAL,
+    KAFKA_DELIVERED_MESSAGES_TOTAL,
+    KAFKA_FAILED_DELIVERIES_TOTAL,
+    KAFKA_IN_FLIGHT_MESSAGES,
+    KAFKA_DELIVERY_LATENCY_SECONDS,
     PROCESS_CPU_SECONDS_TOTAL,
     PROCESS_RESIDENT_MEMORY_BYTES,
     BUILD_INFO,
@@ -147,9 +164,10 @@ mod tests {
             assert!(!base.ends_with("_total"), "{name}");
             // Counters of things (`_errors_total`) need no unit; everything
             // else names its base unit.
-            let has_unit = ["_events", "_seconds", "_bytes", "_info", "_ratio", "_processes", "_sketches", "_files"]
-                .iter()
-                .any(|unit| base.ends_with(unit));
+            let has_unit =
+                ["_events", "_seconds", "_bytes", "_info", "_ratio", "_processes", "_sketches", "_files", "_messages"]
+                    .iter()
+                    .any(|unit| base.ends_with(unit));
             assert!(has_unit || (name.ends_with("_total") && base.ends_with('s')), "{name} lacks a unit suffix");
         }
         for reason in DropReason::ALL {
