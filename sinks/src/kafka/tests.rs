@@ -274,12 +274,14 @@ async fn a_full_producer_queue_is_backpressure_not_loss() {
     sink.write(batch.clone()).await.expect("write acknowledged");
     assert!(sink.n_queue_full > 0, "the queue of 5 filled up");
     assert_eq!(sink.n_failed_attempts, 0, "a full queue is not a failure");
-    let read = tokio::task::spawn_blocking({
-        let bootstrap = cluster.bootstrap_servers();
-        move || consume(&bootstrap, 500)
-    })
-    .await
-    .expect("consumer task");
+    assert_each_event_once(&cluster, &batch, 500).await;
+}
+
+/// Consumes `n` JSON messages from the mock cluster and checks they are
+/// `batch`'s events, each exactly once.
+async fn assert_each_event_once(cluster: &MockCluster<'static, DefaultProducerContext>, batch: &[Event], n: usize) {
+    let bootstrap = cluster.bootstrap_servers();
+    let read = tokio::task::spawn_blocking(move || consume(&bootstrap, n)).await.expect("consumer task");
     let mut ids: Vec<u64> = read
         .iter()
         .map(|m| {
@@ -358,22 +360,7 @@ async fn a_failed_delivery_is_retried_and_health_recovers() {
     sink.write(batch.clone()).await.expect("write acknowledged after a retry");
     assert!(sink.n_failed_attempts > 0, "the injected error failed a delivery");
     assert_eq!(health.report().components["k"].state, ComponentState::Running);
-    let read = tokio::task::spawn_blocking({
-        let bootstrap = cluster.bootstrap_servers();
-        move || consume(&bootstrap, 20)
-    })
-    .await
-    .expect("consumer task");
-    let mut ids: Vec<u64> = read
-        .iter()
-        .map(|m| {
-            serde_json::from_slice::<serde_json::Value>(&m.payload).expect("json")["event_id"].as_u64().expect("id")
-        })
-        .collect();
-    ids.sort_unstable();
-    let mut expected: Vec<u64> = batch.iter().map(|e| e.meta().event_id).collect();
-    expected.sort_unstable();
-    assert_eq!(ids, expected, "every event exactly once");
+    assert_each_event_once(&cluster, &batch, 20).await;
 
     let labels = format!("component=k,topic={TOPIC}");
     assert_eq!(recorder.value(&format!("hostflow_kafka_produced_messages_total{{{labels}}}")), 20);
