@@ -11,6 +11,7 @@
 pub mod api;
 pub mod component;
 pub mod config;
+pub mod diag;
 pub mod edge;
 pub mod event;
 pub mod health;

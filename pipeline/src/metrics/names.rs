@@ -70,6 +70,17 @@ pub const KAFKA_IN_FLIGHT_MESSAGES: &str = "hostflow_kafka_in_flight_messages";
 /// Time from enqueueing a Kafka message to its acknowledgement, per `topic`.
 pub const KAFKA_DELIVERY_LATENCY_SECONDS: &str = "hostflow_kafka_delivery_latency_seconds";
 
+/// Events an eBPF program submitted to its ring buffer, per `program`
+/// (read from the program's own per-CPU counter, so it is the kernel's count).
+pub const EBPF_EVENTS_TOTAL: &str = "hostflow_ebpf_events_total";
+/// Events an eBPF program could not submit because its ring buffer was full,
+/// per `program` (per-CPU reserve-failure counter, exact and immediate).
+pub const EBPF_RINGBUF_LOST_EVENTS_TOTAL: &str = "hostflow_ebpf_ringbuf_lost_events_total";
+
+/// Diagnostics the agent reported about itself, per `module` and `event_type`
+/// (a fallback taken, an outage, a file set aside); see `pipeline::diag`.
+pub const AGENT_DIAG_EVENTS_TOTAL: &str = "hostflow_agent_diag_events_total";
+
 /// CPU time of the agent process.
 pub const PROCESS_CPU_SECONDS_TOTAL: &str = "hostflow_process_cpu_seconds_total";
 /// Resident memory of the agent process.
@@ -78,7 +89,7 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "hostflow_process_resident_memor
 pub const BUILD_INFO: &str = "hostflow_build_info";
 
 /// Every name above, for the naming test and for documentation.
-pub const ALL: [&str; 32] = [
+pub const ALL: [&str; 35] = [
     COMPONENT_RECEIVED_EVENTS_TOTAL,
     COMPONENT_SENT_EVENTS_TOTAL,
     COMPONENT_DISCARDED_EVENTS_TOTAL,
@@ -108,6 +119,9 @@ pub const ALL: [&str; 32] = [
     KAFKA_FAILED_DELIVERIES_TOTAL,
     KAFKA_IN_FLIGHT_MESSAGES,
     KAFKA_DELIVERY_LATENCY_SECONDS,
+    EBPF_EVENTS_TOTAL,
+    EBPF_RINGBUF_LOST_EVENTS_TOTAL,
+    AGENT_DIAG_EVENTS_TOTAL,
     PROCESS_CPU_SECONDS_TOTAL,
     PROCESS_RESIDENT_MEMORY_BYTES,
     BUILD_INFO,
