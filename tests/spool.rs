@@ -109,7 +109,7 @@ max_file_bytes = 200000
     let counts = |m: &BTreeMap<String, Vec<u64>>| m.iter().map(|(k, v)| (k.clone(), v.len())).collect::<Vec<_>>();
     assert_eq!(counts(&actual), counts(&expected), "rows per kind");
     assert_eq!(actual, expected, "every id once, in order, in its kind's files");
-    assert_eq!(actual.len(), 9, "all nine kinds");
+    assert_eq!(actual.len(), EventKind::ALL.len(), "every kind");
     let files = all_files(&spool);
     assert!(files.iter().all(|p| p.extension().is_some_and(|e| e == "arrow")), "only finished files: {files:?}");
     assert!(files.len() > 9, "size rotation made several files per kind: {}", files.len());

@@ -638,7 +638,7 @@ fn producers_need_consumers() {
 #[test]
 fn bad_generator_values() {
     const KNOWN_KINDS: &str =
-        "known kinds: process_exec, process_exit, process_fork, net_connect, file_open, process_sample, process_aggregate, sketch, agent_diag";
+        "known kinds: process_exec, process_exit, process_fork, net_connect, file_open, process_sample, process_aggregate, sketch, agent_diag, process_ephemeral";
     check(
         r#"
         [sources.a]

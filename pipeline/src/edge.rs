@@ -326,6 +326,7 @@ mod tests {
                     meta: EventMeta { ts_ns: 0, event_id: first_id + i },
                     process: ProcessKey { pid: 1, start_time_ns: 0 },
                     exit_code: 0,
+                    cpu_ns: 0,
                 })
             })
             .collect()

@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 use crate::sketch::LogSketch;
 
+mod argv;
+pub use argv::Argv;
+
 /// What travels on an edge: a batch of events, never a single one.
 ///
 /// Batching amortises every per-message cost (channel hop, wake-up, metric
@@ -48,10 +51,18 @@ pub struct ProcessExec {
     pub process: ProcessKey,
     pub ppid: u32,
     pub uid: u32,
+    pub gid: u32,
+    /// Id of the process's cgroup (v2: the cgroup directory's inode
+    /// number, as `bpf_get_current_cgroup_id` reports it); 0 when unknown.
+    pub cgroup_id: u64,
     /// Kernel `comm` (at most 15 bytes).
     pub comm: Arc<str>,
     pub exe: Arc<str>,
-    pub cmdline: Arc<str>,
+    /// The arguments as the process received them, `argv[0]` first.
+    pub argv: Argv,
+    /// The source kept fewer arguments or bytes than the process received
+    /// (sources bound what they capture); `argv` is then a prefix.
+    pub argv_truncated: bool,
 }
 
 /// A process ended.
@@ -60,6 +71,9 @@ pub struct ProcessExit {
     pub meta: EventMeta,
     pub process: ProcessKey,
     pub exit_code: i32,
+    /// User + system CPU time of the whole thread group, in nanoseconds;
+    /// 0 when unknown.
+    pub cpu_ns: u64,
 }
 
 /// A process created a child.
@@ -95,6 +109,10 @@ pub struct NetConnect {
     pub protocol: Protocol,
     pub dst_addr: IpAddr,
     pub dst_port: u16,
+    /// What `connect(2)` returned: 0, or a negative errno (-111
+    /// `ECONNREFUSED`, -115 `EINPROGRESS` for a non-blocking socket, …);
+    /// `None` when the source did not observe it.
+    pub result: Option<i32>,
 }
 
 /// A process opened a file.
@@ -160,6 +178,26 @@ pub struct ProcessAggregateSample {
     pub rss_bytes_max: u64,
 }
 
+/// The processes of one display name that exec'd and exited within the
+/// `lifecycle` transform's window, folded into one row per flush interval:
+/// short-lived processes a periodic scan of `/proc` never sees.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessEphemeralSummary {
+    /// `ts_ns` is `window_end_ns`.
+    pub meta: EventMeta,
+    /// The earliest exec folded into this interval (shared by its rows).
+    pub window_start_ns: u64,
+    /// The latest exit folded into this interval (shared by its rows).
+    pub window_end_ns: u64,
+    /// Display name: `comm`, or the executable's basename when `comm` is
+    /// empty; `(other)` for names beyond the transform's limit.
+    pub name: Arc<str>,
+    /// Processes folded into this row.
+    pub count: u64,
+    /// Sum of their `ProcessExit::cpu_ns`.
+    pub cpu_ns: u64,
+}
+
 /// The distribution of one metric for one key over one window, as a
 /// quantile sketch (made by the `sketch` transform).
 #[derive(Clone, Debug, PartialEq)]
@@ -201,6 +239,7 @@ pub enum Event {
     ProcessAggregate(ProcessAggregateSample),
     Sketch(SketchEvent),
     AgentDiag(AgentDiag),
+    ProcessEphemeral(ProcessEphemeralSummary),
 }
 
 /// The kind of an [`Event`], without its payload.
@@ -215,11 +254,12 @@ pub enum EventKind {
     ProcessAggregate,
     Sketch,
     AgentDiag,
+    ProcessEphemeral,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         EventKind::ProcessExec,
         EventKind::ProcessExit,
         EventKind::ProcessFork,
@@ -229,6 +269,7 @@ impl EventKind {
         EventKind::ProcessAggregate,
         EventKind::Sketch,
         EventKind::AgentDiag,
+        EventKind::ProcessEphemeral,
     ];
 
     /// The snake_case name used in topology.toml and in every output format.
@@ -243,6 +284,7 @@ impl EventKind {
             EventKind::ProcessAggregate => "process_aggregate",
             EventKind::Sketch => "sketch",
             EventKind::AgentDiag => "agent_diag",
+            EventKind::ProcessEphemeral => "process_ephemeral",
         }
     }
 
@@ -276,6 +318,7 @@ impl Event {
             Event::ProcessAggregate(_) => EventKind::ProcessAggregate,
             Event::Sketch(_) => EventKind::Sketch,
             Event::AgentDiag(_) => EventKind::AgentDiag,
+            Event::ProcessEphemeral(_) => EventKind::ProcessEphemeral,
         }
     }
 
@@ -291,6 +334,7 @@ impl Event {
             Event::ProcessAggregate(e) => &e.meta,
             Event::Sketch(e) => &e.meta,
             Event::AgentDiag(e) => &e.meta,
+            Event::ProcessEphemeral(e) => &e.meta,
         }
     }
 
@@ -303,14 +347,14 @@ impl Event {
             Event::NetConnect(e) => Some(&e.process),
             Event::FileOpen(e) => Some(&e.process),
             Event::ProcessSample(e) => Some(&e.process),
-            Event::ProcessAggregate(_) | Event::Sketch(_) | Event::AgentDiag(_) => None,
+            Event::ProcessAggregate(_) | Event::Sketch(_) | Event::AgentDiag(_) | Event::ProcessEphemeral(_) => None,
         }
     }
 
     /// Reads one named field, for rule-driven transforms (filter, detect).
     /// `None` when this kind of event has no such field.
     pub fn field(&self, field: Field) -> Option<FieldValue<'_>> {
-        use FieldValue::{Float, Int, Str};
+        use FieldValue::{Args, Float, Int, Str};
         let meta = self.meta();
         let value = match field {
             Field::EventId => Int(i128::from(meta.event_id)),
@@ -327,6 +371,14 @@ impl Event {
                 Event::ProcessSample(e) => Int(i128::from(e.uid)),
                 _ => return None,
             },
+            Field::Gid => match self {
+                Event::ProcessExec(e) => Int(i128::from(e.gid)),
+                _ => return None,
+            },
+            Field::CgroupId => match self {
+                Event::ProcessExec(e) => Int(i128::from(e.cgroup_id)),
+                _ => return None,
+            },
             Field::Comm => match self {
                 Event::ProcessExec(e) => Str(&e.comm),
                 _ => return None,
@@ -335,6 +387,7 @@ impl Event {
                 Event::ProcessExec(e) => Str(&e.comm),
                 Event::ProcessSample(e) => Str(&e.name),
                 Event::ProcessAggregate(e) => Str(&e.name),
+                Event::ProcessEphemeral(e) => Str(&e.name),
                 Event::Sketch(e) => Str(&e.key),
                 _ => return None,
             },
@@ -343,12 +396,21 @@ impl Event {
                 _ => return None,
             },
             Field::Cmdline => match self {
-                Event::ProcessExec(e) => Str(&e.cmdline),
+                Event::ProcessExec(e) => Args(&e.argv),
                 Event::ProcessSample(e) => Str(&e.cmdline),
+                _ => return None,
+            },
+            Field::ArgvTruncated => match self {
+                Event::ProcessExec(e) => Int(i128::from(e.argv_truncated)),
                 _ => return None,
             },
             Field::ExitCode => match self {
                 Event::ProcessExit(e) => Int(i128::from(e.exit_code)),
+                _ => return None,
+            },
+            Field::CpuNs => match self {
+                Event::ProcessExit(e) => Int(i128::from(e.cpu_ns)),
+                Event::ProcessEphemeral(e) => Int(i128::from(e.cpu_ns)),
                 _ => return None,
             },
             Field::ChildPid => match self {
@@ -361,6 +423,10 @@ impl Event {
             },
             Field::DstPort => match self {
                 Event::NetConnect(e) => Int(i128::from(e.dst_port)),
+                _ => return None,
+            },
+            Field::Result => match self {
+                Event::NetConnect(NetConnect { result: Some(result), .. }) => Int(i128::from(*result)),
                 _ => return None,
             },
             Field::Path => match self {
@@ -389,6 +455,22 @@ impl Event {
                 Event::ProcessSample(e) => Int(i128::from(e.threads)),
                 _ => return None,
             },
+            Field::Count => match self {
+                Event::ProcessAggregate(e) => Int(i128::from(e.count)),
+                Event::ProcessEphemeral(e) => Int(i128::from(e.count)),
+                Event::Sketch(e) => Int(i128::from(e.sketch.count())),
+                _ => return None,
+            },
+            Field::WindowStartNs => match self {
+                Event::ProcessEphemeral(e) => Int(i128::from(e.window_start_ns)),
+                Event::Sketch(e) => Int(i128::from(e.window_start_ns)),
+                _ => return None,
+            },
+            Field::WindowEndNs => match self {
+                Event::ProcessEphemeral(e) => Int(i128::from(e.window_end_ns)),
+                Event::Sketch(e) => Int(i128::from(e.window_end_ns)),
+                _ => return None,
+            },
             Field::Module => match self {
                 Event::AgentDiag(e) => Str(&e.module),
                 _ => return None,
@@ -415,6 +497,7 @@ pub enum Field {
     Comm,
     Name,
     Exe,
+    /// A sample's command line; an exec's arguments joined with spaces.
     Cmdline,
     ExitCode,
     ChildPid,
@@ -428,6 +511,16 @@ pub enum Field {
     Threads,
     Module,
     Reason,
+    Gid,
+    CgroupId,
+    /// 1 when the exec's `argv` was cut short, else 0.
+    ArgvTruncated,
+    CpuNs,
+    /// A connect's `connect(2)` result; absent when not observed.
+    Result,
+    Count,
+    WindowStartNs,
+    WindowEndNs,
 }
 
 /// Whether a field holds a number or text.
@@ -439,7 +532,7 @@ pub enum FieldType {
 
 impl Field {
     /// Every field, for error messages that list the known ones.
-    pub const ALL: [Field; 22] = [
+    pub const ALL: [Field; 30] = [
         Field::EventId,
         Field::TsNs,
         Field::Pid,
@@ -462,6 +555,14 @@ impl Field {
         Field::Threads,
         Field::Module,
         Field::Reason,
+        Field::Gid,
+        Field::CgroupId,
+        Field::ArgvTruncated,
+        Field::CpuNs,
+        Field::Result,
+        Field::Count,
+        Field::WindowStartNs,
+        Field::WindowEndNs,
     ];
 
     /// The name used in configuration and output.
@@ -489,6 +590,14 @@ impl Field {
             Field::Threads => "threads",
             Field::Module => "module",
             Field::Reason => "reason",
+            Field::Gid => "gid",
+            Field::CgroupId => "cgroup_id",
+            Field::ArgvTruncated => "argv_truncated",
+            Field::CpuNs => "cpu_ns",
+            Field::Result => "result",
+            Field::Count => "count",
+            Field::WindowStartNs => "window_start_ns",
+            Field::WindowEndNs => "window_end_ns",
         }
     }
 
@@ -520,6 +629,9 @@ pub enum FieldValue<'a> {
     Int(i128),
     Float(f64),
     Str(&'a str),
+    /// Text held as separate arguments (an exec's `cmdline`): compare it as
+    /// [`Argv::joined`], e.g. through [`Argv::joined_view`].
+    Args(&'a Argv),
 }
 
 #[cfg(test)]
@@ -547,12 +659,56 @@ mod tests {
             protocol: Protocol::Tcp,
             dst_addr: IpAddr::from([10, 0, 0, 1]),
             dst_port: 443,
+            result: Some(-111),
         });
         assert_eq!(connect.field(Field::DstPort), Some(FieldValue::Int(443)));
         assert_eq!(connect.field(Field::Pid), Some(FieldValue::Int(42)));
         assert_eq!(connect.field(Field::EventId), Some(FieldValue::Int(9)));
         assert_eq!(connect.field(Field::Protocol), Some(FieldValue::Str("tcp")));
         assert_eq!(connect.field(Field::Path), None);
+        assert_eq!(connect.field(Field::Result), Some(FieldValue::Int(-111)));
         assert_eq!(connect.kind(), EventKind::NetConnect);
+        let Event::NetConnect(mut unobserved) = connect else { unreachable!() };
+        unobserved.result = None;
+        assert_eq!(Event::NetConnect(unobserved).field(Field::Result), None, "no result, no field");
+
+        let argv = Argv::from_args(["sh", "-c", "echo hi"]);
+        let exec = Event::ProcessExec(ProcessExec {
+            meta: EventMeta { ts_ns: 1, event_id: 2 },
+            process: ProcessKey { pid: 3, start_time_ns: 4 },
+            ppid: 1,
+            uid: 1000,
+            gid: 100,
+            cgroup_id: 1 << 40,
+            comm: Arc::from("sh"),
+            exe: Arc::from("/bin/sh"),
+            argv: argv.clone(),
+            argv_truncated: true,
+        });
+        assert_eq!(exec.field(Field::Cmdline), Some(FieldValue::Args(&argv)));
+        assert_eq!(exec.field(Field::Gid), Some(FieldValue::Int(100)));
+        assert_eq!(exec.field(Field::CgroupId), Some(FieldValue::Int(1 << 40)));
+        assert_eq!(exec.field(Field::ArgvTruncated), Some(FieldValue::Int(1)));
+        let ephemeral = Event::ProcessEphemeral(ProcessEphemeralSummary {
+            meta: EventMeta { ts_ns: 10, event_id: 11 },
+            window_start_ns: 5,
+            window_end_ns: 10,
+            name: Arc::from("true"),
+            count: 1000,
+            cpu_ns: 12_345,
+        });
+        assert_eq!(ephemeral.kind(), EventKind::ProcessEphemeral);
+        assert_eq!(ephemeral.process(), None);
+        for (field, expected) in [
+            (Field::Name, FieldValue::Str("true")),
+            (Field::Count, FieldValue::Int(1000)),
+            (Field::CpuNs, FieldValue::Int(12_345)),
+            (Field::WindowStartNs, FieldValue::Int(5)),
+            (Field::WindowEndNs, FieldValue::Int(10)),
+            (Field::TsNs, FieldValue::Int(10)),
+        ] {
+            assert_eq!(ephemeral.field(field), Some(expected), "{field:?}");
+        }
+        assert_eq!(ephemeral.field(Field::Pid), None);
     }
 }

@@ -6,7 +6,10 @@
 //! `ts_ns`; the rest is the kind's record flattened: a process key becomes
 //! `pid` + `start_time_ns` (for a fork, the parent's), a scan becomes
 //! `scan_id` + `scan_size`. Every column is non-null, because every field of
-//! every record is always present. Strings are plain `Utf8`: dictionary
+//! every record is always present (an optional field is two columns: the
+//! value, 0 when absent, and a `has_` flag). An exec's `argv` is a
+//! `List<Utf8>` with non-null items, one item per argument, exactly as the
+//! process received them. Strings are plain `Utf8`: dictionary
 //! encoding would save little once IPC buffers are zstd-compressed and would
 //! make every writer and reader handle two string layouts.
 //!
@@ -20,8 +23,11 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
 /// Version of the Arrow layout of every kind, stored in each schema's
 /// metadata under [`SCHEMA_VERSION_KEY`]. Columns are only ever appended;
-/// removing, renaming or retyping a column bumps it.
-pub const ARROW_SCHEMA_VERSION: &str = "1";
+/// removing, renaming or retyping a column bumps it. Version 2:
+/// `process_exec.cmdline` became `argv` (a list), with `gid`, `cgroup_id`
+/// and `argv_truncated`; `process_exit.cpu_ns`; `net_connect.result` and
+/// `has_result`; the `process_ephemeral` kind.
+pub const ARROW_SCHEMA_VERSION: &str = "2";
 
 /// Schema metadata key holding the event kind's name.
 pub const KIND_KEY: &str = "hostflow.kind";
@@ -29,8 +35,7 @@ pub const KIND_KEY: &str = "hostflow.kind";
 /// Schema metadata key holding [`ARROW_SCHEMA_VERSION`].
 pub const SCHEMA_VERSION_KEY: &str = "hostflow.arrow_schema_version";
 
-/// Every kind that has a schema: the engine's `EventKind` names, then
-/// `sketch`.
+/// Every kind that has a schema: the engine's `EventKind` names.
 pub const KINDS: &[&str] = &[
     "process_exec",
     "process_exit",
@@ -41,6 +46,7 @@ pub const KINDS: &[&str] = &[
     "process_aggregate",
     "agent_diag",
     "sketch",
+    "process_ephemeral",
 ];
 
 /// The Arrow schema of one event kind; `None` for a name not in [`KINDS`].
@@ -66,21 +72,34 @@ fn build(kind: &'static str) -> Schema {
 
 /// The columns after `event_id` and `ts_ns`.
 fn columns(kind: &str) -> Vec<Field> {
-    use DataType::{Float64, Int32, UInt16, UInt32, UInt64, Utf8};
+    use DataType::{Boolean, Float64, Int32, UInt16, UInt32, UInt64, Utf8};
     let col = |name: &str, data_type: DataType| Field::new(name, data_type, false);
     let process_key = || [col("pid", UInt32), col("start_time_ns", UInt64)];
     let scan = || [col("scan_id", UInt64), col("scan_size", UInt32)];
     match kind {
         "process_exec" => chain([
             &process_key()[..],
-            &[col("ppid", UInt32), col("uid", UInt32), col("comm", Utf8), col("exe", Utf8), col("cmdline", Utf8)],
+            &[
+                col("ppid", UInt32),
+                col("uid", UInt32),
+                col("gid", UInt32),
+                col("cgroup_id", UInt64),
+                col("comm", Utf8),
+                col("exe", Utf8),
+                // One item per argument, argv[0] first; no item is null.
+                col("argv", argv_type()),
+                col("argv_truncated", Boolean),
+            ],
         ]),
-        "process_exit" => chain([&process_key()[..], &[col("exit_code", Int32)]]),
+        "process_exit" => chain([&process_key()[..], &[col("exit_code", Int32), col("cpu_ns", UInt64)]]),
         "process_fork" => chain([&process_key()[..], &[col("child_pid", UInt32), col("child_start_time_ns", UInt64)]]),
         "net_connect" => chain([
             &process_key()[..],
             // "tcp" / "udp", as `Protocol::as_str`; the address in text form.
             &[col("protocol", Utf8), col("dst_addr", Utf8), col("dst_port", UInt16)],
+            // connect(2)'s return value (0 or a negative errno), 0 when the
+            // source did not observe it, which `has_result` false says.
+            &[col("result", Int32), col("has_result", Boolean)],
         ]),
         "file_open" => chain([&process_key()[..], &[col("path", Utf8), col("flags", UInt32)]]),
         "process_sample" => chain([
@@ -112,6 +131,13 @@ fn columns(kind: &str) -> Vec<Field> {
             ],
         ]),
         "agent_diag" => vec![col("module", Utf8), col("event_type", Utf8), col("reason", Utf8)],
+        "process_ephemeral" => vec![
+            col("window_start_ns", UInt64),
+            col("window_end_ns", UInt64),
+            col("name", Utf8),
+            col("count", UInt64),
+            col("cpu_ns", UInt64),
+        ],
         "sketch" => vec![
             col("metric_name", Utf8),
             // A process display name, or "*" for host-wide.
@@ -140,6 +166,18 @@ fn columns(kind: &str) -> Vec<Field> {
         ],
         _ => Vec::new(),
     }
+}
+
+/// `argv`'s type: a list of non-null strings (the item field is named
+/// `item`, as arrow's builders name it; a writer builds it with
+/// `ListBuilder::with_field(argv_item())`).
+pub fn argv_type() -> DataType {
+    DataType::List(Arc::new(argv_item()))
+}
+
+/// The item field of [`argv_type`].
+pub fn argv_item() -> Field {
+    Field::new_list_field(DataType::Utf8, false)
 }
 
 fn u64_field(name: &str) -> Field {
@@ -211,19 +249,30 @@ mod tests {
                 "start_time_ns:UInt64",
                 "ppid:UInt32",
                 "uid:UInt32",
+                "gid:UInt32",
+                "cgroup_id:UInt64",
                 "comm:Utf8",
                 "exe:Utf8",
-                "cmdline:Utf8",
+                "argv:List(non-null Utf8)",
+                "argv_truncated:Boolean",
             ]),
         );
-        check("process_exit", &with_head(&["pid:UInt32", "start_time_ns:UInt64", "exit_code:Int32"]));
+        check("process_exit", &with_head(&["pid:UInt32", "start_time_ns:UInt64", "exit_code:Int32", "cpu_ns:UInt64"]));
         check(
             "process_fork",
             &with_head(&["pid:UInt32", "start_time_ns:UInt64", "child_pid:UInt32", "child_start_time_ns:UInt64"]),
         );
         check(
             "net_connect",
-            &with_head(&["pid:UInt32", "start_time_ns:UInt64", "protocol:Utf8", "dst_addr:Utf8", "dst_port:UInt16"]),
+            &with_head(&[
+                "pid:UInt32",
+                "start_time_ns:UInt64",
+                "protocol:Utf8",
+                "dst_addr:Utf8",
+                "dst_port:UInt16",
+                "result:Int32",
+                "has_result:Boolean",
+            ]),
         );
         check("file_open", &with_head(&["pid:UInt32", "start_time_ns:UInt64", "path:Utf8", "flags:UInt32"]));
         check(
@@ -259,6 +308,19 @@ mod tests {
             ]),
         );
         check("agent_diag", &with_head(&["module:Utf8", "event_type:Utf8", "reason:Utf8"]));
+        check(
+            "process_ephemeral",
+            &with_head(&[
+                "window_start_ns:UInt64",
+                "window_end_ns:UInt64",
+                "name:Utf8",
+                "count:UInt64",
+                "cpu_ns:UInt64",
+            ]),
+        );
+        let argv = schema_for("process_exec").expect("exec schema");
+        let DataType::List(item) = argv.field_with_name("argv").expect("argv").data_type() else { panic!("a list") };
+        assert_eq!((item.data_type(), item.is_nullable()), (&DataType::Utf8, false), "argv items are non-null");
         let sketch = schema_for("sketch").expect("sketch schema");
         let names: Vec<&str> = sketch.fields().iter().map(|f| f.name().as_str()).collect();
         assert_eq!(

@@ -83,6 +83,17 @@ const FROZEN_FIELDS: &[(&str, &[FrozenField])] = &[
         (8, "ts_ns", "uint64"),
         (9, "event_id", "uint64"),
     ]),
+    ("hostflow.v1.EphemeralBatch", &[
+        (1, "window_start_ns", "uint64"),
+        (2, "window_end_ns", "uint64"),
+        (3, "rows", "repeated hostflow.v1.ProcessEphemeralSummary"),
+    ]),
+    ("hostflow.v1.ProcessEphemeralSummary", &[
+        (1, "name", "string"),
+        (2, "count", "uint64"),
+        (3, "cpu_ns", "uint64"),
+        (4, "event_id", "uint64"),
+    ]),
     ("hostflow.v1.SketchEnvelope", &[
         (1, "metric_name", "string"),
         (2, "gamma", "double"),

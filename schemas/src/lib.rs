@@ -18,7 +18,7 @@
 //! meaning, type or name); new fields are additive with tags ≥ 20; a removed
 //! tag is `reserved`, never reused; every additive change bumps the
 //! envelope's version ([`PROCESS_ENVELOPE_SCHEMA_VERSION`],
-//! [`SKETCH_VERSION`]). A test checks tags 1–19 against a hard-coded table.
+//! [`SECURITY_EVENT_SCHEMA_VERSION`], [`SKETCH_VERSION`]). A test checks tags 1–19 against a hard-coded table.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -31,7 +31,9 @@ pub mod spool;
 mod frozen_tags;
 
 pub use arrow::{schema_for, KINDS};
-pub use proto::{v1, FILE_DESCRIPTOR_SET, PROCESS_ENVELOPE_SCHEMA_VERSION, SKETCH_VERSION};
+pub use proto::{
+    v1, FILE_DESCRIPTOR_SET, PROCESS_ENVELOPE_SCHEMA_VERSION, SECURITY_EVENT_SCHEMA_VERSION, SKETCH_VERSION,
+};
 pub use v1::{AgentDiagEvent, DdSketch, Detection, ProcessEnvelope, SecurityEvent, SketchEnvelope};
 
 /// The `arrow-schema` crate this crate builds its schemas with, so that a

@@ -256,6 +256,7 @@ mod tests {
                 std::sync::Arc::new(UInt32Array::from(ids.iter().map(|i| *i as u32 % 4000).collect::<Vec<_>>())),
                 std::sync::Arc::new(UInt64Array::from(vec![7; rows])),
                 std::sync::Arc::new(Int32Array::from(ids.iter().map(|i| (*i % 3) as i32).collect::<Vec<_>>())),
+                std::sync::Arc::new(UInt64Array::from(ids.iter().map(|i| i * 7_000).collect::<Vec<_>>())),
             ];
             writer.write(&RecordBatch::try_new(schema.clone(), columns).expect("batch")).expect("write");
         }
@@ -282,19 +283,67 @@ mod tests {
         std::fs::remove_file(&path).expect("cleanup");
     }
 
+    /// A spool-like `process_exec` file: the layout with a `List<Utf8>`
+    /// column (`argv`) and booleans, `rows` rows per batch.
+    fn exec_file(batches: usize, rows: usize) -> Vec<u8> {
+        use arrow_array::builder::{ListBuilder, StringBuilder};
+        use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
+        use std::sync::Arc;
+        let schema = crate::schema_for("process_exec").expect("schema");
+        let options = arrow_ipc::writer::IpcWriteOptions::default()
+            .try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))
+            .expect("zstd");
+        let mut writer = arrow_ipc::writer::FileWriter::try_new_with_options(Vec::new(), &schema, options).expect("w");
+        for b in 0..batches {
+            let ids: Vec<u64> = (0..rows as u64).map(|i| (b * rows) as u64 + i).collect();
+            let u32s = |f: &dyn Fn(u64) -> u32| Arc::new(UInt32Array::from_iter_values(ids.iter().map(|&i| f(i))));
+            let u64s = |f: &dyn Fn(u64) -> u64| Arc::new(UInt64Array::from_iter_values(ids.iter().map(|&i| f(i))));
+            let mut argv = ListBuilder::new(StringBuilder::new()).with_field(crate::arrow::argv_item());
+            for &i in &ids {
+                for arg in 0..i % 4 {
+                    argv.values().append_value(format!("arg {arg} of {i}"));
+                }
+                argv.append(true);
+            }
+            let columns: Vec<ArrayRef> = vec![
+                u64s(&|i| i),
+                u64s(&|i| i * 1000),
+                u32s(&|i| i as u32 % 4000),
+                u64s(&|_| 7),
+                u32s(&|_| 1),
+                u32s(&|i| i as u32 % 2),
+                u32s(&|i| i as u32 % 3),
+                u64s(&|i| 0x1000 + i % 5),
+                Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("comm{}", i % 3)))),
+                Arc::new(StringArray::from_iter_values(ids.iter().map(|i| format!("/bin/x{}", i % 3)))),
+                Arc::new(argv.finish()),
+                Arc::new(BooleanArray::from_iter(ids.iter().map(|i| Some(i % 7 == 0)))),
+            ];
+            writer.write(&RecordBatch::try_new(schema.clone(), columns).expect("batch")).expect("write");
+        }
+        writer.finish().expect("finish");
+        writer.into_inner().expect("bytes")
+    }
+
+    #[test]
+    fn a_file_with_a_list_column_is_summarised() {
+        let schema = crate::schema_for("process_exec").expect("schema");
+        let path = write_temp("list", &exec_file(2, 50));
+        assert_eq!(verify_file(&path, &schema), Ok(FileSummary { batches: 2, rows: 100 }));
+        std::fs::remove_file(&path).expect("cleanup");
+    }
+
     /// Every single-byte corruption of a file is either refused here or
     /// decodes (or fails to) as an ordinary error: none may abort a reader
     /// by making it allocate a corrupt length. Runs the real arrow reader on
     /// every file that passes.
-    #[test]
-    fn no_single_byte_corruption_can_abort_a_reader() {
-        let schema = crate::schema_for("process_exit").expect("schema");
-        let bytes = exit_file(2, 300);
-        let path = write_temp("corrupt", &bytes);
+    fn check_no_corruption_aborts(kind: &str, bytes: &[u8]) {
+        let schema = crate::schema_for(kind).expect("schema");
+        let path = write_temp(&format!("corrupt-{kind}"), bytes);
         let (mut refused, mut passed, mut panicked) = (0, 0, Vec::new());
         for position in 0..bytes.len() {
             for flip in [0x01u8, 0x80, 0xff] {
-                let mut corrupt = bytes.clone();
+                let mut corrupt = bytes.to_vec();
                 corrupt[position] ^= flip;
                 std::fs::write(&path, &corrupt).expect("write");
                 if verify_file(&path, &schema).is_err() {
@@ -314,7 +363,17 @@ mod tests {
             }
         }
         std::fs::remove_file(&path).expect("cleanup");
-        assert!(refused > 100 && passed > 100, "refused {refused}, passed {passed}");
-        assert!(panicked.is_empty(), "arrow's reader panicked on corruptions at bytes {panicked:?}");
+        assert!(refused > 100 && passed > 100, "{kind}: refused {refused}, passed {passed}");
+        assert!(panicked.is_empty(), "{kind}: arrow's reader panicked on corruptions at bytes {panicked:?}");
+    }
+
+    #[test]
+    fn no_single_byte_corruption_can_abort_a_reader() {
+        check_no_corruption_aborts("process_exit", &exit_file(2, 300));
+    }
+
+    #[test]
+    fn no_single_byte_corruption_of_a_list_column_can_abort_a_reader() {
+        check_no_corruption_aborts("process_exec", &exec_file(2, 40));
     }
 }

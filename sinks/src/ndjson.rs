@@ -5,11 +5,12 @@
 //! formats belong to the edges of the system), and a direct writer into a
 //! reused buffer costs no allocation per event. Every object starts with
 //! `kind`, `event_id` and `ts_ns`; the rest are the kind's fields, with
-//! process keys flattened to `pid` and `start_time_ns`.
+//! process keys flattened to `pid` and `start_time_ns`. An exec's `argv` is
+//! an array of strings; a connect's `result` is `null` when not observed.
 
 use pipeline::event::{
-    AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork, ProcessSample,
-    ScanInfo, SketchEvent,
+    AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
+    ProcessFork, ProcessSample, ScanInfo, SketchEvent,
 };
 use std::io::Write as _;
 
@@ -27,28 +28,47 @@ pub fn encode_batch(events: &[Event], out: &mut Vec<u8>) {
 pub fn encode(event: &Event, out: &mut Vec<u8>) {
     let mut w = ObjectWriter::start(out, event.kind().as_str(), event.meta());
     match event {
-        Event::ProcessExec(ProcessExec { meta: _, process, ppid, uid, comm, exe, cmdline }) => {
+        Event::ProcessExec(ProcessExec {
+            meta: _,
+            process,
+            ppid,
+            uid,
+            gid,
+            cgroup_id,
+            comm,
+            exe,
+            argv,
+            argv_truncated,
+        }) => {
             w.process(process);
             w.uint("ppid", u64::from(*ppid));
             w.uint("uid", u64::from(*uid));
+            w.uint("gid", u64::from(*gid));
+            w.uint("cgroup_id", *cgroup_id);
             w.text("comm", comm);
             w.text("exe", exe);
-            w.text("cmdline", cmdline);
+            w.texts("argv", argv.iter());
+            w.bool("argv_truncated", *argv_truncated);
         }
-        Event::ProcessExit(ProcessExit { meta: _, process, exit_code }) => {
+        Event::ProcessExit(ProcessExit { meta: _, process, exit_code, cpu_ns }) => {
             w.process(process);
             w.int("exit_code", i64::from(*exit_code));
+            w.uint("cpu_ns", *cpu_ns);
         }
         Event::ProcessFork(ProcessFork { meta: _, parent, child }) => {
             w.process(parent);
             w.uint("child_pid", u64::from(child.pid));
             w.uint("child_start_time_ns", child.start_time_ns);
         }
-        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port }) => {
+        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port, result }) => {
             w.process(process);
             w.text("protocol", protocol.as_str());
             w.address("dst_addr", dst_addr);
             w.uint("dst_port", u64::from(*dst_port));
+            match result {
+                Some(result) => w.int("result", i64::from(*result)),
+                None => w.null("result"),
+            }
         }
         Event::FileOpen(FileOpen { meta: _, process, path, flags }) => {
             w.process(process);
@@ -126,6 +146,20 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
             w.text("module", module);
             w.text("event_type", event_type);
             w.text("reason", reason);
+        }
+        Event::ProcessEphemeral(ProcessEphemeralSummary {
+            meta: _,
+            window_start_ns,
+            window_end_ns,
+            name,
+            count,
+            cpu_ns,
+        }) => {
+            w.uint("window_start_ns", *window_start_ns);
+            w.uint("window_end_ns", *window_end_ns);
+            w.text("name", name);
+            w.uint("count", *count);
+            w.uint("cpu_ns", *cpu_ns);
         }
     }
     w.finish();
@@ -205,6 +239,29 @@ impl<'a> ObjectWriter<'a> {
         self.out.push(b']');
     }
 
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out.extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    fn null(&mut self, key: &str) {
+        self.key(key);
+        self.out.extend_from_slice(b"null");
+    }
+
+    /// An array of JSON strings.
+    fn texts<'v>(&mut self, key: &str, values: impl Iterator<Item = &'v str>) {
+        self.key(key);
+        self.out.push(b'[');
+        for (position, value) in values.enumerate() {
+            if position > 0 {
+                self.out.push(b',');
+            }
+            let _ = serde_json::to_writer(&mut *self.out, value);
+        }
+        self.out.push(b']');
+    }
+
     /// An IP address as a JSON string (its text never needs escaping).
     fn address(&mut self, key: &str, value: &std::net::IpAddr) {
         self.key(key);
@@ -228,7 +285,7 @@ mod tests {
     use std::net::IpAddr;
     use std::sync::Arc;
 
-    use pipeline::event::Protocol;
+    use pipeline::event::{Argv, Protocol};
     use pipeline::sketch::LogSketch;
 
     use super::*;
@@ -253,8 +310,20 @@ mod tests {
                 protocol: Protocol::Udp,
                 dst_addr: IpAddr::from([10, 0, 0, 1]),
                 dst_port: 53,
+                result: None,
             }),
-            r#"{"kind":"net_connect","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"protocol":"udp","dst_addr":"10.0.0.1","dst_port":53}"#,
+            r#"{"kind":"net_connect","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"protocol":"udp","dst_addr":"10.0.0.1","dst_port":53,"result":null}"#,
+        );
+        check(
+            Event::NetConnect(NetConnect {
+                meta,
+                process,
+                protocol: Protocol::Tcp,
+                dst_addr: IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1]),
+                dst_port: 1,
+                result: Some(-111),
+            }),
+            r#"{"kind":"net_connect","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"protocol":"tcp","dst_addr":"::1","dst_port":1,"result":-111}"#,
         );
         check(
             Event::ProcessExec(ProcessExec {
@@ -262,15 +331,44 @@ mod tests {
                 process,
                 ppid: 1,
                 uid: 0,
+                gid: 5,
+                cgroup_id: 1 << 33,
                 comm: Arc::from("sh"),
                 exe: Arc::from("/bin/sh"),
-                cmdline: Arc::from("sh -c \"echo\ttab\""),
+                argv: Argv::from_args(["sh", "-c", "\"echo\ttab\"", ""]),
+                argv_truncated: false,
             }),
-            r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"comm":"sh","exe":"/bin/sh","cmdline":"sh -c \"echo\ttab\""}"#,
+            r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"gid":5,"cgroup_id":8589934592,"comm":"sh","exe":"/bin/sh","argv":["sh","-c","\"echo\ttab\"",""],"argv_truncated":false}"#,
         );
         check(
-            Event::ProcessExit(ProcessExit { meta, process, exit_code: -1 }),
-            r#"{"kind":"process_exit","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"exit_code":-1}"#,
+            Event::ProcessExec(ProcessExec {
+                meta,
+                process,
+                ppid: 1,
+                uid: 0,
+                gid: 0,
+                cgroup_id: 0,
+                comm: Arc::from(""),
+                exe: Arc::from("/x"),
+                argv: Argv::default(),
+                argv_truncated: true,
+            }),
+            r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"gid":0,"cgroup_id":0,"comm":"","exe":"/x","argv":[],"argv_truncated":true}"#,
+        );
+        check(
+            Event::ProcessExit(ProcessExit { meta, process, exit_code: -1, cpu_ns: 1_500_000 }),
+            r#"{"kind":"process_exit","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"exit_code":-1,"cpu_ns":1500000}"#,
+        );
+        check(
+            Event::ProcessEphemeral(ProcessEphemeralSummary {
+                meta,
+                window_start_ns: 1,
+                window_end_ns: 5,
+                name: Arc::from("(other)"),
+                count: 12,
+                cpu_ns: 34,
+            }),
+            r#"{"kind":"process_ephemeral","event_id":7,"ts_ns":5,"window_start_ns":1,"window_end_ns":5,"name":"(other)","count":12,"cpu_ns":34}"#,
         );
         check(
             Event::ProcessSample(ProcessSample {

@@ -4,13 +4,14 @@
 //! Engine events are not wire types; this file is the one place that maps
 //! them, field by field, so a wire change never ripples into transforms.
 //! Process rows of one scan (Top-N rows and tail aggregates, or raw rows
-//! when no `topn` ran) become one `ProcessEnvelope`; each sketch becomes a
+//! when no `topn` ran) become one `ProcessEnvelope`, and so do consecutive
+//! ephemeral summaries of one interval (an `EphemeralBatch`); each sketch becomes a
 //! `SketchEnvelope`; diagnostics an `AgentDiagEvent`; kernel-style events a
 //! `SecurityEvent`.
 
 use pipeline::event::{
-    AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork, ProcessSample,
-    Protocol,
+    AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
+    ProcessFork, ProcessSample, Protocol,
 };
 use pipeline::{Event, ProcessKey};
 use schemas::v1;
@@ -47,10 +48,12 @@ impl WireMessage {
 }
 
 /// Encodes a batch in order. Consecutive process rows of the same scan
-/// share one envelope.
+/// share one envelope, and so do consecutive ephemeral summaries of the
+/// same interval.
 pub fn encode_batch(events: &[Event], cx: &EnvelopeContext) -> Vec<WireMessage> {
     let mut messages = Vec::new();
     let mut scan: Option<ScanRows<'_>> = None;
+    let mut ephemeral: Option<EphemeralRows<'_>> = None;
     for event in events {
         let scan_id = match event {
             Event::ProcessSample(row) => Some(row.scan.scan_id),
@@ -64,7 +67,25 @@ pub fn encode_batch(events: &[Event], cx: &EnvelopeContext) -> Vec<WireMessage> 
                 messages.push(WireMessage::Process(open.into_envelope(cx)));
             }
         }
+        let window = match event {
+            Event::ProcessEphemeral(row) => Some((row.window_start_ns, row.window_end_ns)),
+            _ => None,
+        };
+        if let Some(open) = ephemeral.take() {
+            if Some(open.window) == window {
+                ephemeral = Some(open);
+            } else {
+                messages.push(WireMessage::Process(open.into_envelope(cx)));
+            }
+        }
         match event {
+            Event::ProcessEphemeral(row) => ephemeral
+                .get_or_insert_with(|| EphemeralRows {
+                    window: (row.window_start_ns, row.window_end_ns),
+                    rows: Vec::new(),
+                })
+                .rows
+                .push(row),
             Event::ProcessSample(row) => {
                 scan.get_or_insert_with(|| ScanRows::new(row.scan.scan_id, row.scan.scan_size)).samples.push(row)
             }
@@ -85,7 +106,42 @@ pub fn encode_batch(events: &[Event], cx: &EnvelopeContext) -> Vec<WireMessage> 
     if let Some(open) = scan {
         messages.push(WireMessage::Process(open.into_envelope(cx)));
     }
+    if let Some(open) = ephemeral {
+        messages.push(WireMessage::Process(open.into_envelope(cx)));
+    }
     messages
+}
+
+/// Consecutive ephemeral summaries of one interval.
+struct EphemeralRows<'a> {
+    window: (u64, u64),
+    rows: Vec<&'a ProcessEphemeralSummary>,
+}
+
+impl EphemeralRows<'_> {
+    fn into_envelope(self, cx: &EnvelopeContext) -> v1::ProcessEnvelope {
+        let (window_start_ns, window_end_ns) = self.window;
+        let row = |row: &ProcessEphemeralSummary| {
+            let ProcessEphemeralSummary { meta, window_start_ns: _, window_end_ns: _, name, count, cpu_ns } = row;
+            v1::ProcessEphemeralSummary {
+                name: name.to_string(),
+                count: *count,
+                cpu_ns: *cpu_ns,
+                event_id: meta.event_id,
+            }
+        };
+        v1::ProcessEnvelope {
+            entity_guid: cx.entity_guid.clone(),
+            schema_version: schemas::PROCESS_ENVELOPE_SCHEMA_VERSION.to_owned(),
+            ts_ns: self.rows.iter().map(|r| r.meta.ts_ns).max().unwrap_or(window_end_ns),
+            host: cx.host.clone(),
+            payload: Some(v1::process_envelope::Payload::EphemeralBatch(v1::EphemeralBatch {
+                window_start_ns,
+                window_end_ns,
+                rows: self.rows.into_iter().map(row).collect(),
+            })),
+        }
+    }
 }
 
 struct ScanRows<'a> {
@@ -208,26 +264,45 @@ fn security_event(event: &Event, cx: &EnvelopeContext) -> Option<v1::SecurityEve
         pid: process.pid,
         start_time_ns: process.start_time_ns,
         detail: Some(detail),
+        schema_version: schemas::SECURITY_EVENT_SCHEMA_VERSION.to_owned(),
         ..v1::SecurityEvent::default()
     };
     Some(match event {
-        Event::ProcessExec(ProcessExec { meta: _, process, ppid, uid, comm, exe, cmdline }) => {
-            let mut m =
-                message(process, Detail::Exec(v1::ProcessExec { exe: exe.to_string(), cmdline: cmdline.to_string() }));
+        Event::ProcessExec(ProcessExec {
+            meta: _,
+            process,
+            ppid,
+            uid,
+            gid,
+            cgroup_id,
+            comm,
+            exe,
+            argv,
+            argv_truncated,
+        }) => {
+            let exec = v1::ProcessExec {
+                exe: exe.to_string(),
+                cmdline: argv.joined(),
+                argv: argv.iter().map(str::to_owned).collect(),
+                argv_truncated: *argv_truncated,
+            };
+            let mut m = message(process, Detail::Exec(exec));
             m.ppid = *ppid;
             m.uid = *uid;
+            m.gid = *gid;
+            m.cgroup_id = *cgroup_id;
             m.comm = comm.to_string();
             m.exe = exe.to_string();
             m
         }
-        Event::ProcessExit(ProcessExit { meta: _, process, exit_code }) => {
-            message(process, Detail::Exit(v1::ProcessExit { exit_code: *exit_code }))
+        Event::ProcessExit(ProcessExit { meta: _, process, exit_code, cpu_ns }) => {
+            message(process, Detail::Exit(v1::ProcessExit { exit_code: *exit_code, cpu_ns: *cpu_ns }))
         }
         Event::ProcessFork(ProcessFork { meta: _, parent, child }) => message(
             parent,
             Detail::Fork(v1::ProcessFork { child_pid: child.pid, child_start_time_ns: child.start_time_ns }),
         ),
-        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port }) => message(
+        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port, result }) => message(
             process,
             Detail::NetConnect(v1::NetConnect {
                 protocol: match protocol {
@@ -236,6 +311,7 @@ fn security_event(event: &Event, cx: &EnvelopeContext) -> Option<v1::SecurityEve
                 } as i32,
                 dst_addr: dst_addr.to_string(),
                 dst_port: u32::from(*dst_port),
+                result: *result,
             }),
         ),
         Event::FileOpen(FileOpen { meta: _, process, path, flags }) => {

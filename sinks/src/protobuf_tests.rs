@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use pipeline::event::{
-    AgentDiag, EventMeta, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork,
-    ProcessSample, Protocol, ScanInfo, SketchEvent,
+    AgentDiag, Argv, EventMeta, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec,
+    ProcessExit, ProcessFork, ProcessSample, Protocol, ScanInfo, SketchEvent,
 };
 use pipeline::sketch::LogSketch;
 use pipeline::{Event, ProcessKey};
@@ -76,7 +76,7 @@ fn one_envelope_per_scan_with_ranked_rows_first() {
         assert_eq!(&round_trip(message), message, "lossless through bytes");
     }
     let WireMessage::Process(first) = &messages[0] else { panic!("{:?}", messages[0]) };
-    assert_eq!(first.schema_version, "2.1");
+    assert_eq!(first.schema_version, "2.2");
     assert_eq!((first.entity_guid.as_str(), first.host.as_str(), first.ts_ns), ("host-guid-1", "web-1", 1_001));
     let Some(v1::process_envelope::Payload::TopNBatch(batch)) = &first.payload else { panic!("payload") };
     assert_eq!((batch.scan_id, batch.scan_size, batch.n), (1, 5, 2));
@@ -106,11 +106,14 @@ fn security_and_diag_events_round_trip() {
             process,
             ppid: 1,
             uid: 0,
+            gid: 27,
+            cgroup_id: 4242,
             comm: Arc::from("curl"),
             exe: Arc::from("/usr/bin/curl"),
-            cmdline: Arc::from("curl example.org"),
+            argv: Argv::from_args(["curl", "-H", "X-A: b", "example.org"]),
+            argv_truncated: true,
         }),
-        Event::ProcessExit(ProcessExit { meta, process, exit_code: -9 }),
+        Event::ProcessExit(ProcessExit { meta, process, exit_code: -9, cpu_ns: 3_000_000 }),
         Event::ProcessFork(ProcessFork { meta, parent: process, child: ProcessKey { pid: 43, start_time_ns: 10 } }),
         Event::NetConnect(NetConnect {
             meta,
@@ -118,6 +121,7 @@ fn security_and_diag_events_round_trip() {
             protocol: Protocol::Udp,
             dst_addr: IpAddr::from([192, 0, 2, 1]),
             dst_port: 53,
+            result: Some(-111),
         }),
         Event::FileOpen(FileOpen { meta, process, path: Arc::from("/etc/shadow"), flags: 2 }),
         Event::AgentDiag(AgentDiag {
@@ -134,14 +138,57 @@ fn security_and_diag_events_round_trip() {
     }
     let WireMessage::Security(exec) = &messages[0] else { panic!() };
     assert_eq!((exec.pid, exec.ppid, exec.comm.as_str(), exec.exe.as_str()), (42, 1, "curl", "/usr/bin/curl"));
+    assert_eq!((exec.gid, exec.cgroup_id, exec.schema_version.as_str()), (27, 4242, "1.1"));
+    let Some(v1::security_event::Detail::Exec(detail)) = &exec.detail else { panic!() };
+    assert_eq!(detail.argv, ["curl", "-H", "X-A: b", "example.org"], "each argument exactly");
+    assert_eq!((detail.cmdline.as_str(), detail.argv_truncated), ("curl -H X-A: b example.org", true));
+    let WireMessage::Security(exit) = &messages[1] else { panic!() };
+    let Some(v1::security_event::Detail::Exit(detail)) = &exit.detail else { panic!() };
+    assert_eq!((detail.exit_code, detail.cpu_ns), (-9, 3_000_000));
     let WireMessage::Security(connect) = &messages[3] else { panic!() };
     let Some(v1::security_event::Detail::NetConnect(detail)) = &connect.detail else { panic!() };
     assert_eq!(
-        (detail.protocol, detail.dst_addr.as_str(), detail.dst_port),
-        (v1::Protocol::Udp as i32, "192.0.2.1", 53)
+        (detail.protocol, detail.dst_addr.as_str(), detail.dst_port, detail.result),
+        (v1::Protocol::Udp as i32, "192.0.2.1", 53, Some(-111))
     );
     let WireMessage::Diag(diag) = &messages[5] else { panic!() };
     assert_eq!((diag.module.as_str(), diag.reason.as_str(), diag.event_id), ("ebpf", "no BTF", 6));
+}
+
+fn ephemeral(window: (u64, u64), name: &str, event_id: u64) -> Event {
+    Event::ProcessEphemeral(ProcessEphemeralSummary {
+        meta: EventMeta { ts_ns: window.1, event_id },
+        window_start_ns: window.0,
+        window_end_ns: window.1,
+        name: Arc::from(name),
+        count: event_id * 10,
+        cpu_ns: event_id * 1_000,
+    })
+}
+
+#[test]
+fn ephemeral_rows_of_one_interval_share_an_envelope() {
+    let events = vec![
+        ephemeral((0, 10), "curl", 1),
+        ephemeral((0, 10), "true", 2),
+        sample(1, 10, 1, 50),
+        ephemeral((10, 20), "true", 3),
+        ephemeral((20, 30), "true", 4),
+    ];
+    let messages = encode_batch(&events, &cx());
+    assert_eq!(messages.len(), 4, "two rows of (0, 10), a scan, (10, 20), (20, 30)");
+    for message in &messages {
+        assert_eq!(&round_trip(message), message, "lossless through bytes");
+    }
+    let WireMessage::Process(first) = &messages[0] else { panic!("{:?}", messages[0]) };
+    assert_eq!((first.schema_version.as_str(), first.ts_ns, first.host.as_str()), ("2.2", 10, "web-1"));
+    let Some(v1::process_envelope::Payload::EphemeralBatch(batch)) = &first.payload else { panic!("payload") };
+    assert_eq!((batch.window_start_ns, batch.window_end_ns), (0, 10));
+    let rows: Vec<_> = batch.rows.iter().map(|r| (r.name.as_str(), r.count, r.cpu_ns, r.event_id)).collect();
+    assert_eq!(rows, [("curl", 10, 1_000, 1), ("true", 20, 2_000, 2)]);
+    assert!(
+        matches!(&messages[1], WireMessage::Process(m) if matches!(m.payload, Some(v1::process_envelope::Payload::TopNBatch(_))))
+    );
 }
 
 fn sketch_of(values: impl IntoIterator<Item = f64>) -> LogSketch {

@@ -5,7 +5,9 @@
 //! machine: the random stream is a fixed SplitMix64 (not a library RNG
 //! whose algorithm may change), and timestamps are synthetic
 //! (`sequence × 1/rate`), not read from the clock. Only the split into
-//! batches depends on timing.
+//! batches depends on timing. Each event takes exactly two draws (its kind,
+//! then one value its fields are cut from), so adding a field or a kind
+//! never changes the fields of a stream that was generated before.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,8 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pipeline::event::{
-    AgentDiag, EventMeta, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork,
-    ProcessSample, Protocol, ScanInfo, SketchEvent,
+    AgentDiag, Argv, EventMeta, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec,
+    ProcessExit, ProcessFork, ProcessSample, Protocol, ScanInfo, SketchEvent,
 };
 use pipeline::sketch::LogSketch;
 use pipeline::{
@@ -215,6 +217,7 @@ struct Pools {
     comms: Vec<Arc<str>>,
     exes: Vec<Arc<str>>,
     cmdlines: Vec<Arc<str>>,
+    argvs: Vec<Argv>,
     paths: Vec<Arc<str>>,
     sketch_metric: Arc<str>,
     diag_module: Arc<str>,
@@ -249,6 +252,7 @@ impl EventStream {
             comms: PROGRAMS.iter().map(|p| Arc::from(*p)).collect(),
             exes: PROGRAMS.iter().map(|p| Arc::from(format!("/usr/bin/{p}"))).collect(),
             cmdlines: PROGRAMS.iter().map(|p| Arc::from(format!("{p} --flag value"))).collect(),
+            argvs: PROGRAMS.iter().map(|p| Argv::from_args([*p, "--flag", "value"])).collect(),
             paths: PATHS.iter().map(|p| Arc::from(*p)).collect(),
             sketch_metric: Arc::from("process.cpu_percent"),
             diag_module: Arc::from("generator"),
@@ -273,18 +277,27 @@ impl EventStream {
         let program = ((r >> 16) % PROGRAMS.len() as u64) as usize;
         let pools = &self.pools;
         match kind {
-            EventKind::ProcessExec => Event::ProcessExec(ProcessExec {
+            EventKind::ProcessExec => {
+                let uid = if (r >> 32).is_multiple_of(4) { 0 } else { 1000 };
+                Event::ProcessExec(ProcessExec {
+                    meta,
+                    process,
+                    ppid: 1 + ((r >> 24) % 100) as u32,
+                    uid,
+                    gid: uid,
+                    cgroup_id: 4_000 + (r >> 44) % 16,
+                    comm: Arc::clone(&pools.comms[program]),
+                    exe: Arc::clone(&pools.exes[program]),
+                    argv: pools.argvs[program].clone(),
+                    argv_truncated: false,
+                })
+            }
+            EventKind::ProcessExit => Event::ProcessExit(ProcessExit {
                 meta,
                 process,
-                ppid: 1 + ((r >> 24) % 100) as u32,
-                uid: if (r >> 32).is_multiple_of(4) { 0 } else { 1000 },
-                comm: Arc::clone(&pools.comms[program]),
-                exe: Arc::clone(&pools.exes[program]),
-                cmdline: Arc::clone(&pools.cmdlines[program]),
+                exit_code: ((r >> 24) % 3) as i32,
+                cpu_ns: ((r >> 32) % 200_000) * 10_000,
             }),
-            EventKind::ProcessExit => {
-                Event::ProcessExit(ProcessExit { meta, process, exit_code: ((r >> 24) % 3) as i32 })
-            }
             EventKind::ProcessFork => {
                 let child_pid = 100 + ((r >> 24) % PID_SPACE) as u32;
                 Event::ProcessFork(ProcessFork {
@@ -299,6 +312,10 @@ impl EventStream {
                 protocol: if (r >> 40).is_multiple_of(5) { Protocol::Udp } else { Protocol::Tcp },
                 dst_addr: IpAddr::from([10, ((r >> 24) & 0xff) as u8, ((r >> 32) & 0xff) as u8, 1]),
                 dst_port: [22, 53, 80, 443, 5432, 8080, 9092, 31337][((r >> 48) % 8) as usize],
+                // Mostly success; refused, in progress (non-blocking) or
+                // not observed now and then.
+                result: [Some(0), Some(0), Some(0), Some(0), Some(0), Some(-111), Some(-115), None]
+                    [((r >> 56) % 8) as usize],
             }),
             EventKind::FileOpen => Event::FileOpen(FileOpen {
                 meta,
@@ -347,6 +364,17 @@ impl EventStream {
                     window_start_ns: meta.ts_ns.saturating_sub(60_000_000_000),
                     window_end_ns: meta.ts_ns,
                     sketch,
+                })
+            }
+            EventKind::ProcessEphemeral => {
+                let count = 1 + (r >> 24) % 100;
+                Event::ProcessEphemeral(ProcessEphemeralSummary {
+                    meta,
+                    window_start_ns: meta.ts_ns.saturating_sub(10_000_000_000),
+                    window_end_ns: meta.ts_ns,
+                    name: Arc::clone(&pools.comms[program]),
+                    count,
+                    cpu_ns: count * ((r >> 32) % 5_000_000),
                 })
             }
             EventKind::AgentDiag => Event::AgentDiag(AgentDiag {

@@ -229,8 +229,25 @@ impl Condition {
                     Op::EndsWith => actual.ends_with(&**value),
                     _ => compare(*op, actual.cmp(value)),
                 },
+                Some(FieldValue::Args(argv)) => joined_holds(*op, argv.joined_view().as_bytes(), value.as_bytes()),
                 _ => false,
             },
+        }
+    }
+}
+
+/// A text condition on arguments joined with spaces, read from `view` (the
+/// joined text with NULs for those spaces), so no joined copy is built per
+/// event: a NUL in `view` matches a space in `value`.
+fn joined_holds(op: Op, view: &[u8], value: &[u8]) -> bool {
+    let same = |window: &[u8]| window.iter().zip(value).all(|(&a, &b)| a == b || (a == 0 && b == b' '));
+    match op {
+        Op::Contains => value.is_empty() || view.windows(value.len()).any(same),
+        Op::StartsWith => view.len() >= value.len() && same(&view[..value.len()]),
+        Op::EndsWith => view.len() >= value.len() && same(&view[view.len() - value.len()..]),
+        _ => {
+            let joined = view.iter().map(|&byte| if byte == 0 { b' ' } else { byte });
+            compare(op, joined.cmp(value.iter().copied()))
         }
     }
 }
@@ -257,7 +274,7 @@ mod tests {
     use std::net::IpAddr;
     use std::sync::Arc;
 
-    use pipeline::event::{EventMeta, NetConnect, ProcessExec, Protocol};
+    use pipeline::event::{Argv, EventMeta, NetConnect, ProcessExec, Protocol};
     use pipeline::{ProcessKey, SourceFile, TopologyConfig};
 
     use super::*;
@@ -283,6 +300,7 @@ mod tests {
             protocol: Protocol::Tcp,
             dst_addr: IpAddr::from([127, 0, 0, 1]),
             dst_port: port,
+            result: (port != 22).then_some(-111),
         })
     }
 
@@ -292,9 +310,12 @@ mod tests {
             process: ProcessKey { pid: 20, start_time_ns: 2 },
             ppid: 1,
             uid: 0,
+            gid: 0,
+            cgroup_id: 0,
             comm: Arc::from(comm),
             exe: Arc::from(format!("/usr/bin/{comm}")),
-            cmdline: Arc::from(comm),
+            argv: Argv::from_args([comm, "-x", "a b"]),
+            argv_truncated: false,
         })
     }
 
@@ -321,6 +342,30 @@ mod tests {
             events,
             &[2],
         );
+    }
+
+    /// An exec's `cmdline` is its arguments joined with spaces; a connect
+    /// whose result was not observed has no `result`.
+    #[test]
+    fn cmdline_of_an_exec_and_optional_fields() {
+        let events = vec![exec(1, "bash"), exec(2, "curl"), connect(3, 22), connect(4, 80)];
+        let cmdline = |op: &str, value: &str| {
+            format!("conditions = [{{ field = \"cmdline\", op = \"{op}\", value = \"{value}\" }}]")
+        };
+        check(&cmdline("==", "bash -x a b"), events.clone(), &[1]);
+        check(&cmdline("!=", "bash -x a b"), events.clone(), &[2]);
+        check(&cmdline(">", "bash -x a b"), events.clone(), &[2]);
+        check(&cmdline("<", "bash -x a c"), events.clone(), &[1]);
+        check(&cmdline("<=", "bash -x a"), events.clone(), &[]);
+        check(&cmdline("contains", "-x a b"), events.clone(), &[1, 2]);
+        check(&cmdline("contains", "l -x"), events.clone(), &[2]);
+        check(&cmdline("contains", ""), events.clone(), &[1, 2]);
+        check(&cmdline("contains", "a b c"), events.clone(), &[]);
+        check(&cmdline("starts_with", "curl -"), events.clone(), &[2]);
+        check(&cmdline("ends_with", "x a b"), events.clone(), &[1, 2]);
+        check(&cmdline("ends_with", "bash -x a b and more"), events.clone(), &[]);
+        check("conditions = [{ field = \"result\", op = \"==\", value = -111 }]", events.clone(), &[4]);
+        check("conditions = [{ field = \"result\", op = \"!=\", value = -111 }]", events, &[]);
     }
 
     #[test]

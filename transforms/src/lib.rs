@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod filter;
+pub mod lifecycle;
 pub mod scan;
 pub mod sketch;
 pub mod tail;

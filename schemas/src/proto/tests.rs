@@ -7,10 +7,11 @@ use prost::Message;
 
 use super::v1::{
     index_mapping::Interpolation, process_envelope::Payload, security_event::Detail, AgentDiagEvent, Confidence,
-    DdSketch, Detection, FileOpen, IndexMapping, Layer, NetConnect, ProcessAggregateSample, ProcessEnvelope,
-    ProcessExec, ProcessExit, ProcessFork, ProcessSample, Protocol, SecurityEvent, SketchEnvelope, Store, TopNBatch,
+    DdSketch, Detection, EphemeralBatch, FileOpen, IndexMapping, Layer, NetConnect, ProcessAggregateSample,
+    ProcessEnvelope, ProcessEphemeralSummary, ProcessExec, ProcessExit, ProcessFork, ProcessSample, Protocol,
+    SecurityEvent, SketchEnvelope, Store, TopNBatch,
 };
-use super::{PROCESS_ENVELOPE_SCHEMA_VERSION, SKETCH_VERSION};
+use super::{PROCESS_ENVELOPE_SCHEMA_VERSION, SECURITY_EVENT_SCHEMA_VERSION, SKETCH_VERSION};
 
 const GUID: &str = "MTIzNDU2fElORlJBfE5BfDQ0MjE";
 
@@ -146,6 +147,9 @@ fn security_event(detail: Detail) -> SecurityEvent {
         comm: "curl".to_owned(),
         exe: "/usr/bin/curl".to_owned(),
         detail: Some(detail),
+        schema_version: SECURITY_EVENT_SCHEMA_VERSION.to_owned(),
+        gid: 100,
+        cgroup_id: 0x2_0000_1234,
     }
 }
 
@@ -156,12 +160,30 @@ fn process_envelope_round_trips() {
     // An envelope from a later version with a payload kind this build does
     // not know decodes with no payload, rather than failing.
     let mut newer = ProcessEnvelope { payload: None, ..process_envelope() }.encode_to_vec();
-    LaterFields { note: "a payload kind of v2.2".to_owned(), ..LaterFields::default() }
+    LaterFields { note: "a payload kind of v2.3".to_owned(), ..LaterFields::default() }
         .encode(&mut newer)
         .expect("a Vec grows as needed");
     let decoded = ProcessEnvelope::decode(newer.as_slice()).expect("decodes");
     assert_eq!(decoded.payload, None);
-    assert_eq!(decoded.schema_version, "2.1");
+    assert_eq!(decoded.schema_version, "2.2");
+
+    let ephemeral = ProcessEnvelope {
+        payload: Some(Payload::EphemeralBatch(EphemeralBatch {
+            window_start_ns: 1_732_000_000_000_000_000,
+            window_end_ns: 1_732_000_010_000_000_000,
+            rows: vec![
+                ProcessEphemeralSummary { name: "(other)".to_owned(), count: 3, cpu_ns: 0, event_id: 1 << 48 },
+                ProcessEphemeralSummary {
+                    name: "true".to_owned(),
+                    count: 1_000,
+                    cpu_ns: 912_000_000,
+                    event_id: (1 << 48) | 1,
+                },
+            ],
+        })),
+        ..process_envelope()
+    };
+    check(&ephemeral);
 }
 
 #[test]
@@ -190,13 +212,35 @@ fn diag_security_and_detection_round_trip() {
         Detail::Exec(ProcessExec {
             exe: "/usr/bin/curl".to_owned(),
             cmdline: "curl -sS http://203.0.113.9/x".to_owned(),
+            argv: vec!["curl".to_owned(), "-sS".to_owned(), "http://203.0.113.9/x".to_owned()],
+            argv_truncated: false,
         }),
-        Detail::Exit(ProcessExit { exit_code: -9 }),
+        Detail::Exec(ProcessExec {
+            exe: "/bin/sh".to_owned(),
+            cmdline: "sh -c echo a b ".to_owned(),
+            argv: vec!["sh".to_owned(), "-c".to_owned(), "echo a b".to_owned(), String::new()],
+            argv_truncated: true,
+        }),
+        Detail::Exit(ProcessExit { exit_code: -9, cpu_ns: 1_234_567 }),
         Detail::Fork(ProcessFork { child_pid: 31_338, child_start_time_ns: 9_100_000_500_000 }),
         Detail::NetConnect(NetConnect {
             protocol: Protocol::Tcp as i32,
             dst_addr: "2001:db8::1".to_owned(),
             dst_port: 443,
+            result: Some(-111),
+        }),
+        // Success (0) is present on the wire, unlike "not observed".
+        Detail::NetConnect(NetConnect {
+            protocol: Protocol::Tcp as i32,
+            dst_addr: "127.0.0.1".to_owned(),
+            dst_port: 80,
+            result: Some(0),
+        }),
+        Detail::NetConnect(NetConnect {
+            protocol: Protocol::Udp as i32,
+            dst_addr: "10.0.0.53".to_owned(),
+            dst_port: 53,
+            result: None,
         }),
         Detail::FileOpen(FileOpen { path: "/etc/shadow".to_owned(), flags: 0o2_000_000 }),
     ] {
@@ -279,6 +323,7 @@ fn store_bytes_match_datadog_ddsketch_proto() {
 
 #[test]
 fn versions_are_the_documented_ones() {
-    assert_eq!(PROCESS_ENVELOPE_SCHEMA_VERSION, "2.1");
+    assert_eq!(PROCESS_ENVELOPE_SCHEMA_VERSION, "2.2");
+    assert_eq!(SECURITY_EVENT_SCHEMA_VERSION, "1.1");
     assert_eq!(SKETCH_VERSION, 1);
 }

@@ -2,13 +2,15 @@
 //!
 //! Column order and types are the schema's (schemas/src/arrow.rs); this file
 //! is the one mapping from the engine's records to those columns. A sketch is
-//! stored as its `to_parts` so it round-trips exactly.
+//! stored as its `to_parts` so it round-trips exactly; an exec's `argv` as a
+//! list with one item per argument; a connect's optional `result` as the
+//! value (0 when absent) and `has_result`.
 
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, UInt64Builder};
+use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
 use arrow_array::{
-    ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+    ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow_schema::ArrowError;
 use pipeline::event::{Event, EventKind};
@@ -40,9 +42,12 @@ pub fn encode(kind: EventKind, events: &[Event]) -> Result<RecordBatch, ArrowErr
                 u64s(rows.iter().map(|r| r.process.start_time_ns)),
                 u32s(rows.iter().map(|r| r.ppid)),
                 u32s(rows.iter().map(|r| r.uid)),
+                u32s(rows.iter().map(|r| r.gid)),
+                u64s(rows.iter().map(|r| r.cgroup_id)),
                 strs(rows.iter().map(|r| &*r.comm)),
                 strs(rows.iter().map(|r| &*r.exe)),
-                strs(rows.iter().map(|r| &*r.cmdline)),
+                argvs(rows.iter().map(|r| &r.argv)),
+                bools(rows.iter().map(|r| r.argv_truncated)),
             ]);
         }
         EventKind::ProcessExit => {
@@ -51,6 +56,7 @@ pub fn encode(kind: EventKind, events: &[Event]) -> Result<RecordBatch, ArrowErr
                 u32s(rows.iter().map(|r| r.process.pid)),
                 u64s(rows.iter().map(|r| r.process.start_time_ns)),
                 Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.exit_code))) as ArrayRef,
+                u64s(rows.iter().map(|r| r.cpu_ns)),
             ]);
         }
         EventKind::ProcessFork => {
@@ -71,6 +77,8 @@ pub fn encode(kind: EventKind, events: &[Event]) -> Result<RecordBatch, ArrowErr
                 strs(rows.iter().map(|r| r.protocol.as_str())),
                 strs(addrs.iter().map(String::as_str)),
                 Arc::new(UInt16Array::from_iter_values(rows.iter().map(|r| r.dst_port))) as ArrayRef,
+                Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.result.unwrap_or(0)))) as ArrayRef,
+                bools(rows.iter().map(|r| r.result.is_some())),
             ]);
         }
         EventKind::FileOpen => {
@@ -123,6 +131,16 @@ pub fn encode(kind: EventKind, events: &[Event]) -> Result<RecordBatch, ArrowErr
                 strs(rows.iter().map(|r| &*r.reason)),
             ]);
         }
+        EventKind::ProcessEphemeral => {
+            let rows = rows!(ProcessEphemeral);
+            columns.extend([
+                u64s(rows.iter().map(|r| r.window_start_ns)),
+                u64s(rows.iter().map(|r| r.window_end_ns)),
+                strs(rows.iter().map(|r| &*r.name)),
+                u64s(rows.iter().map(|r| r.count)),
+                u64s(rows.iter().map(|r| r.cpu_ns)),
+            ]);
+        }
         EventKind::Sketch => {
             let rows = rows!(Sketch);
             let parts: Vec<_> = rows.iter().map(|r| r.sketch.to_parts()).collect();
@@ -161,6 +179,22 @@ fn f64s(values: impl Iterator<Item = f64>) -> ArrayRef {
 
 fn strs<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(values))
+}
+
+fn bools(values: impl Iterator<Item = bool>) -> ArrayRef {
+    Arc::new(values.map(Some).collect::<BooleanArray>())
+}
+
+/// One list item per argument, in the schema's non-null item field.
+fn argvs<'a>(values: impl Iterator<Item = &'a pipeline::event::Argv>) -> ArrayRef {
+    let mut builder = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(schemas::arrow::argv_item()));
+    for argv in values {
+        for arg in argv {
+            builder.values().append_value(arg);
+        }
+        builder.append(true);
+    }
+    Arc::new(builder.finish())
 }
 
 fn lists<'a>(values: impl Iterator<Item = &'a [u64]>) -> ArrayRef {

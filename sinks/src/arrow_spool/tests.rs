@@ -20,7 +20,7 @@ fn key(pid: u32) -> ProcessKey {
     ProcessKey { pid, start_time_ns: u64::from(pid) * 10 }
 }
 
-/// Two events of every kind, ids 0..18.
+/// Two events of every kind, ids 0..20.
 fn every_kind() -> Vec<Event> {
     let s: Arc<str> = Arc::from("bash");
     let mut sketch = LogSketch::default();
@@ -29,18 +29,22 @@ fn every_kind() -> Vec<Event> {
     }
     let mut events = Vec::new();
     for i in 0..2u32 {
-        let id = u64::from(i) * 9;
+        let id = u64::from(i) * 10;
         events.extend([
             Event::ProcessExec(ProcessExec {
                 meta: meta(id),
                 process: key(100 + i),
                 ppid: 1,
                 uid: 1000,
+                gid: 100 + i,
+                cgroup_id: 0x1_0000_0000 + u64::from(i),
                 comm: s.clone(),
                 exe: "/bin/bash".into(),
-                cmdline: "bash -l".into(),
+                // The second exec has no argument at all.
+                argv: Argv::from_args(if i == 0 { &["bash", "-l", "a b", ""][..] } else { &[][..] }),
+                argv_truncated: i == 1,
             }),
-            Event::ProcessExit(ProcessExit { meta: meta(id + 1), process: key(101), exit_code: -3 }),
+            Event::ProcessExit(ProcessExit { meta: meta(id + 1), process: key(101), exit_code: -3, cpu_ns: 7 }),
             Event::ProcessFork(ProcessFork { meta: meta(id + 2), parent: key(1), child: key(200 + i) }),
             Event::NetConnect(NetConnect {
                 meta: meta(id + 3),
@@ -48,6 +52,7 @@ fn every_kind() -> Vec<Event> {
                 protocol: Protocol::Udp,
                 dst_addr: "::1".parse().expect("addr"),
                 dst_port: 53,
+                result: [Some(-115), None][i as usize],
             }),
             Event::FileOpen(FileOpen { meta: meta(id + 4), process: key(8), path: "/etc/hosts".into(), flags: 2 }),
             Event::ProcessSample(ProcessSample {
@@ -88,6 +93,14 @@ fn every_kind() -> Vec<Event> {
                 module: "spool".into(),
                 event_type: "t".into(),
                 reason: "r".into(),
+            }),
+            Event::ProcessEphemeral(ProcessEphemeralSummary {
+                meta: meta(id + 9),
+                window_start_ns: 0,
+                window_end_ns: 1_000 + id + 9,
+                name: "(other)".into(),
+                count: 3,
+                cpu_ns: u64::MAX,
             }),
         ]);
     }
@@ -159,6 +172,18 @@ fn every_kind_round_trips_through_a_finished_file() {
     assert_eq!(sample.column_by_name("state").expect("state").as_string::<i32>().value(0), "S");
     let net = &finished(dir.path(), "net_connect")[0].1[0];
     assert_eq!(net.column_by_name("dst_addr").expect("addr").as_string::<i32>().value(1), "::1");
+    let result = net.column_by_name("result").expect("result").as_primitive::<arrow_array::types::Int32Type>();
+    let has_result = net.column_by_name("has_result").expect("has_result").as_boolean();
+    assert_eq!(
+        (result.values().to_vec(), has_result.iter().collect::<Vec<_>>()),
+        (vec![-115, 0], vec![Some(true), Some(false)])
+    );
+    let exec = &finished(dir.path(), "process_exec")[0].1[0];
+    let argv = exec.column_by_name("argv").expect("argv").as_list::<i32>();
+    let args = |row: usize| -> Vec<String> {
+        argv.value(row).as_string::<i32>().iter().map(|a| a.expect("non-null").to_owned()).collect()
+    };
+    assert_eq!((args(0), args(1)), (vec!["bash".to_owned(), "-l".into(), "a b".into(), String::new()], vec![]));
     // A sketch comes back exactly, negative bins included.
     let sk = &finished(dir.path(), "sketch")[0].1[0];
     let u64_at = |name: &str| sk.column_by_name(name).expect(name).as_primitive::<UInt64Type>().value(0);

@@ -68,9 +68,12 @@ fn events(n: u64) -> Vec<Event> {
             process: ProcessKey { pid: 100 + round as u32, start_time_ns: 7 },
             ppid: 1,
             uid: 0,
+            gid: 0,
+            cgroup_id: 0,
             comm: Arc::from("bash"),
             exe: Arc::from("/bin/bash"),
-            cmdline: Arc::from("bash -l"),
+            argv: pipeline::event::Argv::from_args(["bash", "-l"]),
+            argv_truncated: false,
         }));
         for (offset, pid) in [(1, 10), (2, 11)] {
             events.push(Event::ProcessSample(ProcessSample {

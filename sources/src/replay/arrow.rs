@@ -5,9 +5,10 @@
 //! (`schemas::schema_for`, schemas/src/arrow.rs), so a file written by a
 //! later layout that only appends columns still reads. Every value comes
 //! back exactly: integers as stored, floats bit for bit, the state letter as
-//! its byte, the protocol and address parsed from their text, a sketch
-//! rebuilt with `LogSketch::from_parts` from the parts the encoder took with
-//! `to_parts`. Recorded `event_id`s and `ts_ns` are kept, never reassigned.
+//! its byte, the protocol and address parsed from their text, an `argv`
+//! list item by item, a connect's `result` from its value and `has_result`,
+//! a sketch rebuilt with `LogSketch::from_parts` from the parts the encoder
+//! took with `to_parts`. Recorded `event_id`s and `ts_ns` are kept, never reassigned.
 //!
 //! Input is never trusted: a missing or mistyped column, a null, an address
 //! that does not parse or sketch parts no sketch could have are a
@@ -17,12 +18,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, Float64Array, Int32Array, ListArray, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+    Array, BooleanArray, Float64Array, Int32Array, ListArray, RecordBatch, StringArray, UInt16Array, UInt32Array,
+    UInt64Array,
 };
 use arrow_schema::DataType;
 use pipeline::event::{
-    AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork, ProcessSample,
-    Protocol, ScanInfo, SketchEvent,
+    AgentDiag, Argv, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
+    ProcessFork, ProcessSample, Protocol, ScanInfo, SketchEvent,
 };
 use pipeline::sketch::{LogSketch, SketchParts};
 use pipeline::{Event, EventKind, EventMeta, ProcessKey};
@@ -70,28 +72,33 @@ pub(crate) fn decode_selected(
     match kind {
         EventKind::ProcessExec => {
             let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
-            let (ppid, uid) = (c.u32("ppid")?, c.u32("uid")?);
-            let (mut comm, mut exe, mut cmdline) = (c.str("comm")?, c.str("exe")?, c.str("cmdline")?);
+            let (ppid, uid, gid, cgroup_id) = (c.u32("ppid")?, c.u32("uid")?, c.u32("gid")?, c.u64("cgroup_id")?);
+            let (mut comm, mut exe) = (c.str("comm")?, c.str("exe")?);
+            let (argv, argv_truncated) = (c.argvs("argv")?, c.bool("argv_truncated")?);
             for row in rows {
                 events.push(Event::ProcessExec(ProcessExec {
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     ppid: ppid.value(row),
                     uid: uid.value(row),
+                    gid: gid.value(row),
+                    cgroup_id: cgroup_id.value(row),
                     comm: comm.get(row),
                     exe: exe.get(row),
-                    cmdline: cmdline.get(row),
+                    argv: argv.get(row).map_err(|reason| c.value(row, "argv", reason))?,
+                    argv_truncated: argv_truncated.value(row),
                 }));
             }
         }
         EventKind::ProcessExit => {
             let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
-            let exit_code = c.i32("exit_code")?;
+            let (exit_code, cpu_ns) = (c.i32("exit_code")?, c.u64("cpu_ns")?);
             for row in rows {
                 events.push(Event::ProcessExit(ProcessExit {
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     exit_code: exit_code.value(row),
+                    cpu_ns: cpu_ns.value(row),
                 }));
             }
         }
@@ -110,6 +117,7 @@ pub(crate) fn decode_selected(
             let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
             let (protocol, dst_addr) = (c.utf8("protocol")?, c.utf8("dst_addr")?);
             let dst_port = c.column::<UInt16Array>("dst_port", "UInt16")?;
+            let (result, has_result) = (c.i32("result")?, c.bool("has_result")?);
             for row in rows {
                 events.push(Event::NetConnect(NetConnect {
                     meta: meta(row),
@@ -117,6 +125,13 @@ pub(crate) fn decode_selected(
                     protocol: parse_protocol(protocol.value(row)).map_err(|reason| c.value(row, "protocol", reason))?,
                     dst_addr: parse_addr(dst_addr.value(row)).map_err(|reason| c.value(row, "dst_addr", reason))?,
                     dst_port: dst_port.value(row),
+                    result: match (has_result.value(row), result.value(row)) {
+                        (true, result) => Some(result),
+                        (false, 0) => None,
+                        (false, other) => {
+                            return Err(c.value(row, "result", format!("{other} without has_result")));
+                        }
+                    },
                 }));
             }
         }
@@ -183,6 +198,20 @@ pub(crate) fn decode_selected(
                     module: module.get(row),
                     event_type: event_type.get(row),
                     reason: reason.get(row),
+                }));
+            }
+        }
+        EventKind::ProcessEphemeral => {
+            let (window_start, window_end) = (c.u64("window_start_ns")?, c.u64("window_end_ns")?);
+            let (mut name, count, cpu_ns) = (c.str("name")?, c.u64("count")?, c.u64("cpu_ns")?);
+            for row in rows {
+                events.push(Event::ProcessEphemeral(ProcessEphemeralSummary {
+                    meta: meta(row),
+                    window_start_ns: window_start.value(row),
+                    window_end_ns: window_end.value(row),
+                    name: name.get(row),
+                    count: count.value(row),
+                    cpu_ns: cpu_ns.value(row),
                 }));
             }
         }
@@ -279,6 +308,10 @@ impl<'a> Columns<'a> {
         self.column(name, "Int32")
     }
 
+    fn bool(&self, name: &'static str) -> Result<&'a BooleanArray, DecodeError> {
+        self.column(name, "Boolean")
+    }
+
     fn f64(&self, name: &'static str) -> Result<&'a Float64Array, DecodeError> {
         self.column(name, "Float64")
     }
@@ -306,6 +339,20 @@ impl<'a> Columns<'a> {
         Ok(Bins { offsets: list.value_offsets(), values: values.values() })
     }
 
+    fn argvs(&self, name: &'static str) -> Result<Argvs<'a>, DecodeError> {
+        let list = self.column::<ListArray>(name, "List(Utf8)")?;
+        let values = list.values().as_any().downcast_ref::<StringArray>().ok_or_else(|| DecodeError::WrongType {
+            kind: self.kind,
+            column: name,
+            expected: "List(Utf8)",
+            found: list.data_type().clone(),
+        })?;
+        if values.null_count() > 0 {
+            return Err(DecodeError::Nulls { kind: self.kind, column: name, count: values.null_count() });
+        }
+        Ok(Argvs { offsets: list.value_offsets(), values })
+    }
+
     fn value(&self, row: usize, column: &'static str, reason: String) -> DecodeError {
         DecodeError::Value { kind: self.kind, column, row, reason }
     }
@@ -329,6 +376,33 @@ impl Strings<'_> {
                 value
             }
         }
+    }
+}
+
+/// A `List(Utf8)` column of argument lists.
+struct Argvs<'a> {
+    offsets: &'a [i32],
+    values: &'a StringArray,
+}
+
+impl Argvs<'_> {
+    /// Row `row`'s arguments; an error for offsets out of range (a valid
+    /// array never has them) or an argument with a NUL (no encoder writes
+    /// one: the kernel cannot pass one).
+    fn get(&self, row: usize) -> Result<Argv, String> {
+        let bounds = (self.offsets.get(row), self.offsets.get(row + 1));
+        let (Some(&start), Some(&end)) = bounds else { return Err("offsets out of range".to_owned()) };
+        let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else {
+            return Err("negative offsets".to_owned());
+        };
+        if start > end || end > self.values.len() {
+            return Err("offsets out of range".to_owned());
+        }
+        let args = (start..end).map(|index| self.values.value(index));
+        if let Some(position) = args.clone().position(|arg| arg.contains('\0')) {
+            return Err(format!("argument {position} contains a NUL"));
+        }
+        Ok(Argv::from_args(args))
     }
 }
 

@@ -8,10 +8,15 @@
 //! both a `serde_json::Value` per event and serde's internally tagged
 //! enums, which buffer every field into a generic tree before choosing the
 //! variant. Unknown keys are ignored: the encoder's derived sketch keys
-//! (`p50`, `p95`, `p99`) and anything a later encoder appends.
+//! (`p50`, `p95`, `p99`) and anything a later encoder appends. Two keys
+//! added later may be absent, as in older corpora, and mean what their
+//! absence means in the record: an exit's `cpu_ns` (0, unknown) and a
+//! connect's `result` (not observed). An exec line must have `argv` (an
+//! older line's `cmdline` cannot be split back into arguments exactly).
 //!
-//! What comes back exactly: every integer and string, addresses, protocols,
-//! the state byte, and every finite float (the encoder writes the shortest
+//! What comes back exactly: every integer and string, an exec's `argv` (a
+//! JSON array, one string per argument; `[]` is no argument), a connect's
+//! `result` (`null`: not observed), addresses, protocols, the state byte, and every finite float (the encoder writes the shortest
 //! text that round-trips and this crate turns on serde_json's
 //! `float_roundtrip`, so parsing is exact too), including the sketch (its
 //! bins, counts, γ, sum, min and max, rebuilt with `LogSketch::from_parts`).
@@ -26,12 +31,12 @@ use std::fmt;
 use std::sync::Arc;
 
 use pipeline::event::{
-    AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork, ProcessSample,
-    ScanInfo, SketchEvent,
+    AgentDiag, Argv, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
+    ProcessFork, ProcessSample, ScanInfo, SketchEvent,
 };
 use pipeline::sketch::{LogSketch, SketchParts};
 use pipeline::{Event, EventKind, EventMeta, ProcessKey};
-use serde::de::{Deserializer, Visitor};
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use super::arrow::{parse_addr, parse_protocol, parse_state};
@@ -85,14 +90,19 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
             process: process()?,
             ppid: line.ppid.ok_or(need("ppid"))?,
             uid: line.uid.ok_or(need("uid"))?,
+            gid: line.gid.ok_or(need("gid"))?,
+            cgroup_id: line.cgroup_id.ok_or(need("cgroup_id"))?,
             comm: text(line.comm, "comm")?,
             exe: text(line.exe, "exe")?,
-            cmdline: text(line.cmdline, "cmdline")?,
+            argv: line.argv.ok_or(need("argv"))?.0,
+            argv_truncated: line.argv_truncated.ok_or(need("argv_truncated"))?,
         }),
         EventKind::ProcessExit => Event::ProcessExit(ProcessExit {
             meta,
             process: process()?,
             exit_code: line.exit_code.ok_or(need("exit_code"))?,
+            // Absent in lines written before exits carried it: unknown.
+            cpu_ns: line.cpu_ns.unwrap_or(0),
         }),
         EventKind::ProcessFork => Event::ProcessFork(ProcessFork {
             meta,
@@ -108,6 +118,8 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
             protocol: parse_protocol(&line.protocol.ok_or(need("protocol"))?.0).map_err(invalid("protocol"))?,
             dst_addr: parse_addr(&line.dst_addr.ok_or(need("dst_addr"))?.0).map_err(invalid("dst_addr"))?,
             dst_port: line.dst_port.ok_or(need("dst_port"))?,
+            // Absent in lines written before connects carried it: not observed.
+            result: line.result.flatten(),
         }),
         EventKind::FileOpen => Event::FileOpen(FileOpen {
             meta,
@@ -166,6 +178,14 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
                 sketch,
             })
         }
+        EventKind::ProcessEphemeral => Event::ProcessEphemeral(ProcessEphemeralSummary {
+            meta,
+            window_start_ns: line.window_start_ns.ok_or(need("window_start_ns"))?,
+            window_end_ns: line.window_end_ns.ok_or(need("window_end_ns"))?,
+            name: text(line.name, "name")?,
+            count: line.count.ok_or(need("count"))?,
+            cpu_ns: line.cpu_ns.ok_or(need("cpu_ns"))?,
+        }),
         EventKind::AgentDiag => Event::AgentDiag(AgentDiag {
             meta,
             module: text(line.module, "module")?,
@@ -196,7 +216,13 @@ struct Line<'a> {
     exe: Option<Text<'a>>,
     #[serde(borrow)]
     cmdline: Option<Text<'a>>,
+    gid: Option<u32>,
+    cgroup_id: Option<u64>,
+    argv: Option<Args>,
+    argv_truncated: Option<bool>,
     exit_code: Option<i32>,
+    /// An exit's CPU time, or an ephemeral row's sum of them.
+    cpu_ns: Option<u64>,
     child_pid: Option<u32>,
     child_start_time_ns: Option<u64>,
     #[serde(borrow)]
@@ -204,6 +230,9 @@ struct Line<'a> {
     #[serde(borrow)]
     dst_addr: Option<Text<'a>>,
     dst_port: Option<u16>,
+    /// Absent vs. `null` (not observed).
+    #[serde(default, deserialize_with = "nullable_int")]
+    result: Option<Option<i32>>,
     #[serde(borrow)]
     path: Option<Text<'a>>,
     flags: Option<u32>,
@@ -219,7 +248,7 @@ struct Line<'a> {
     cpu_percent: Option<Option<f64>>,
     rss_bytes: Option<u64>,
     top_n_rank: Option<u32>,
-    /// A u32 for an aggregate, a u64 for a sketch.
+    /// A u32 for an aggregate, a u64 for a sketch or an ephemeral row.
     count: Option<u64>,
     cpu_ticks_sum: Option<u64>,
     #[serde(default, deserialize_with = "nullable_float")]
@@ -255,6 +284,42 @@ struct Line<'a> {
 /// A present key: `Some(None)` for `null`, `Some(Some(v))` for a number.
 fn nullable_float<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<f64>>, D::Error> {
     Option::<f64>::deserialize(deserializer).map(Some)
+}
+
+/// A present key: `Some(None)` for `null`, `Some(Some(v))` for a number.
+fn nullable_int<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<i32>>, D::Error> {
+    Option::<i32>::deserialize(deserializer).map(Some)
+}
+
+/// A JSON array of strings read straight into an [`Argv`], without a
+/// `String` per argument. An argument with a NUL is an error (no encoder
+/// writes one: the kernel cannot pass one).
+struct Args(Argv);
+
+impl<'de> Deserialize<'de> for Args {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Args, D::Error> {
+        struct ArgsVisitor;
+        impl<'de> Visitor<'de> for ArgsVisitor {
+            type Value = Args;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of strings")
+            }
+
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Args, S::Error> {
+                let mut nul_terminated = String::new();
+                while let Some(arg) = seq.next_element::<Text<'de>>()? {
+                    if arg.0.contains('\0') {
+                        return Err(serde::de::Error::custom("an argument contains a NUL"));
+                    }
+                    nul_terminated.push_str(&arg.0);
+                    nul_terminated.push('\0');
+                }
+                Ok(Args(Argv::from_nul_separated(nul_terminated.as_bytes())))
+            }
+        }
+        deserializer.deserialize_seq(ArgsVisitor)
+    }
 }
 
 /// A JSON string, borrowed from the line when it has no escapes.

@@ -10,15 +10,15 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, UInt64Builder};
+use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
 use arrow_array::{
-    ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
+    ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_ipc::CompressionType;
 use pipeline::event::{
-    AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessExec, ProcessExit, ProcessFork, ProcessSample,
-    Protocol, ScanInfo, SketchEvent,
+    AgentDiag, Argv, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
+    ProcessFork, ProcessSample, Protocol, ScanInfo, SketchEvent,
 };
 use pipeline::sketch::LogSketch;
 use pipeline::{Event, EventKind, EventMeta, ProcessKey};
@@ -43,6 +43,22 @@ pub(super) fn f64s(values: &[f64]) -> ArrayRef {
 
 pub(super) fn strs(values: &[&str]) -> ArrayRef {
     Arc::new(StringArray::from(values.to_vec()))
+}
+
+fn bools(values: &[bool]) -> ArrayRef {
+    Arc::new(BooleanArray::from(values.to_vec()))
+}
+
+/// An `argv` column: one list of strings per row.
+fn argvs(rows: &[&[&str]]) -> ArrayRef {
+    let mut builder = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(schemas::arrow::argv_item()));
+    for args in rows {
+        for arg in *args {
+            builder.values().append_value(arg);
+        }
+        builder.append(true);
+    }
+    Arc::new(builder.finish())
 }
 
 fn lists(values: &[&[u64]]) -> ArrayRef {
@@ -86,7 +102,8 @@ pub(super) fn exits(rows: &[(u64, u64)]) -> RecordBatch {
     let ids: Vec<u64> = rows.iter().map(|r| r.0).collect();
     let ts: Vec<u64> = rows.iter().map(|r| r.1).collect();
     let pids: Vec<u32> = rows.iter().map(|r| r.0 as u32).collect();
-    batch(EventKind::ProcessExit, vec![u64s(&ids), u64s(&ts), u32s(&pids), u64s(&ts), i32s(&vec![0; rows.len()])])
+    let zeros = vec![0; rows.len()];
+    batch(EventKind::ProcessExit, vec![u64s(&ids), u64s(&ts), u32s(&pids), u64s(&ts), i32s(&zeros), u64s(&ids)])
 }
 
 /// `agent_diag` rows (id, ts).
@@ -119,9 +136,12 @@ fn decodes_process_kinds_field_for_field() {
             u64s(&[99, u64::MAX]),
             u32s(&[1, 42]),
             u32s(&[0, u32::MAX]),
+            u32s(&[5, u32::MAX]),
+            u64s(&[0, u64::MAX]),
             strs(&["sh", "sh"]),
             strs(&["/bin/sh", "/usr/bin/é"]),
-            strs(&["sh -c \"echo\ttab\"", ""]),
+            argvs(&[&["sh", "-c", "\"echo\ttab\"", ""], &[]]),
+            bools(&[false, true]),
         ],
     );
     let events = decode_batch(EventKind::ProcessExec, &exec).expect("decodes");
@@ -133,28 +153,53 @@ fn decodes_process_kinds_field_for_field() {
                 process: ProcessKey { pid: 42, start_time_ns: 99 },
                 ppid: 1,
                 uid: 0,
+                gid: 5,
+                cgroup_id: 0,
                 comm: Arc::from("sh"),
                 exe: Arc::from("/bin/sh"),
-                cmdline: Arc::from("sh -c \"echo\ttab\""),
+                argv: Argv::from_args(["sh", "-c", "\"echo\ttab\"", ""]),
+                argv_truncated: false,
             }),
             Event::ProcessExec(ProcessExec {
                 meta: meta(8, 200),
                 process: ProcessKey { pid: 43, start_time_ns: u64::MAX },
                 ppid: 42,
                 uid: u32::MAX,
+                gid: u32::MAX,
+                cgroup_id: u64::MAX,
                 comm: Arc::from("sh"),
                 exe: Arc::from("/usr/bin/é"),
-                cmdline: Arc::from(""),
+                argv: Argv::default(),
+                argv_truncated: true,
             }),
         ]
     );
-    let exit = batch(EventKind::ProcessExit, vec![u64s(&[1]), u64s(&[2]), u32s(&[3]), u64s(&[4]), i32s(&[-9])]);
+    let exit = batch(
+        EventKind::ProcessExit,
+        vec![u64s(&[1]), u64s(&[2]), u32s(&[3]), u64s(&[4]), i32s(&[-9]), u64s(&[u64::MAX])],
+    );
     assert_eq!(
         decode_batch(EventKind::ProcessExit, &exit).expect("decodes"),
         vec![Event::ProcessExit(ProcessExit {
             meta: meta(1, 2),
             process: ProcessKey { pid: 3, start_time_ns: 4 },
-            exit_code: -9
+            exit_code: -9,
+            cpu_ns: u64::MAX,
+        })]
+    );
+    let ephemeral = batch(
+        EventKind::ProcessEphemeral,
+        vec![u64s(&[1]), u64s(&[20]), u64s(&[10]), u64s(&[20]), strs(&["(other)"]), u64s(&[7]), u64s(&[u64::MAX])],
+    );
+    assert_eq!(
+        decode_batch(EventKind::ProcessEphemeral, &ephemeral).expect("decodes"),
+        vec![Event::ProcessEphemeral(ProcessEphemeralSummary {
+            meta: meta(1, 20),
+            window_start_ns: 10,
+            window_end_ns: 20,
+            name: Arc::from("(other)"),
+            count: 7,
+            cpu_ns: u64::MAX,
         })]
     );
     let fork =
@@ -177,6 +222,8 @@ fn decodes_process_kinds_field_for_field() {
             strs(&["tcp", "udp"]),
             strs(&["10.0.0.1", "2001:db8::1"]),
             Arc::new(UInt16Array::from(vec![443, 53])),
+            i32s(&[-111, 0]),
+            bools(&[true, false]),
         ],
     );
     let process = ProcessKey { pid: 3, start_time_ns: 4 };
@@ -189,6 +236,7 @@ fn decodes_process_kinds_field_for_field() {
                 protocol: Protocol::Tcp,
                 dst_addr: IpAddr::from([10, 0, 0, 1]),
                 dst_port: 443,
+                result: Some(-111),
             }),
             Event::NetConnect(NetConnect {
                 meta: meta(2, 20),
@@ -196,6 +244,7 @@ fn decodes_process_kinds_field_for_field() {
                 protocol: Protocol::Udp,
                 dst_addr: "2001:db8::1".parse().expect("v6"),
                 dst_port: 53,
+                result: None,
             }),
         ]
     );
@@ -408,7 +457,7 @@ fn bad_batches_are_errors_naming_the_column_never_panics() {
     let nulls = RecordBatch::try_new(nullable, vec![Arc::new(UInt64Array::from(vec![None, Some(1)])), u64s(&[2, 3])])
         .expect("batch");
     check(EventKind::AgentDiag, &nulls, "column `event_id` has 1 null values");
-    let connect = |protocol: &str, addr: &str| {
+    let connect = |protocol: &str, addr: &str, result: i32| {
         batch(
             EventKind::NetConnect,
             vec![
@@ -419,11 +468,25 @@ fn bad_batches_are_errors_naming_the_column_never_panics() {
                 strs(&[protocol]),
                 strs(&[addr]),
                 Arc::new(UInt16Array::from(vec![1])),
+                i32s(&[result]),
+                bools(&[false]),
             ],
         )
     };
-    check(EventKind::NetConnect, &connect("sctp", "10.0.0.1"), "row 0, column `protocol`: unknown protocol \"sctp\"");
-    check(EventKind::NetConnect, &connect("tcp", "10.0.0.256"), "column `dst_addr`: \"10.0.0.256\" is not an IP");
+    check(
+        EventKind::NetConnect,
+        &connect("sctp", "10.0.0.1", 0),
+        "row 0, column `protocol`: unknown protocol \"sctp\"",
+    );
+    check(EventKind::NetConnect, &connect("tcp", "10.0.0.256", 0), "column `dst_addr`: \"10.0.0.256\" is not an IP");
+    check(EventKind::NetConnect, &connect("tcp", "10.0.0.1", -111), "column `result`: -111 without has_result");
+    let exec = |argv: ArrayRef| {
+        let ids = || u64s(&[1]);
+        let (small, text) = (|| u32s(&[1]), || strs(&["x"]));
+        let columns = vec![ids(), ids(), small(), ids(), small(), small(), small(), ids(), text(), text(), argv];
+        batch(EventKind::ProcessExec, [columns, vec![bools(&[false])]].concat())
+    };
+    check(EventKind::ProcessExec, &exec(argvs(&[&["a", "b\0c"]])), "row 0, column `argv`: argument 1 contains a NUL");
     let mut columns = sketch_batch(&[sketch_of(&[1.0])]).columns().to_vec();
     columns[7] = u64s(&[5]); // count: not the bins' total
     check(EventKind::Sketch, &batch(EventKind::Sketch, columns), "column `sketch`: inconsistent sketch parts");
@@ -544,16 +607,17 @@ fn an_empty_or_foreign_directory_replays_nothing() {
 
 /// The `file` sink's lines for one event of each kind (copied from the
 /// format sinks/src/ndjson.rs writes and tests).
-const LINES: [&str; 9] = [
-    r#"{"kind":"net_connect","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"protocol":"udp","dst_addr":"10.0.0.1","dst_port":53}"#,
-    r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"comm":"sh","exe":"/bin/sh","cmdline":"sh -c \"echo\ttab\""}"#,
-    r#"{"kind":"process_exit","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"exit_code":-1}"#,
+const LINES: [&str; 10] = [
+    r#"{"kind":"net_connect","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"protocol":"udp","dst_addr":"10.0.0.1","dst_port":53,"result":null}"#,
+    r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"gid":5,"cgroup_id":8589934592,"comm":"sh","exe":"/bin/sh","argv":["sh","-c","\"echo\ttab\"",""],"argv_truncated":false}"#,
+    r#"{"kind":"process_exit","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"exit_code":-1,"cpu_ns":1500000}"#,
     r#"{"kind":"process_sample","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"scan_id":3,"scan_size":200,"ppid":1,"uid":2,"name":"x","cmdline":"x --y","state":"R","threads":3,"cpu_ticks":12,"cpu_percent":12.0,"rss_bytes":4096,"top_n_rank":1}"#,
     r#"{"kind":"process_aggregate","event_id":7,"ts_ns":5,"scan_id":3,"scan_size":200,"name":"kworker","count":40,"cpu_ticks_sum":7,"cpu_percent_sum":0.7,"rss_bytes_sum":0,"rss_bytes_max":0}"#,
     r#"{"kind":"sketch","event_id":7,"ts_ns":5,"metric_name":"process.cpu_percent","key":"*","window_start_ns":1,"window_end_ns":5,"gamma":1.0108892860517005,"count":5,"sum":0.0,"min":-4.0,"max":2.0,"zero_count":1,"positive_offset":-1,"positive_bins":[2,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1],"negative_offset":127,"negative_bins":[1],"p50":0.9945848405840975,"p95":0.9945848405840975,"p99":0.9945848405840975}"#,
     r#"{"kind":"sketch","event_id":8,"ts_ns":6,"metric_name":"m","key":"k","window_start_ns":0,"window_end_ns":0,"gamma":1.0108892860517005,"count":0,"sum":0.0,"min":null,"max":null,"zero_count":0,"positive_offset":0,"positive_bins":[],"negative_offset":0,"negative_bins":[],"p50":null,"p95":null,"p99":null}"#,
     r#"{"kind":"file_open","event_id":9,"ts_ns":7,"pid":42,"start_time_ns":99,"path":"/etc/\u00e9\n","flags":2}"#,
     r#"{"kind":"agent_diag","event_id":10,"ts_ns":8,"module":"spool","event_type":"quarantine","reason":"no footer"}"#,
+    r#"{"kind":"process_ephemeral","event_id":11,"ts_ns":9,"window_start_ns":1,"window_end_ns":9,"name":"(other)","count":12,"cpu_ns":34}"#,
 ];
 
 fn expected_ndjson_events() -> Vec<Event> {
@@ -566,17 +630,21 @@ fn expected_ndjson_events() -> Vec<Event> {
             protocol: Protocol::Udp,
             dst_addr: IpAddr::from([10, 0, 0, 1]),
             dst_port: 53,
+            result: None,
         }),
         Event::ProcessExec(ProcessExec {
             meta: m,
             process,
             ppid: 1,
             uid: 0,
+            gid: 5,
+            cgroup_id: 1 << 33,
             comm: Arc::from("sh"),
             exe: Arc::from("/bin/sh"),
-            cmdline: Arc::from("sh -c \"echo\ttab\""),
+            argv: Argv::from_args(["sh", "-c", "\"echo\ttab\"", ""]),
+            argv_truncated: false,
         }),
-        Event::ProcessExit(ProcessExit { meta: m, process, exit_code: -1 }),
+        Event::ProcessExit(ProcessExit { meta: m, process, exit_code: -1, cpu_ns: 1_500_000 }),
         Event::ProcessSample(ProcessSample {
             meta: m,
             process,
@@ -625,6 +693,14 @@ fn expected_ndjson_events() -> Vec<Event> {
             event_type: Arc::from("quarantine"),
             reason: Arc::from("no footer"),
         }),
+        Event::ProcessEphemeral(ProcessEphemeralSummary {
+            meta: meta(11, 9),
+            window_start_ns: 1,
+            window_end_ns: 9,
+            name: Arc::from("(other)"),
+            count: 12,
+            cpu_ns: 34,
+        }),
     ]
 }
 
@@ -671,6 +747,18 @@ fn bad_ndjson_lines_are_errors() {
     check(&LINES[5].replace("\"count\":5", "\"count\":6"), "inconsistent sketch parts");
     check(&LINES[4].replace("\"count\":40", "\"count\":4294967296"), "larger than a u32");
     check(r#"{"event_id":1,"ts_ns":2}"#, "missing field `kind`");
+    check(&LINES[1].replace("\"argv\":", "\"args\":"), "process_exec: missing `argv`");
+    check(&LINES[1].replace("[\"sh\",", "[\"s\\u0000h\","), "an argument contains a NUL");
+    check(&LINES[1].replace("[\"sh\",", "[1,"), "expected a string");
+    let connect = |line: String| match decode_line(line.as_bytes()) {
+        Ok(Event::NetConnect(connect)) => connect.result,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(connect(LINES[0].replace("null", "-115")), Some(-115));
+    // Lines written before connects and exits carried these keys.
+    assert_eq!(connect(LINES[0].replace(",\"result\":null", "")), None, "absent: not observed");
+    let exit = LINES[2].replace(",\"cpu_ns\":1500000", "");
+    assert!(matches!(decode_line(exit.as_bytes()), Ok(Event::ProcessExit(ProcessExit { cpu_ns: 0, .. }))));
 }
 
 #[test]

@@ -46,6 +46,7 @@ fn connect(id: u64) -> Event {
         protocol: Protocol::Tcp,
         dst_addr: IpAddr::from([127, 0, 0, 1]),
         dst_port: 443,
+        result: Some(0),
     })
 }
 
