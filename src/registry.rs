@@ -19,6 +19,11 @@ pub const COMPONENTS: &[ComponentSpec] = &[
         build: BuildFn::Source(sources::procfs::build),
     },
     ComponentSpec {
+        type_name: "ebpf",
+        summary: "process exec/exit/fork, connects and file opens from eBPF programs (falls back to /proc without eBPF)",
+        build: BuildFn::Source(sources::ebpf::build),
+    },
+    ComponentSpec {
         type_name: "replay",
         summary: "read an Arrow spool (or NDJSON corpus) back in (ts_ns, event_id) order, at max or recorded speed",
         build: BuildFn::Source(sources::replay::build),
@@ -43,6 +48,11 @@ pub const COMPONENTS: &[ComponentSpec] = &[
         type_name: "sketch",
         summary: "DDSketch per metric and process name (plus host-wide), flushed every window",
         build: BuildFn::Transform(transforms::sketch::build),
+    },
+    ComponentSpec {
+        type_name: "lifecycle",
+        summary: "fold processes that exec and exit within a window into one ephemeral row per name and interval",
+        build: BuildFn::Transform(transforms::lifecycle::build),
     },
     // sinks
     ComponentSpec {

@@ -1,8 +1,11 @@
 //! Sources: where events come from. Each file is one source type,
 //! registered by the binary.
 
-#![forbid(unsafe_code)]
+// One exception, reasoned where it stands: registering the eBPF ring
+// buffer's fd with tokio (`ebpf/ring.rs`).
+#![deny(unsafe_code)]
 
+pub mod ebpf;
 pub mod generator;
 pub mod procfs;
 pub mod replay;

@@ -1,0 +1,394 @@
+//! Loading the embedded eBPF object and attaching its programs, one at a
+//! time, so that a program the kernel refuses is reported (program →
+//! reason) and the others still run.
+//!
+//! Order: find the object (absent when the build had no clang) → make
+//! sure tracefs is mounted (classic tracepoints read their ids there) →
+//! create the maps with the configured ring-buffer size and the wake-up
+//! threshold and prefix count set as read-only globals → fill the prefix
+//! map → for each requested program, load (verifier) and attach each of
+//! its functions. All of it is blocking syscalls: callers run it on the
+//! blocking pool. The returned [`Loaded`] owns the `Ebpf` value; dropping
+//! it detaches everything.
+
+use std::error::Error as StdError;
+
+use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::programs::{Program as AyaProgram, ProgramError};
+use aya::{Ebpf, EbpfLoader};
+use serde::Serialize;
+
+use super::host::{self, MountState};
+use super::records::{self, RawCounter, RawPrefix};
+use super::Program;
+
+/// The ring buffer map in `bpf/hostflow.bpf.c`.
+pub const RING_MAP: &str = "hf_events";
+/// The per-CPU counter array.
+pub const COUNTERS_MAP: &str = "hf_counters";
+const PREFIXES_MAP: &str = "hf_prefixes";
+const WAKEUP_GLOBAL: &str = "hf_wakeup_bytes";
+const PREFIX_COUNT_GLOBAL: &str = "hf_prefix_count";
+
+/// The compiled programs, or why this build has none.
+pub fn embedded_object() -> Result<&'static [u8], &'static str> {
+    #[cfg(not(hostflow_ebpf_disabled))]
+    {
+        Ok(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hostflow.bpf.o")))
+    }
+    #[cfg(hostflow_ebpf_disabled)]
+    {
+        Err(env!("HOSTFLOW_EBPF_DISABLED_REASON"))
+    }
+}
+
+/// Where one BPF function attaches.
+#[derive(Clone, Copy, Debug)]
+enum Hook {
+    /// A classic tracepoint (`category/name` under tracefs `events/`).
+    TracePoint { category: &'static str, name: &'static str },
+    /// A raw tracepoint (no tracefs needed).
+    RawTracePoint { name: &'static str },
+}
+
+/// One BPF function of a program.
+#[derive(Clone, Copy, Debug)]
+struct Function {
+    /// The C function name (aya looks programs up by it).
+    name: &'static str,
+    hook: Hook,
+    /// A required function that fails fails its program; an optional one
+    /// (a syscall this architecture lacks) is only reported.
+    required: bool,
+}
+
+const fn tracepoint(name: &'static str, category: &'static str, event: &'static str, required: bool) -> Function {
+    Function { name, hook: Hook::TracePoint { category, name: event }, required }
+}
+
+const EXEC: &[Function] = &[tracepoint("hf_exec", "sched", "sched_process_exec", true)];
+const EXIT: &[Function] = &[tracepoint("hf_exit", "sched", "sched_process_exit", true)];
+const FORK: &[Function] =
+    &[Function { name: "hf_fork", hook: Hook::RawTracePoint { name: "sched_process_fork" }, required: true }];
+const CONNECT: &[Function] = &[
+    tracepoint("hf_connect_enter", "syscalls", "sys_enter_connect", true),
+    tracepoint("hf_connect_exit", "syscalls", "sys_exit_connect", true),
+];
+const FILE_OPEN: &[Function] = &[
+    tracepoint("hf_openat", "syscalls", "sys_enter_openat", true),
+    tracepoint("hf_openat2", "syscalls", "sys_enter_openat2", false),
+    tracepoint("hf_open", "syscalls", "sys_enter_open", false),
+];
+
+fn functions(program: Program) -> &'static [Function] {
+    match program {
+        Program::Exec => EXEC,
+        Program::Exit => EXIT,
+        Program::Fork => FORK,
+        Program::Connect => CONNECT,
+        Program::FileOpen => FILE_OPEN,
+    }
+}
+
+/// What to load.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadSettings {
+    pub programs: Vec<Program>,
+    /// A power of two, at least one page.
+    pub ring_buffer_bytes: u32,
+    /// Wake the reader once this many bytes are pending; 0 = every record.
+    pub wakeup_threshold_bytes: u64,
+    /// At most [`records::MAX_PREFIXES`], each 1..=[`records::PREFIX_LEN`] bytes.
+    pub file_prefixes: Vec<String>,
+}
+
+impl Default for LoadSettings {
+    /// What a default `ebpf` source loads: every program, a 4 MiB ring,
+    /// a 256 KiB wake-up threshold, opens under `/etc/`.
+    fn default() -> LoadSettings {
+        LoadSettings {
+            programs: Program::ALL.to_vec(),
+            ring_buffer_bytes: 4 << 20,
+            wakeup_threshold_bytes: super::DEFAULT_WAKEUP_THRESHOLD_BYTES,
+            file_prefixes: super::DEFAULT_FILE_PREFIXES.iter().map(|p| (*p).to_owned()).collect(),
+        }
+    }
+}
+
+/// Why nothing could be loaded at all (per-program problems are in the
+/// [`LoadReport`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("built without eBPF: {0}")]
+    NotBuilt(&'static str),
+    #[error("cannot load the eBPF object: {reason}{hint}")]
+    Object { reason: String, hint: &'static str },
+    #[error("cannot set up eBPF map `{map}`: {reason}")]
+    Map { map: &'static str, reason: String },
+}
+
+/// One BPF function's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FunctionReport {
+    pub function: &'static str,
+    /// `tracepoint:sched/sched_process_exec` or `raw_tracepoint:sched_process_fork`.
+    pub target: String,
+    pub required: bool,
+    /// `None` when attached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One program's outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "reason")]
+pub enum ProgramState {
+    /// Every function attached.
+    Attached,
+    /// Running, but an optional function did not attach (the reason says which).
+    Partial(String),
+    /// Not running (the reason says why).
+    Failed(String),
+}
+
+/// One program's outcome with its functions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProgramReport {
+    pub program: Program,
+    pub state: ProgramState,
+    pub functions: Vec<FunctionReport>,
+}
+
+/// What loading did, program by program; shown by `hostflow probe` and
+/// `/health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadReport {
+    /// tracefs: already there, mounted by us, or why not.
+    pub tracefs: MountState,
+    /// The ring buffer's size as created (the kernel's, after rounding).
+    pub ring_buffer_bytes: u32,
+    pub programs: Vec<ProgramReport>,
+}
+
+impl LoadReport {
+    /// Programs that are running (fully or partially).
+    pub fn running(&self) -> impl Iterator<Item = Program> + '_ {
+        self.programs.iter().filter(|p| !matches!(p.state, ProgramState::Failed(_))).map(|p| p.program)
+    }
+
+    /// `program: reason` for every program that is not fully attached, or
+    /// `None` when all are.
+    pub fn problems(&self) -> Option<String> {
+        let problems: Vec<String> = self
+            .programs
+            .iter()
+            .filter_map(|p| match &p.state {
+                ProgramState::Attached => None,
+                ProgramState::Partial(reason) => Some(format!("{}: partial: {reason}", p.program)),
+                ProgramState::Failed(reason) => Some(format!("{}: {reason}", p.program)),
+            })
+            .collect();
+        (!problems.is_empty()).then(|| problems.join("; "))
+    }
+}
+
+/// The loaded object: owns the programs (and their links) and the maps not
+/// yet taken by the reader.
+pub struct Loaded {
+    ebpf: Ebpf,
+    pub report: LoadReport,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded").field("report", &self.report).finish_non_exhaustive()
+    }
+}
+
+impl Loaded {
+    /// Moves the ring buffer out, for the reader task.
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self.ebpf.take_map(RING_MAP).ok_or(LoadError::Map { map: RING_MAP, reason: "taken".into() })?;
+        RingBuf::try_from(map).map_err(|e| LoadError::Map { map: RING_MAP, reason: chain(&e) })
+    }
+
+    /// Moves the counter array out.
+    pub fn take_counters(&mut self) -> Result<PerCpuArray<MapData, RawCounter>, LoadError> {
+        let map =
+            self.ebpf.take_map(COUNTERS_MAP).ok_or(LoadError::Map { map: COUNTERS_MAP, reason: "taken".into() })?;
+        PerCpuArray::try_from(map).map_err(|e| LoadError::Map { map: COUNTERS_MAP, reason: chain(&e) })
+    }
+
+    /// Detaches and unloads every program (the maps stay readable): after
+    /// this returns no program runs any more, so the counters are final.
+    pub fn detach_all(&mut self) {
+        let names: Vec<String> = self.ebpf.programs().map(|(name, _)| name.to_owned()).collect();
+        for name in names {
+            if let Some(program) = self.ebpf.program_mut(&name) {
+                let result = match program {
+                    AyaProgram::TracePoint(p) => p.unload(),
+                    AyaProgram::RawTracePoint(p) => p.unload(),
+                    _ => Ok(()),
+                };
+                // Unloading a program that never loaded is an error we expect.
+                if let Err(error) = result {
+                    tracing::trace!(program = %name, error = %chain(&error), "unload");
+                }
+            }
+        }
+    }
+}
+
+/// Loads the object and attaches the requested programs.
+pub fn load(settings: &LoadSettings) -> Result<Loaded, LoadError> {
+    let object = embedded_object().map_err(LoadError::NotBuilt)?;
+    let needs_tracefs =
+        settings.programs.iter().flat_map(|&p| functions(p)).any(|f| matches!(f.hook, Hook::TracePoint { .. }));
+    let tracefs = if needs_tracefs { host::ensure_tracefs() } else { host::tracefs_state() };
+    if let MountState::MountedByUs { path } = &tracefs {
+        tracing::info!(%path, "mounted tracefs (classic tracepoints read their ids there)");
+    }
+
+    let prefix_count = settings.file_prefixes.len().min(records::MAX_PREFIXES) as u32;
+    let mut loader = EbpfLoader::new();
+    loader
+        .map_max_entries(RING_MAP, settings.ring_buffer_bytes)
+        .override_global(WAKEUP_GLOBAL, &settings.wakeup_threshold_bytes, true)
+        .override_global(PREFIX_COUNT_GLOBAL, &prefix_count, true);
+    let mut ebpf = loader.load(object).map_err(|error| {
+        let reason = chain(&error);
+        let hint = if reason.contains("Operation not permitted") {
+            " (loading eBPF needs root, or CAP_BPF + CAP_PERFMON)"
+        } else {
+            ""
+        };
+        LoadError::Object { reason, hint }
+    })?;
+    fill_prefixes(&mut ebpf, &settings.file_prefixes)?;
+    let ring_buffer_bytes = ebpf.map(RING_MAP).and_then(ring_size).unwrap_or(settings.ring_buffer_bytes);
+
+    let mut programs = Vec::new();
+    for &program in &settings.programs {
+        programs.push(attach_program(&mut ebpf, program, &tracefs));
+    }
+    Ok(Loaded { ebpf, report: LoadReport { tracefs, ring_buffer_bytes, programs } })
+}
+
+fn ring_size(map: &aya::maps::Map) -> Option<u32> {
+    match map {
+        aya::maps::Map::RingBuf(data) => data.info().ok().map(|info| info.max_entries()),
+        _ => None,
+    }
+}
+
+fn fill_prefixes(ebpf: &mut Ebpf, prefixes: &[String]) -> Result<(), LoadError> {
+    let map_error = |reason: String| LoadError::Map { map: PREFIXES_MAP, reason };
+    let map = ebpf.map_mut(PREFIXES_MAP).ok_or_else(|| map_error("not in the object".into()))?;
+    let mut array: Array<&mut MapData, RawPrefix> = Array::try_from(map).map_err(|e| map_error(chain(&e)))?;
+    for (slot, prefix) in prefixes.iter().take(records::MAX_PREFIXES).enumerate() {
+        let value = records::encode_prefix(prefix)
+            .ok_or_else(|| map_error(format!("prefix {prefix:?} is empty or longer than {}", records::PREFIX_LEN)))?;
+        array.set(slot as u32, value, 0).map_err(|e| map_error(chain(&e)))?;
+    }
+    Ok(())
+}
+
+fn attach_program(ebpf: &mut Ebpf, program: Program, tracefs: &MountState) -> ProgramReport {
+    let mut reports = Vec::new();
+    for function in functions(program) {
+        let error = attach_function(ebpf, function, tracefs).err();
+        reports.push(FunctionReport {
+            function: function.name,
+            target: match function.hook {
+                Hook::TracePoint { category, name } => format!("tracepoint:{category}/{name}"),
+                Hook::RawTracePoint { name } => format!("raw_tracepoint:{name}"),
+            },
+            required: function.required,
+            error,
+        });
+    }
+    let failed_required: Vec<String> = reports
+        .iter()
+        .filter(|r| r.required)
+        .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.function)))
+        .collect();
+    let failed_optional: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.required)
+        .filter_map(|r| r.error.as_ref().map(|e| format!("{}: {e}", r.function)))
+        .collect();
+    let state = if !failed_required.is_empty() {
+        // Half a program (connect's enter without its exit) is worse than
+        // none: take down what did attach.
+        for function in functions(program) {
+            unload(ebpf, function.name);
+        }
+        ProgramState::Failed(failed_required.join("; "))
+    } else if !failed_optional.is_empty() {
+        ProgramState::Partial(failed_optional.join("; "))
+    } else {
+        ProgramState::Attached
+    };
+    ProgramReport { program, state, functions: reports }
+}
+
+fn attach_function(ebpf: &mut Ebpf, function: &Function, tracefs: &MountState) -> Result<(), String> {
+    let program = ebpf.program_mut(function.name).ok_or_else(|| format!("{} is not in the object", function.name))?;
+    match (function.hook, program) {
+        (Hook::TracePoint { category, name }, AyaProgram::TracePoint(tp)) => {
+            if let MountState::Unavailable { reason } = tracefs {
+                return Err(format!("tracefs is not available ({reason})"));
+            }
+            if let Some(path) = tracefs.path() {
+                if !std::path::Path::new(path).join("events").join(category).join(name).exists() {
+                    return Err(format!("tracepoint {category}/{name} does not exist on this kernel"));
+                }
+            }
+            tp.load().map_err(|e| program_error(&e))?;
+            tp.attach(category, name).map(drop).map_err(|e| program_error(&e))
+        }
+        (Hook::RawTracePoint { name }, AyaProgram::RawTracePoint(tp)) => {
+            tp.load().map_err(|e| program_error(&e))?;
+            tp.attach(name).map(drop).map_err(|e| program_error(&e))
+        }
+        (_, other) => Err(format!("{} has an unexpected program type {:?}", function.name, other.prog_type())),
+    }
+}
+
+fn unload(ebpf: &mut Ebpf, name: &str) {
+    let result = match ebpf.program_mut(name) {
+        Some(AyaProgram::TracePoint(p)) => p.unload(),
+        Some(AyaProgram::RawTracePoint(p)) => p.unload(),
+        _ => Ok(()),
+    };
+    if let Err(error) = result {
+        tracing::trace!(program = name, error = %chain(&error), "unload");
+    }
+}
+
+/// A program error in one line; a verifier log is cut to its last lines
+/// (where the verifier says what it rejected).
+fn program_error(error: &ProgramError) -> String {
+    if let ProgramError::LoadError { io_error, verifier_log } = error {
+        let log = verifier_log.to_string();
+        let tail: Vec<&str> = log.lines().rev().filter(|l| !l.trim().is_empty()).take(4).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return format!("the kernel refused the program: {io_error}; verifier: {}", tail.join(" | "));
+    }
+    chain(error)
+}
+
+/// An error with its sources, `a: b: c`.
+pub fn chain(error: &dyn StdError) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

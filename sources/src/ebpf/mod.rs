@@ -1,0 +1,355 @@
+//! `ebpf`: process exec/exit/fork, outbound connects and file opens, from
+//! programs attached to the running kernel.
+//!
+//! The programs (`bpf/hostflow.bpf.c`, built by `build.rs` and embedded)
+//! write fixed-layout records into one ring buffer; this source loads them
+//! with aya ([`loader`]), reads the ring with tokio's `AsyncFd` in batches
+//! ([`ring`]), decodes ([`records`]) and maps each record to an event in
+//! one place ([`events::to_event`]). The kernel counts what each program
+//! submitted and lost per CPU; [`counters`] exports those as
+//! `hostflow_ebpf_events_total{program}` and
+//! `hostflow_ebpf_ringbuf_lost_events_total{program}` every second.
+//!
+//! Needs: Linux 5.8+ with BTF (`/sys/kernel/btf/vmlinux`), root or
+//! CAP_BPF + CAP_PERFMON (plus CAP_SYS_ADMIN to mount tracefs when it is
+//! absent, which the loader does and reports). Classic tracepoints for
+//! exec, exit, connect and open; a raw tracepoint for fork.
+//!
+//! When eBPF cannot be used at all (built without clang, no privilege,
+//! every program refused), the source says why — log, `/health`
+//! (`degraded` with the reason) and an `ebpf_fallback` diagnostic — and
+//! runs a `/proc`-diffing exec/exit detector instead ([`fallback`]), so the
+//! topology keeps running. When only some programs fail, the others run and
+//! the source is `degraded` with the failures as the reason.
+
+pub mod counters;
+pub mod events;
+pub mod fallback;
+pub mod host;
+pub mod loader;
+pub mod probe;
+mod reader;
+pub mod records;
+pub mod ring;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_kernel;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pipeline::health::ComponentState;
+use pipeline::{ComponentError, ComponentOptions, ConfigError, Source, SourceContext};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+pub use loader::{LoadReport, LoadSettings};
+pub use probe::{probe, ProbeReport};
+
+/// The programs this source can attach, by the name used in
+/// `programs = [...]` and in the `program` metric label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Program {
+    Exec,
+    Exit,
+    Fork,
+    Connect,
+    FileOpen,
+}
+
+impl Program {
+    /// Every program, in counter-index order.
+    pub const ALL: [Program; 5] = [Program::Exec, Program::Exit, Program::Fork, Program::Connect, Program::FileOpen];
+
+    /// The configuration and metric-label name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Program::Exec => "exec",
+            Program::Exit => "exit",
+            Program::Fork => "fork",
+            Program::Connect => "connect",
+            Program::FileOpen => "file_open",
+        }
+    }
+
+    /// Looks a program up by name.
+    pub fn from_name(name: &str) -> Option<Program> {
+        Program::ALL.into_iter().find(|program| program.as_str() == name)
+    }
+
+    /// The index of its slot in the kernel's counter array (`HF_PROG_*`).
+    pub fn id(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Program {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[sources.NAME] type = "ebpf"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EbpfConfig {
+    /// Programs to attach: any of `exec`, `exit`, `fork`, `connect`,
+    /// `file_open`. Default: all five.
+    #[serde(default)]
+    pub programs: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Size of the ring buffer shared by the programs, in bytes: a power of
+    /// two of at least one page. Default 4 MiB (about 10 000 exec records).
+    #[serde(default = "default_ring_buffer_bytes")]
+    pub ring_buffer_bytes: Spanned<u64>,
+    /// The programs wake the reader only once this many bytes are pending
+    /// (0: on every record). At most half the ring. Default 256 KiB, or a
+    /// quarter of a smaller ring.
+    #[serde(default)]
+    pub wakeup_threshold_bytes: Option<Spanned<u64>>,
+    /// The reader also drains the ring this often, in milliseconds (1 to
+    /// 60000), so records below the wake-up threshold are never held long.
+    /// Default 100.
+    #[serde(default = "default_drain_interval_ms")]
+    pub drain_interval_ms: Spanned<u64>,
+    /// `file_open` reports only paths starting with one of these (at most
+    /// 8, each 1 to 64 bytes), compared in the kernel against the path as
+    /// passed to `open`. Default `["/etc/"]`.
+    #[serde(default)]
+    pub file_prefixes: Option<Spanned<Vec<Spanned<String>>>>,
+    /// How often the `/proc` fallback scans, in milliseconds (10 to
+    /// 3600000), when eBPF is unavailable. Default 1000.
+    #[serde(default = "default_fallback_interval_ms")]
+    pub fallback_interval_ms: Spanned<u64>,
+}
+
+fn default_ring_buffer_bytes() -> Spanned<u64> {
+    Spanned::new(0..0, 4 << 20)
+}
+
+fn default_drain_interval_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 100)
+}
+
+fn default_fallback_interval_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 1000)
+}
+
+/// Default `wakeup_threshold_bytes` (for rings of 1 MiB and more).
+pub const DEFAULT_WAKEUP_THRESHOLD_BYTES: u64 = 256 << 10;
+/// Default `file_prefixes`.
+pub const DEFAULT_FILE_PREFIXES: [&str; 1] = ["/etc/"];
+/// Largest accepted ring buffer (the kernel's limit is lower on most hosts).
+pub const MAX_RING_BUFFER_BYTES: u64 = 1 << 30;
+
+/// Builds an ebpf source from its options (the registry entry).
+pub fn build(options: &ComponentOptions) -> Result<Box<dyn Source>, Vec<ConfigError>> {
+    pipeline::build_with(options, |config: EbpfConfig, options| {
+        Ok(Box::new(EbpfSource::new(config, options)?) as Box<dyn Source>)
+    })
+}
+
+/// A configured ebpf source. Building loads nothing; the programs are
+/// loaded when the source runs.
+#[derive(Debug)]
+pub struct EbpfSource {
+    settings: LoadSettings,
+    drain_interval: Duration,
+    fallback_interval: Duration,
+    proc_root: PathBuf,
+    forced_fallback: Option<String>,
+}
+
+impl EbpfSource {
+    /// Checks the configuration, reporting every problem at its value.
+    pub fn new(config: EbpfConfig, options: &ComponentOptions) -> Result<EbpfSource, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let programs = match &config.programs {
+            None => Program::ALL.to_vec(),
+            Some(list) => {
+                let mut programs = Vec::new();
+                for name in list.get_ref() {
+                    match Program::from_name(name.get_ref()) {
+                        Some(program) if programs.contains(&program) => {
+                            errors.push(options.error_at(name.span(), format!("program `{program}` is listed twice")))
+                        }
+                        Some(program) => programs.push(program),
+                        None => errors.push(options.error_at(
+                            name.span(),
+                            format!(
+                                "unknown program `{}` (known: exec, exit, fork, connect, file_open)",
+                                name.get_ref()
+                            ),
+                        )),
+                    }
+                }
+                if list.get_ref().is_empty() {
+                    errors.push(options.error_at(list.span(), "programs must list at least one program"));
+                }
+                programs
+            }
+        };
+        let page = rustix::param::page_size() as u64;
+        let ring = *config.ring_buffer_bytes.get_ref();
+        if !ring.is_power_of_two() || ring < page || ring > MAX_RING_BUFFER_BYTES {
+            let hint =
+                ring.checked_next_power_of_two().unwrap_or(MAX_RING_BUFFER_BYTES).clamp(page, MAX_RING_BUFFER_BYTES);
+            errors.push(options.error_at(
+                config.ring_buffer_bytes.span(),
+                format!(
+                    "ring_buffer_bytes must be a power of two from {page} (one page) to {MAX_RING_BUFFER_BYTES}, \
+                     got {ring} (try {hint})"
+                ),
+            ));
+        }
+        let wakeup = match &config.wakeup_threshold_bytes {
+            None => DEFAULT_WAKEUP_THRESHOLD_BYTES.min(ring / 4),
+            Some(wakeup) => {
+                if *wakeup.get_ref() > ring / 2 {
+                    errors.push(options.error_at(
+                        wakeup.span(),
+                        format!(
+                            "wakeup_threshold_bytes {} must be at most half of ring_buffer_bytes ({}), \
+                             or records are lost before the reader is woken",
+                            wakeup.get_ref(),
+                            ring / 2
+                        ),
+                    ));
+                }
+                *wakeup.get_ref()
+            }
+        };
+        let drain_ms = *config.drain_interval_ms.get_ref();
+        if !(1..=60_000).contains(&drain_ms) {
+            errors.push(options.error_at(
+                config.drain_interval_ms.span(),
+                format!("drain_interval_ms must be 1 to 60000, got {drain_ms}"),
+            ));
+        }
+        let fallback_ms = *config.fallback_interval_ms.get_ref();
+        if !(10..=3_600_000).contains(&fallback_ms) {
+            errors.push(options.error_at(
+                config.fallback_interval_ms.span(),
+                format!("fallback_interval_ms must be 10 to 3600000, got {fallback_ms}"),
+            ));
+        }
+        let file_prefixes = match &config.file_prefixes {
+            None => DEFAULT_FILE_PREFIXES.iter().map(|p| (*p).to_owned()).collect(),
+            Some(list) => {
+                if list.get_ref().len() > records::MAX_PREFIXES {
+                    errors.push(options.error_at(
+                        list.span(),
+                        format!("at most {} file_prefixes, got {}", records::MAX_PREFIXES, list.get_ref().len()),
+                    ));
+                }
+                if list.get_ref().is_empty() && programs.contains(&Program::FileOpen) {
+                    errors.push(options.error_at(
+                        list.span(),
+                        "file_open needs at least one entry in file_prefixes (or leave file_open out of programs)",
+                    ));
+                }
+                for prefix in list.get_ref() {
+                    let len = prefix.get_ref().len();
+                    if len == 0 || len > records::PREFIX_LEN {
+                        errors.push(options.error_at(
+                            prefix.span(),
+                            format!("a file prefix must be 1 to {} bytes, got {len}", records::PREFIX_LEN),
+                        ));
+                    }
+                }
+                list.get_ref().iter().map(|p| p.get_ref().clone()).collect()
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(EbpfSource {
+            settings: LoadSettings {
+                programs,
+                ring_buffer_bytes: u32::try_from(ring).unwrap_or(u32::MAX),
+                wakeup_threshold_bytes: wakeup,
+                file_prefixes,
+            },
+            drain_interval: Duration::from_millis(drain_ms),
+            fallback_interval: Duration::from_millis(fallback_ms),
+            proc_root: PathBuf::from("/proc"),
+            forced_fallback: None,
+        })
+    }
+
+    /// A source with these settings (tests, benches, `hostflow probe`).
+    pub fn with_settings(settings: LoadSettings, drain_interval: Duration, fallback_interval: Duration) -> EbpfSource {
+        EbpfSource {
+            settings,
+            drain_interval,
+            fallback_interval,
+            proc_root: PathBuf::from("/proc"),
+            forced_fallback: None,
+        }
+    }
+
+    /// What the source will load.
+    pub fn settings(&self) -> &LoadSettings {
+        &self.settings
+    }
+
+    /// Skips loading and runs the `/proc` fallback with this reason, as if
+    /// eBPF had failed: for tests of the fallback path on a host where
+    /// eBPF works.
+    pub fn force_fallback(mut self, reason: impl Into<String>) -> EbpfSource {
+        self.forced_fallback = Some(reason.into());
+        self
+    }
+}
+
+#[async_trait]
+impl Source for EbpfSource {
+    async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
+        let EbpfSource { settings, drain_interval, fallback_interval, proc_root, forced_fallback } = *self;
+        let outcome = match forced_fallback {
+            Some(reason) => Err(reason),
+            None => tokio::task::spawn_blocking(move || loader::load(&settings))
+                .await
+                .map_err(|e| ComponentError::Failed(format!("eBPF load task failed: {e}")))?
+                .map_err(|error| error.to_string()),
+        };
+        let loaded = match outcome {
+            Ok(loaded) if loaded.report.running().next().is_some() => loaded,
+            Ok(loaded) => {
+                let problems = loaded.report.problems().unwrap_or_default();
+                let reason = format!("no eBPF program could be attached ({problems})");
+                return run_fallback(cx, reason, proc_root, fallback_interval).await;
+            }
+            Err(reason) => return run_fallback(cx, reason, proc_root, fallback_interval).await,
+        };
+        if let Some(problems) = loaded.report.problems() {
+            let reason = format!("some eBPF programs are not running: {problems}");
+            tracing::warn!(source = %cx.name, %reason, "ebpf source degraded");
+            cx.health.set(ComponentState::Degraded, Some(reason.clone()));
+            pipeline::diag::emit(&cx.name, "ebpf_partial", reason);
+        }
+        let running: Vec<&str> = loaded.report.running().map(Program::as_str).collect();
+        tracing::info!(source = %cx.name, programs = ?running, ring_buffer_bytes = loaded.report.ring_buffer_bytes,
+            "eBPF programs attached");
+        reader::run(loaded, cx, drain_interval).await
+    }
+}
+
+/// Says why eBPF is not used (log, `/health`, diagnostic), then runs the
+/// `/proc` detector until shutdown.
+async fn run_fallback(
+    cx: SourceContext,
+    reason: String,
+    proc_root: PathBuf,
+    interval: Duration,
+) -> Result<(), ComponentError> {
+    let reason = format!("eBPF unavailable, running the /proc exec/exit fallback: {reason}");
+    tracing::warn!(source = %cx.name, %reason, "ebpf source degraded");
+    cx.health.set(ComponentState::Degraded, Some(reason.clone()));
+    pipeline::diag::emit(&cx.name, "ebpf_fallback", reason);
+    reader::run_fallback(cx, proc_root, interval).await
+}

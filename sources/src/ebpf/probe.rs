@@ -1,0 +1,264 @@
+//! What this host supports for eBPF and what hostflow would load: the facts
+//! behind `hostflow probe` and the eBPF part of `/health`.
+//!
+//! Each fact is `ok` (with a detail), `missing` (the host lacks it) or
+//! `failed` (checking it went wrong), with the reason; the report prints
+//! one fact per line and serialises to JSON. Probing mounts tracefs and
+//! securityfs when they are absent (and says so): it is what the source
+//! itself would do, and without them the answers would be guesses.
+//! Blocking: run it on a plain thread or the blocking pool.
+
+use std::fmt;
+
+use aya::maps::MapType;
+use aya::programs::ProgramType;
+use serde::Serialize;
+
+use super::host::{self, MountState};
+use super::loader::{self, LoadReport, LoadSettings, ProgramState};
+
+/// One fact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status", content = "detail")]
+pub enum Fact {
+    Ok(String),
+    Missing(String),
+    Failed(String),
+}
+
+impl fmt::Display for Fact {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (word, detail) = match self {
+            Fact::Ok(detail) => ("ok", detail),
+            Fact::Missing(detail) => ("missing", detail),
+            Fact::Failed(detail) => ("failed", detail),
+        };
+        if detail.is_empty() {
+            f.write_str(word)
+        } else if word == "failed" {
+            write!(f, "failed: {detail}")
+        } else {
+            write!(f, "{word} ({detail})")
+        }
+    }
+}
+
+/// One program's line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProgramFact {
+    pub program: String,
+    pub fact: Fact,
+}
+
+/// Everything `hostflow probe` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeReport {
+    pub kernel: Fact,
+    /// Whether this binary carries the eBPF programs.
+    pub ebpf_object: Fact,
+    pub btf: Fact,
+    pub ring_buffer: Fact,
+    pub tracefs: Fact,
+    pub tracepoints: Fact,
+    pub raw_tracepoints: Fact,
+    pub kprobes: Fact,
+    pub bpf_lsm: Fact,
+    pub cgroup_v2: Fact,
+    pub privileges: Fact,
+    /// Per program: attached, or why not (empty when nothing was loaded).
+    pub programs: Vec<ProgramFact>,
+    /// The load attempt in full (absent when the object is missing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load: Option<LoadReport>,
+    /// Why loading failed as a whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_error: Option<String>,
+}
+
+impl fmt::Display for ProbeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let facts: [(&str, &Fact); 11] = [
+            ("kernel", &self.kernel),
+            ("ebpf object", &self.ebpf_object),
+            ("btf", &self.btf),
+            ("ring buffer", &self.ring_buffer),
+            ("tracefs", &self.tracefs),
+            ("tracepoints", &self.tracepoints),
+            ("raw tracepoints", &self.raw_tracepoints),
+            ("kprobes", &self.kprobes),
+            ("bpf lsm", &self.bpf_lsm),
+            ("cgroup v2", &self.cgroup_v2),
+            ("privileges", &self.privileges),
+        ];
+        for (name, fact) in facts {
+            writeln!(f, "{name:<18} {fact}")?;
+        }
+        if let Some(error) = &self.load_error {
+            writeln!(f, "{:<18} failed: {error}", "load")?;
+        }
+        for ProgramFact { program, fact } in &self.programs {
+            writeln!(f, "{:<18} {fact}", format!("program {program}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Probes the host, then loads and attaches `settings.programs` to report
+/// each one (and detaches them again when the report is done).
+pub fn probe(settings: &LoadSettings) -> ProbeReport {
+    let mounts = host::mounts();
+    let tracefs_state = host::ensure_tracefs();
+    let (load, load_error) = match loader::load(settings) {
+        Ok(mut loaded) => {
+            loaded.detach_all();
+            (Some(loaded.report.clone()), None)
+        }
+        Err(error) => (None, Some(error.to_string())),
+    };
+    let programs = match &load {
+        Some(report) => report
+            .programs
+            .iter()
+            .map(|p| {
+                let fact = match &p.state {
+                    ProgramState::Attached => Fact::Ok("attached".into()),
+                    ProgramState::Partial(reason) => Fact::Ok(format!("attached, partial: {reason}")),
+                    ProgramState::Failed(reason) => Fact::Failed(reason.clone()),
+                };
+                ProgramFact { program: p.program.to_string(), fact }
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    ProbeReport {
+        kernel: kernel_fact(),
+        ebpf_object: match loader::embedded_object() {
+            Ok(bytes) => Fact::Ok(format!("{} bytes embedded", bytes.len())),
+            Err(reason) => Fact::Missing(format!("built without eBPF: {reason}")),
+        },
+        btf: match std::fs::metadata("/sys/kernel/btf/vmlinux") {
+            Ok(meta) => Fact::Ok(format!("/sys/kernel/btf/vmlinux, {} bytes", meta.len())),
+            Err(error) => Fact::Missing(format!("/sys/kernel/btf/vmlinux: {error} (CO-RE needs kernel BTF)")),
+        },
+        ring_buffer: match aya::sys::is_map_supported(MapType::RingBuf) {
+            Ok(true) => Fact::Ok("a ring buffer map can be created".into()),
+            Ok(false) => Fact::Missing("the kernel refuses ring buffer maps (needs 5.8+)".into()),
+            Err(error) => Fact::Failed(loader::chain(&error)),
+        },
+        tracefs: mount_fact(&tracefs_state),
+        tracepoints: tracepoints_fact(&tracefs_state),
+        raw_tracepoints: program_type_fact(ProgramType::RawTracePoint, "raw tracepoint"),
+        kprobes: kprobes_fact(&tracefs_state),
+        bpf_lsm: lsm_fact(),
+        cgroup_v2: match host::mount_point(&mounts, "cgroup2") {
+            Some(path) => Fact::Ok(format!("mounted at {path}")),
+            None => Fact::Missing("no cgroup2 mount".into()),
+        },
+        privileges: privileges_fact(),
+        programs,
+        load,
+        load_error,
+    }
+}
+
+fn kernel_fact() -> Fact {
+    match std::fs::read_to_string("/proc/sys/kernel/osrelease") {
+        Ok(release) => Fact::Ok(release.trim().to_owned()),
+        Err(error) => Fact::Failed(format!("/proc/sys/kernel/osrelease: {error}")),
+    }
+}
+
+fn mount_fact(state: &MountState) -> Fact {
+    match state {
+        MountState::Present { path } => Fact::Ok(format!("mounted at {path}")),
+        MountState::MountedByUs { path } => Fact::Ok(format!("was not mounted; hostflow mounted it at {path}")),
+        MountState::Unavailable { reason } => Fact::Missing(reason.clone()),
+    }
+}
+
+/// The tracepoints the programs use, present or not.
+const TRACEPOINTS: [&str; 7] = [
+    "sched/sched_process_exec",
+    "sched/sched_process_exit",
+    "sched/sched_process_fork",
+    "syscalls/sys_enter_connect",
+    "syscalls/sys_exit_connect",
+    "syscalls/sys_enter_openat",
+    "syscalls/sys_enter_openat2",
+];
+
+fn tracepoints_fact(tracefs: &MountState) -> Fact {
+    let Some(root) = tracefs.path() else { return Fact::Missing("tracefs is not available".into()) };
+    let events = std::path::Path::new(root).join("events");
+    let missing: Vec<&str> = TRACEPOINTS.iter().copied().filter(|tp| !events.join(tp).exists()).collect();
+    if missing.is_empty() {
+        Fact::Ok(format!("all {} present", TRACEPOINTS.len()))
+    } else {
+        Fact::Missing(format!("absent: {}", missing.join(", ")))
+    }
+}
+
+fn program_type_fact(program_type: ProgramType, what: &str) -> Fact {
+    match aya::sys::is_program_supported(program_type) {
+        Ok(true) => Fact::Ok(format!("{what} programs load")),
+        Ok(false) => Fact::Missing(format!("the kernel refuses {what} programs")),
+        Err(error) => Fact::Failed(loader::chain(&error)),
+    }
+}
+
+fn kprobes_fact(tracefs: &MountState) -> Fact {
+    let pmu = std::path::Path::new("/sys/bus/event_source/devices/kprobe/type").exists();
+    let events = tracefs.path().is_some_and(|root| std::path::Path::new(root).join("kprobe_events").exists());
+    match (pmu, events) {
+        (true, _) | (_, true) => Fact::Ok("kprobe PMU or kprobe_events present".into()),
+        (false, false) => Fact::Missing("no kprobe PMU and no kprobe_events (CONFIG_KPROBES off?)".into()),
+    }
+}
+
+fn lsm_fact() -> Fact {
+    let securityfs = host::ensure_securityfs();
+    let Some(root) = securityfs.path() else {
+        return Fact::Failed(format!("cannot read the LSM list: {}", mount_reason(&securityfs)));
+    };
+    let mounted = matches!(securityfs, MountState::MountedByUs { .. });
+    let note = if mounted { format!("; hostflow mounted securityfs at {root}") } else { String::new() };
+    let lsm = match std::fs::read_to_string(std::path::Path::new(root).join("lsm")) {
+        Ok(lsm) => lsm,
+        Err(error) => return Fact::Failed(format!("{root}/lsm: {error}")),
+    };
+    if !lsm.trim().split(',').any(|name| name == "bpf") {
+        return Fact::Missing(format!("`bpf` is not in the active LSM list ({}){note}", lsm.trim()));
+    }
+    match aya::sys::is_program_supported(ProgramType::Lsm(aya::programs::LsmAttachType::Mac)) {
+        Ok(true) => Fact::Ok(format!("active, and LSM programs load{note}")),
+        Ok(false) => Fact::Missing(format!("`bpf` is in the LSM list but LSM programs do not load here{note}")),
+        Err(error) => Fact::Failed(format!("`bpf` is active; probing LSM programs: {}{note}", loader::chain(&error))),
+    }
+}
+
+fn mount_reason(state: &MountState) -> String {
+    match state {
+        MountState::Unavailable { reason } => reason.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn privileges_fact() -> Fact {
+    let euid = rustix::process::geteuid().as_raw();
+    match host::capabilities() {
+        Some(caps) => {
+            let names: Vec<&str> =
+                [(caps.cap_sys_admin, "CAP_SYS_ADMIN"), (caps.cap_bpf, "CAP_BPF"), (caps.cap_perfmon, "CAP_PERFMON")]
+                    .into_iter()
+                    .filter_map(|(has, name)| has.then_some(name))
+                    .collect();
+            let detail = format!("euid {euid}, CapEff {:#x}: {}", caps.effective, names.join(" "));
+            if caps.can_trace() {
+                Fact::Ok(detail)
+            } else {
+                Fact::Missing(format!("{detail}; tracing programs need CAP_BPF + CAP_PERFMON or CAP_SYS_ADMIN"))
+            }
+        }
+        None => Fact::Failed("cannot read CapEff from /proc/self/status".into()),
+    }
+}
