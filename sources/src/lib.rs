@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_diag;
 pub mod generator;
 pub mod procfs;
 pub mod replay;
