@@ -24,6 +24,11 @@ pub const COMPONENTS: &[ComponentSpec] = &[
         build: BuildFn::Source(sources::ebpf::build),
     },
     ComponentSpec {
+        type_name: "agent_diag",
+        summary: "the agent's own diagnostics (fallbacks taken, outages) as AgentDiag events",
+        build: BuildFn::Source(sources::agent_diag::build),
+    },
+    ComponentSpec {
         type_name: "replay",
         summary: "read an Arrow spool (or NDJSON corpus) back in (ts_ns, event_id) order, at max or recorded speed",
         build: BuildFn::Source(sources::replay::build),

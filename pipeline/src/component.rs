@@ -156,15 +156,28 @@ impl Output {
     }
 }
 
+/// What the engine hands a sink before it opens (see [`Sink::attach`]).
+#[derive(Clone, Debug)]
+pub struct SinkContext {
+    /// The sink's `/health` entry.
+    pub health: HealthHandle,
+    /// Fires when the agent starts stopping. Sinks still drain their input
+    /// to the end; this only tells a sink stuck on an unreachable
+    /// destination that its wait now has a deadline.
+    pub shutdown: ShutdownSignal,
+}
+
 /// Consumes events. `write` returns once the batch is accepted by the
 /// destination in the sink's documented sense (the engine counts the batch
 /// as sent then); `flush` makes everything accepted durable.
 #[async_trait]
 pub trait Sink: Send + 'static {
-    /// Hands the sink its `/health` entry. Called once, before `open`. A
-    /// sink that can run degraded (a broker it cannot reach) keeps the
-    /// handle and reports through it; the engine sets the other states.
-    fn attach_health(&mut self, _health: crate::health::HealthHandle) {}
+    /// Hands the sink what the engine shares with it. Called once, before
+    /// `open`. A sink that can run degraded (a broker it cannot reach) keeps
+    /// the health handle and reports through it (the engine sets the other
+    /// states); a sink that may wait on an outside system watches the
+    /// shutdown signal to bound that wait once the agent is stopping.
+    fn attach(&mut self, _cx: SinkContext) {}
 
     /// Opens files or connections. Runs for every sink before any source
     /// starts, so a sink that cannot start stops the agent before an event

@@ -23,7 +23,8 @@ pub mod testing;
 pub mod topology;
 
 pub use component::{
-    build_with, BuildFn, Built, ComponentError, ComponentSpec, Output, Sink, Source, SourceContext, Transform,
+    build_with, BuildFn, Built, ComponentError, ComponentSpec, Output, Sink, SinkContext, Source, SourceContext,
+    Transform,
 };
 pub use config::{ComponentOptions, ConfigError, ConfigErrors, Role, SourceFile, TopologyConfig};
 pub use edge::{BufferConfig, EdgeReceiver, EdgeSender, Fanout, WhenFull};

@@ -14,7 +14,7 @@ use std::time::Instant;
 use metrics::Counter;
 use tokio::task::JoinSet;
 
-use crate::component::{Built, ComponentError, Output, Sink, Source, SourceContext, Transform};
+use crate::component::{Built, ComponentError, Output, Sink, SinkContext, Source, SourceContext, Transform};
 use crate::config::Role;
 use crate::edge::{buffer, BufferHandle, EdgeReceiver, Fanout};
 use crate::health::{ComponentState, Health, HealthHandle};
@@ -108,7 +108,7 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
     }
     for (name, _, _, component, health_handle, _) in &mut prepared {
         if let Built::Sink(sink) = component {
-            sink.attach_health(health_handle.clone());
+            sink.attach(SinkContext { health: health_handle.clone(), shutdown: trigger.signal() });
             if let Err(source) = sink.open().await {
                 health_handle.set(ComponentState::Failed, Some(source.to_string()));
                 return Err(RunError::SinkOpen { component: name.clone(), source });

@@ -5,6 +5,7 @@
 // buffer's fd with tokio (`ebpf/ring.rs`).
 #![deny(unsafe_code)]
 
+pub mod agent_diag;
 pub mod ebpf;
 pub mod generator;
 pub mod procfs;

@@ -47,7 +47,7 @@ except ImportError:
 
 BIN = os.environ.get("HOSTFLOW_BIN") or fail("HOSTFLOW_BIN is not set (run through testbed/test)")
 KINDS = ["process_exec", "process_exit", "process_fork", "net_connect", "file_open",
-         "process_sample", "process_aggregate", "sketch", "agent_diag"]
+         "process_sample", "process_aggregate", "sketch", "agent_diag", "process_ephemeral"]
 N = 50_000
 
 

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pipeline::health::HealthHandle;
-use pipeline::{Batch, ComponentError, ComponentOptions, ConfigError, Sink};
+use pipeline::{Batch, ComponentError, ComponentOptions, ConfigError, Sink, SinkContext};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 use toml::Spanned;
@@ -403,8 +403,9 @@ fn default_entity_guid(host: &str) -> String {
 
 #[async_trait]
 impl Sink for KafkaSink {
-    fn attach_health(&mut self, health: HealthHandle) {
-        self.set_health(health);
+    fn attach(&mut self, cx: SinkContext) {
+        self.set_health(cx.health);
+        self.set_shutdown(cx.shutdown);
     }
 
     async fn open(&mut self) -> Result<(), ComponentError> {
@@ -424,7 +425,7 @@ impl Sink for KafkaSink {
 
 impl KafkaSink {
     /// Attaches the handle the sink reports degraded states through (the
-    /// engine calls it via `Sink::attach_health`; tests call it directly).
+    /// engine calls it via `Sink::attach`; tests call it directly).
     pub fn set_health(&mut self, health: HealthHandle) {
         self.shared().attach_health(health);
     }

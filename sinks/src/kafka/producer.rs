@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, Label};
 use pipeline::health::{ComponentState, HealthHandle};
-use pipeline::{ComponentError, Event};
+use pipeline::{ComponentError, Event, ShutdownSignal};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use tokio::sync::Notify;
@@ -48,6 +48,11 @@ pub struct KafkaSink {
     generation: usize,
     rng: u64,
     json_buffer: Vec<u8>,
+    /// Fires when the agent is stopping: from then on a write waits at most
+    /// `flush_timeout` for the broker before giving up (and saying so).
+    shutdown: Option<ShutdownSignal>,
+    /// When this sink first saw the shutdown signal.
+    stopping_since: Option<Instant>,
     /// Failed delivery attempts and full-queue waits so far (tests check
     /// that the paths they aim at were taken).
     pub(super) n_failed_attempts: u64,
@@ -71,6 +76,9 @@ pub(super) struct Shared {
     notify: Notify,
     health: Mutex<HealthState>,
     component: String,
+    /// `bootstrap.servers`, named in the degraded reason: librdkafka's own
+    /// text ("1/1 brokers are down") does not say which.
+    brokers: String,
 }
 
 #[derive(Default)]
@@ -94,7 +102,7 @@ impl Shared {
         if state.degraded.as_deref() == Some(reason.as_str()) {
             return;
         }
-        tracing::warn!(component = %self.component, %reason, "kafka sink degraded");
+        pipeline::diag::emit(&self.component, "kafka_degraded", reason.clone());
         if let Some(handle) = &state.handle {
             handle.set(ComponentState::Degraded, Some(reason.clone()));
         }
@@ -105,7 +113,7 @@ impl Shared {
     fn recover(&self) {
         let mut state = lock(&self.health);
         if state.degraded.take().is_some() {
-            tracing::info!(component = %self.component, "kafka sink recovered: deliveries succeed again");
+            pipeline::diag::emit(&self.component, "kafka_recovered", "deliveries succeed again");
             if let Some(handle) = &state.handle {
                 handle.set(ComponentState::Running, None);
             }
@@ -142,7 +150,11 @@ impl ClientContext for DeliveryContext {
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
         if matches!(code, Some(RDKafkaErrorCode::AllBrokersDown) | Some(RDKafkaErrorCode::Fatal)) {
-            self.shared.degrade(format!("cannot reach the Kafka brokers: {reason}"));
+            // librdkafka's text changes as it retries ("1/1 brokers are
+            // down", "0/1 ..."); the health reason and diag event must not
+            // flap with it, so the detail goes to the log only.
+            tracing::warn!(component = %self.shared.component, %error, reason, "librdkafka: brokers unreachable");
+            self.shared.degrade(format!("cannot reach the Kafka brokers {}", self.shared.brokers));
         } else {
             tracing::warn!(component = %self.shared.component, %error, reason, "librdkafka reported an error");
         }
@@ -245,6 +257,7 @@ impl KafkaSink {
             notify: Notify::new(),
             health: Mutex::new(HealthState::default()),
             component: component.to_owned(),
+            brokers: settings.client_config.get("bootstrap.servers").unwrap_or_default().to_owned(),
         });
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -259,9 +272,16 @@ impl KafkaSink {
             generation: 0,
             rng: seed | 1,
             json_buffer: Vec::new(),
+            shutdown: None,
+            stopping_since: None,
             n_failed_attempts: 0,
             n_queue_full: 0,
         }
+    }
+
+    /// Attaches the agent's shutdown signal (see `stopping_since`).
+    pub fn set_shutdown(&mut self, shutdown: ShutdownSignal) {
+        self.shutdown = Some(shutdown);
     }
 
     pub(super) fn shared(&self) -> &Arc<Shared> {
@@ -436,7 +456,26 @@ impl KafkaSink {
                 return Ok(());
             }
 
-            // 3. Wait for a delivery report, a due retry or room in the queue.
+            // 3. Stopping and the broker still has not taken everything: wait
+            //    at most `flush_timeout`, then fail the write. The engine counts
+            //    the batch and what is still queued as not delivered; what
+            //    librdkafka holds is purged so nothing counted as failed can
+            //    still arrive after the count.
+            if self.shutdown.as_ref().is_some_and(ShutdownSignal::is_triggered) {
+                let since = *self.stopping_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.settings.flush_timeout {
+                    producer.purge(PurgeConfig::default().queue().inflight());
+                    self.metrics.in_flight.set(0.0);
+                    return Err(ComponentError::Failed(format!(
+                        "stopping: the broker did not acknowledge {n_pending} of {} messages within \
+                         flush_timeout_secs ({:?}); they are counted as not delivered",
+                        messages.len(),
+                        self.settings.flush_timeout
+                    )));
+                }
+            }
+
+            // 4. Wait for a delivery report, a due retry or room in the queue.
             let mut wait = if queue_full { QUEUE_FULL_WAIT } else { IDLE_WAIT };
             if let Some(Reverse((next_due, _))) = retries.peek() {
                 wait = wait.min(next_due.saturating_duration_since(Instant::now()));
