@@ -26,6 +26,9 @@ pub enum Outcome {
     /// The input given on the command line is wrong, e.g. SQL that does not
     /// parse (already printed). Exit 65 (`EX_DATAERR`).
     BadInput,
+    /// What was asked for is not available on this host (`probe`: eBPF
+    /// cannot be used as configured). Exit 69 (`EX_UNAVAILABLE`).
+    Unavailable,
 }
 
 impl Outcome {
@@ -35,6 +38,7 @@ impl Outcome {
             Outcome::Success => 0,
             Outcome::RunFailed => 1,
             Outcome::BadInput => 65,
+            Outcome::Unavailable => 69,
             Outcome::Unreadable => 66,
             Outcome::InvalidConfig => 78,
         }
@@ -114,6 +118,32 @@ pub fn components() -> Outcome {
         }
     }
     Outcome::Success
+}
+
+/// `hostflow probe`: what this host supports for eBPF and what the `ebpf`
+/// source would load (it loads and attaches the default programs, then
+/// detaches them). Exit 0 when every program attaches, 69 otherwise — the
+/// agent still runs then, on the /proc fallback or with fewer programs.
+pub fn probe(json: bool) -> Outcome {
+    let report = sources::ebpf::probe(&sources::ebpf::LoadSettings::default());
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(error) => {
+                eprintln!("error: cannot render the probe report as JSON: {error}");
+                return Outcome::RunFailed;
+            }
+        }
+    } else {
+        print!("{report}");
+    }
+    let all_attached = !report.programs.is_empty()
+        && report.programs.iter().all(|program| matches!(program.fact, sources::ebpf::probe::Fact::Ok(_)));
+    if all_attached {
+        Outcome::Success
+    } else {
+        Outcome::Unavailable
+    }
 }
 
 /// Options of `hostflow run`.

@@ -48,6 +48,18 @@ enum Command {
     },
     /// List every component type this binary knows.
     Components,
+    /// Report what this host supports for eBPF (BTF, ring buffers,
+    /// tracepoints, kprobes, BPF LSM, cgroup v2, privileges) and, per
+    /// program, whether the ebpf source would load and attach it, or why
+    /// not. Mounts tracefs when it is absent, as the source would.
+    ///
+    /// Exit codes: 0 every program attaches, 69 eBPF unavailable or partial.
+    Probe {
+        /// Print the report as JSON (the same document /health shows under
+        /// the ebpf source's `details`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Feed an Arrow spool back through a topology: FILE's components read
     /// from a source named `replay` that this command adds, which replays
     /// the spool in (ts_ns, event_id) order and ends when it is read
@@ -101,6 +113,7 @@ fn main() -> ExitCode {
         Command::Validate { file } => commands::validate(&file),
         Command::Graph { file } => commands::graph(&file),
         Command::Components => commands::components(),
+        Command::Probe { json } => commands::probe(json),
         Command::Replay { spool, config, speed, report } => {
             commands::replay(&ReplayOptions { spool, config, speed, report })
         }

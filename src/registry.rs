@@ -20,7 +20,8 @@ pub const COMPONENTS: &[ComponentSpec] = &[
     },
     ComponentSpec {
         type_name: "ebpf",
-        summary: "process exec/exit/fork, connects and file opens from eBPF programs (falls back to /proc without eBPF)",
+        summary:
+            "process exec/exit/fork, connects and file opens from eBPF programs (falls back to /proc without eBPF)",
         build: BuildFn::Source(sources::ebpf::build),
     },
     ComponentSpec {

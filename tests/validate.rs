@@ -117,7 +117,7 @@ fn unknown_types_list_the_known_ones() {
         inputs = ["f"]
         "#,
         &[
-            "topology.toml:5:8: error: unknown transform type `fliter` for `f`; known transform types: filter, topn, tail, sketch",
+            "topology.toml:5:8: error: unknown transform type `fliter` for `f`; known transform types: filter, topn, tail, sketch, lifecycle",
             "    help: did you mean `filter`?",
             "topology.toml:9:8: error: unknown sink type `s3` for `out`; known sink types: arrow_spool, kafka, blackhole, console, file",
         ],
@@ -514,7 +514,7 @@ const MANY_PROBLEMS: &str = r#"
 
 const MANY_PROBLEMS_REPORT: [&str; 10] = [
     "topology.toml:3:8: error: source `gen`: rate must be a positive number of events per second, got 0",
-    "topology.toml:6:8: error: unknown transform type `fliter` for `f`; known transform types: filter, topn, tail, sketch",
+    "topology.toml:6:8: error: unknown transform type `fliter` for `f`; known transform types: filter, topn, tail, sketch, lifecycle",
     "    help: did you mean `filter`?",
     "topology.toml:11:1: error: cycle in the topology: b -> a -> b",
     "    help: events must flow from sources to sinks; remove one of these inputs",

@@ -33,6 +33,10 @@ pub struct ComponentHealth {
     pub state: ComponentState,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Facts a component wants operators to see next to its state (the
+    /// ebpf source: what the host supports and which programs attached).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// Shared table of every component's state. Written rarely (state changes),
@@ -68,6 +72,7 @@ impl Health {
             type_name: type_name.to_owned(),
             state: ComponentState::Starting,
             reason: None,
+            details: None,
         };
         self.lock().insert(name.to_owned(), entry);
         HealthHandle { health: self.clone(), name: Arc::from(name) }
@@ -106,6 +111,13 @@ impl HealthHandle {
         if let Some(entry) = self.health.lock().get_mut(&*self.name) {
             entry.state = state;
             entry.reason = reason;
+        }
+    }
+
+    /// Replaces the component's `details` (see [`ComponentHealth::details`]).
+    pub fn set_details(&self, details: serde_json::Value) {
+        if let Some(entry) = self.health.lock().get_mut(&*self.name) {
+            entry.details = Some(details);
         }
     }
 

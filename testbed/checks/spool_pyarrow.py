@@ -71,7 +71,7 @@ mix = {{ {mix} }}
 type = "arrow_spool"
 inputs = ["gen"]
 path = "{spool}"
-max_file_bytes = 300000
+max_file_bytes = 100000
 """)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTFLOW_")}
     with open(stderr_path, "w") as stderr:

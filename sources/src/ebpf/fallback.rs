@@ -17,7 +17,7 @@
 //!
 //! Blocking file I/O: [`Detector::scan`] runs on tokio's blocking pool.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +50,11 @@ pub struct Detector {
     clk_tck: u64,
     event_id_prefix: u64,
     next_sequence: u64,
+    /// Processes whose exec was seen with an empty command line, put off to
+    /// the next scan once: a scan can land inside `execve`, after the new
+    /// name is set and before the new argument pages are, and then reads
+    /// an empty `cmdline`. A process that still shows none is reported as is.
+    deferred: HashSet<(u32, u64)>,
 }
 
 impl Detector {
@@ -63,6 +68,7 @@ impl Detector {
             clk_tck: rustix::param::clock_ticks_per_second().max(1),
             event_id_prefix,
             next_sequence: 0,
+            deferred: HashSet::new(),
         }
     }
 
@@ -76,6 +82,7 @@ impl Detector {
     pub fn scan(&mut self, now_ns: u64) -> std::io::Result<Vec<Event>> {
         let mut current: HashMap<u32, Seen> = HashMap::with_capacity(self.known.len() + 16);
         let mut events = Vec::new();
+        let mut deferred_now = HashSet::new();
         for entry in std::fs::read_dir(&self.proc_root)?.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
             let dir = entry.path();
@@ -97,6 +104,14 @@ impl Detector {
                     .map(|target| Arc::from(target.to_string_lossy()))
                     .unwrap_or_else(|_| Arc::from(""));
                 let (argv, argv_truncated) = read_argv(&dir.join("cmdline"));
+                if argv.is_empty() && !self.deferred.contains(&(pid, start_time_ns)) {
+                    // Kept as it was before this scan, so the next one looks again.
+                    deferred_now.insert((pid, start_time_ns));
+                    if let Some(old) = self.known.get(&pid) {
+                        current.insert(pid, *old);
+                    }
+                    continue;
+                }
                 let (uid, gid) = std::fs::metadata(&dir).map(|m| (m.uid(), m.gid())).unwrap_or((u32::MAX, u32::MAX));
                 let event_id = self.next_event_id();
                 events.push(Event::ProcessExec(ProcessExec {
@@ -132,6 +147,10 @@ impl Detector {
                 }));
             }
         }
+        // Deferred this scan, or deferred before and still alive (so it is
+        // never put off twice).
+        self.deferred.retain(|(pid, start)| current.get(pid).is_some_and(|seen| seen.start_time_ns == *start));
+        self.deferred.extend(deferred_now);
         self.known = current;
         self.primed = true;
         Ok(events)

@@ -310,13 +310,25 @@ impl EbpfSource {
 impl Source for EbpfSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
         let EbpfSource { settings, drain_interval, fallback_interval, proc_root, forced_fallback } = *self;
-        let outcome = match forced_fallback {
-            Some(reason) => Err(reason),
-            None => tokio::task::spawn_blocking(move || loader::load(&settings))
-                .await
-                .map_err(|e| ComponentError::Failed(format!("eBPF load task failed: {e}")))?
-                .map_err(|error| error.to_string()),
-        };
+        // Load, then gather the host facts around that attempt for /health
+        // (the same report `hostflow probe` prints), all off the async workers.
+        let (outcome, facts) = tokio::task::spawn_blocking(move || {
+            let outcome = match forced_fallback {
+                Some(reason) => Err(reason),
+                None => loader::load(&settings).map_err(|error| error.to_string()),
+            };
+            let facts = match &outcome {
+                Ok(loaded) => probe::report_for(Some(loaded.report.clone()), None),
+                Err(reason) => probe::report_for(None, Some(reason.clone())),
+            };
+            (outcome, facts)
+        })
+        .await
+        .map_err(|e| ComponentError::Failed(format!("eBPF load task failed: {e}")))?;
+        match serde_json::to_value(&facts) {
+            Ok(details) => cx.health.set_details(details),
+            Err(error) => tracing::warn!(source = %cx.name, %error, "cannot render the eBPF facts for /health"),
+        }
         let loaded = match outcome {
             Ok(loaded) if loaded.report.running().next().is_some() => loaded,
             Ok(loaded) => {

@@ -106,7 +106,6 @@ impl fmt::Display for ProbeReport {
 /// Probes the host, then loads and attaches `settings.programs` to report
 /// each one (and detaches them again when the report is done).
 pub fn probe(settings: &LoadSettings) -> ProbeReport {
-    let mounts = host::mounts();
     let tracefs_state = host::ensure_tracefs();
     let (load, load_error) = match loader::load(settings) {
         Ok(mut loaded) => {
@@ -115,6 +114,18 @@ pub fn probe(settings: &LoadSettings) -> ProbeReport {
         }
         Err(error) => (None, Some(error.to_string())),
     };
+    report(&tracefs_state, load, load_error)
+}
+
+/// The report for a load the caller already attempted (the source does this
+/// at start, so `/health` shows the same facts as `hostflow probe` without
+/// loading the programs twice). Blocking, like [`probe`].
+pub fn report_for(load: Option<LoadReport>, load_error: Option<String>) -> ProbeReport {
+    report(&host::ensure_tracefs(), load, load_error)
+}
+
+fn report(tracefs_state: &MountState, load: Option<LoadReport>, load_error: Option<String>) -> ProbeReport {
+    let mounts = host::mounts();
     let programs = match &load {
         Some(report) => report
             .programs
@@ -145,10 +156,10 @@ pub fn probe(settings: &LoadSettings) -> ProbeReport {
             Ok(false) => Fact::Missing("the kernel refuses ring buffer maps (needs 5.8+)".into()),
             Err(error) => Fact::Failed(loader::chain(&error)),
         },
-        tracefs: mount_fact(&tracefs_state),
-        tracepoints: tracepoints_fact(&tracefs_state),
+        tracefs: mount_fact(tracefs_state),
+        tracepoints: tracepoints_fact(tracefs_state),
         raw_tracepoints: program_type_fact(ProgramType::RawTracePoint, "raw tracepoint"),
-        kprobes: kprobes_fact(&tracefs_state),
+        kprobes: kprobes_fact(tracefs_state),
         bpf_lsm: lsm_fact(),
         cgroup_v2: match host::mount_point(&mounts, "cgroup2") {
             Some(path) => Fact::Ok(format!("mounted at {path}")),

@@ -532,6 +532,29 @@ fn the_fallback_detector_diffs_scans() {
     assert_eq!(detector.next_sequence(), 5);
 }
 
+#[test]
+fn an_exec_caught_before_its_arguments_are_set_is_reported_one_scan_later() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let mut detector = fallback::Detector::new(root.path().to_owned(), 0);
+    assert!(detector.scan(1_000).expect("scan").is_empty());
+    // Mid-execve: the name is new, the argument pages are not there yet.
+    fake_process(root.path(), 200, "sleep", 70, 0);
+    std::fs::write(root.path().join("200/cmdline"), "").expect("cmdline");
+    assert!(detector.scan(2_000).expect("scan").is_empty(), "put off once");
+    std::fs::write(root.path().join("200/cmdline"), "sleep\x000.6\x00").expect("cmdline");
+    let events = detector.scan(3_000).expect("scan");
+    let [Event::ProcessExec(exec)] = &events[..] else { panic!("{events:?}") };
+    assert_eq!((exec.process.pid, exec.argv.joined()), (200, "sleep 0.6".to_owned()));
+    // A process that never shows arguments is reported without them, once.
+    fake_process(root.path(), 201, "kworkerish", 71, 0);
+    std::fs::write(root.path().join("201/cmdline"), "").expect("cmdline");
+    assert!(detector.scan(4_000).expect("scan").is_empty());
+    let events = detector.scan(5_000).expect("scan");
+    let [Event::ProcessExec(exec)] = &events[..] else { panic!("{events:?}") };
+    assert!(exec.argv.is_empty() && exec.process.pid == 201, "{exec:?}");
+    assert!(detector.scan(6_000).expect("scan").is_empty(), "and not again");
+}
+
 fn fallback_source() -> EbpfSource {
     let settings = LoadSettings {
         programs: vec![Program::Exec, Program::Exit],
