@@ -175,10 +175,13 @@ buffer = {{ capacity = 400 }}
     let port = free_port();
     let restart = ws.write("restart.toml", &topology("rate = 5\nmix = { agent_diag = 1 }", port));
     let agent = Agent::start(&ws, &restart);
-    let scrape = support::wait_for(Duration::from_secs(20), || {
-        let scrape = support::parse_prometheus(&http_get(port, "/metrics")?.body);
-        scrape.get("hostflow_spool_recovered_files_total", &[("component", "spool")]).is_some().then_some(scrape)
+    // The counters exist (at 0) from build time; recovery runs in the sink's
+    // `open`, so read them once /health says the sink is running.
+    support::wait_for(Duration::from_secs(20), || {
+        let health: serde_json::Value = serde_json::from_str(&http_get(port, "/health")?.body).ok()?;
+        (health["components"]["spool"]["state"] == "running").then_some(())
     });
+    let scrape = support::parse_prometheus(&http_get(port, "/metrics").expect("scrape").body);
     let counted = |name: &str| scrape.get(name, &[("component", "spool")]).unwrap_or_else(|| panic!("{name}"));
     let recovered = counted("hostflow_spool_recovered_files_total") as usize;
     let set_aside = counted("hostflow_spool_quarantined_files_total") as usize;
