@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 /* hostflow.bpf.c — the kernel half of the `ebpf` source: process exec,
  * exit and fork, outbound connects and file opens, each written as one
  * fixed-layout record (records.h) into one ring buffer.

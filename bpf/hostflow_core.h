@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only OR Apache-2.0
 /* hostflow_core.h — everything the eBPF programs need from the outside
  * world, declared here so the build needs nothing but clang: fixed-width
  * types, section/licence macros, the BPF helpers we call (by helper id), the

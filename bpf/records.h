@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only OR Apache-2.0
 /* records.h — the byte layout of every record the eBPF programs put in the
  * ring buffer, and of the maps userspace fills or reads. Rust mirrors this
  * file in sources/src/ebpf/records.rs (offsets and sizes are asserted on
