@@ -34,10 +34,11 @@ per-program counts (`hostflow_ebpf_events_total`,
 and the agent's CPU time (its threads' schedstat), before and after the
 storm (after waiting for a drain and a counter export). Then
   - loss rate = lost / (submitted + lost);
-  - exactness: delivered == submitted at a moment with nothing in flight
-    (other processes on the host add events too, so the script waits for
-    such a moment, up to a few seconds), and on shutdown the run report's
-    source sent == sink received with nothing discarded;
+  - exactness: delivered == submitted, both before and after the storm,
+    each at a moment with nothing in flight (other processes on the host
+    add events too, so the script waits for such a moment, up to a few
+    seconds), and on shutdown the run report's source sent == sink
+    received with nothing discarded;
   - agent CPU per 100 k events, and as % of one core during the storm,
     counted from the storm's start to one drain interval after its end,
     less what the agent spends idle (measured in the second before);
@@ -46,15 +47,17 @@ storm (after waiting for a drain and a counter export). Then
     programs is charged to the storm; for a paced storm this ratio is the
     only cost figure, its wall time being fixed).
 Unless --no-bpf-stats, one extra attached run per storm enables
-kernel.bpf_stats_enabled and reads each program's run time from the
-agent's fds: the in-kernel cost, charged to the storm, that the slowdown
-shows (the stats themselves add ~20 ns per run, so that run is not timed).
+kernel.bpf_stats_enabled and reads the run time of each of the agent's
+programs (ids from its fds, figures from bpftool): the in-kernel cost,
+charged to the storm, behind the slowdown. The stats add two clock reads
+per program run, so that run's timing is left out of the summary.
 
 Needs root (loading eBPF). Runs itself, the storms and the agent at nice -20
 (unless --no-nice) so that other work on a shared host disturbs them less.
-Prints per-run lines (with how busy the rest of
-the host was: its CPU seconds during the storm, and the events other
-processes made in the second before it), then a Markdown summary table.
+Prints one block per run, with how busy the rest of the host was (its CPU
+seconds during the storm, approximate: /proc/stat is tick-sampled, the
+storm's own CPU exact; and the events other processes made in the second
+before it), then a Markdown summary table.
 """
 
 import argparse
@@ -266,15 +269,15 @@ def run_storm(binary, storm, port):
 class Agent:
     """`hostflow run` with ebpf -> blackhole, ready once its programs are attached."""
 
-    def __init__(self, binary, work, storm, extra):
+    def __init__(self, binary, work, programs, extra):
         self.api_port = free_port()
         self.work = work
         self.config = os.path.join(work, "topology.toml")
         self.report = os.path.join(work, "report.json")
         self.log = os.path.join(work, "agent.log")
-        self.programs = storm.programs
+        self.programs = programs
         with open(self.config, "w") as f:
-            f.write(TOPOLOGY.format(api_port=self.api_port, programs=json.dumps(storm.programs),
+            f.write(TOPOLOGY.format(api_port=self.api_port, programs=json.dumps(programs),
                                     drain_ms=DRAIN_INTERVAL_MS, extra=extra))
         if os.path.exists(self.report):
             os.remove(self.report)
@@ -315,14 +318,15 @@ class Agent:
         return {"t": time.perf_counter(), "submitted": submitted, "lost": lost, "delivered": delivered,
                 "cpu": cpu_seconds(self.process.pid)}
 
-    def settled(self):
+    def settled(self, timeout=8):
         """Waits until nothing is in flight: delivered == submitted (both
-        cumulative since attach) at the same scrape. The storm's records are
-        all drained within a drain interval and counted at the next export;
-        the wait beyond that is for other processes' events, which arrive at
-        any time. Returns (snapshot, exact)."""
-        time.sleep(DRAIN_INTERVAL_MS / 1e3 + COUNTER_INTERVAL_S + 0.1)
-        deadline = time.time() + 8
+        cumulative since attach) at the same scrape, so that differences
+        between two such snapshots are exact. After a storm its records are
+        all drained within a drain interval and counted at the next export
+        (the caller waits that long first); the rest of the wait is for
+        other processes' events, which arrive at any time. Returns
+        (snapshot, exact); when no such moment came, the closest one."""
+        deadline = time.time() + timeout
         closest = None
         while True:
             snap = self.snapshot()
@@ -351,7 +355,7 @@ class Agent:
 
 
 def attached_run(binary, storm_bin, storm, port, work, extra, bpf_stats=False):
-    agent = Agent(binary, work, storm, extra)
+    agent = Agent(binary, work, storm.programs, extra)
     own = set(bpf_prog_ids(agent.process.pid))
     foreign = foreign_tracers(own)
     if bpf_stats:
@@ -361,7 +365,7 @@ def attached_run(binary, storm_bin, storm, port, work, extra, bpf_stats=False):
     # the host makes on these programs (builds, shells).
     idle = agent.snapshot()
     time.sleep(COUNTER_INTERVAL_S + 0.1)
-    start = agent.snapshot()
+    start, exact_start = agent.settled(timeout=3)
     idle_cpu_rate = (start["cpu"] - idle["cpu"]) / (start["t"] - idle["t"])
     background = (start["submitted"] - idle["submitted"]) / (start["t"] - idle["t"])
     host0 = host_busy_ticks()
@@ -373,7 +377,8 @@ def attached_run(binary, storm_bin, storm, port, work, extra, bpf_stats=False):
     # wait for the counters, so a short storm is not charged idle seconds.
     time.sleep(DRAIN_INTERVAL_MS / 1e3 + 0.05)
     drained_cpu, drained_t = cpu_seconds(agent.process.pid), time.perf_counter()
-    end, exact = agent.settled()
+    time.sleep(COUNTER_INTERVAL_S + 0.05)
+    end, exact_end = agent.settled()
     run = dict(result)
     run.update({
         "foreign": foreign,
@@ -382,8 +387,8 @@ def attached_run(binary, storm_bin, storm, port, work, extra, bpf_stats=False):
         "delivered": end["delivered"] - start["delivered"],
         "agent_cpu": drained_cpu - start["cpu"] - idle_cpu_rate * (drained_t - start["t"]),
         "agent_idle": idle_cpu_rate,
-        "exact": exact,
-        "gap": end["delivered"] - end["submitted"],
+        "exact": exact_start and exact_end,
+        "gaps": (start["delivered"] - start["submitted"], end["delivered"] - end["submitted"]),
         "background_eps": background,
         "others_cpu": (host1 - host0) / CLK_TCK - (agent_at_storm_end - start["cpu"]) - result["cpu"],
     })
@@ -409,7 +414,7 @@ def detached_run(storm_bin, storm, port):
 
 def fmt_run(storm, variant, rep, run):
     line = (f"{storm.spec:<14} {variant:<9} #{rep}: {storm.ops:>9,} ops in {run['elapsed']:6.2f} s = "
-            f"{run['ops_per_s']:>10,.0f} ops/s; storm CPU {run['cpu']:.2f} s, rest of host {run['others_cpu']:.2f} s")
+            f"{run['ops_per_s']:>10,.0f} ops/s; storm CPU {run['cpu']:.2f} s, rest of host ~{run['others_cpu']:.1f} s")
     if run["foreign"]:
         line += f"\n    WARNING: another agent's or test's hostflow eBPF programs were loaded: {', '.join(run['foreign'])}"
     if variant == "detached":
@@ -418,7 +423,8 @@ def fmt_run(storm, variant, rep, run):
              f"sink got {run['delivered']:,}; {run['delivered'] / run['elapsed']:,.0f} events/s; "
              f"agent CPU {run['agent_cpu'] * 1e3:.2f} ms over idle ({run['agent_idle'] * 100:.2f} % of a core idle); "
              f"background {run['background_eps']:.0f} events/s; "
-             + ("exact" if run["exact"] else f"NOT settled: delivered - submitted = {run['gap']:+d}"))
+             + ("exact" if run["exact"] else "NOT settled: delivered - submitted = {:+d} before, {:+d} after"
+                .format(*run["gaps"])))
     if "bpf" in run:
         for name, (ns, cnt) in sorted(run["bpf"].items()):
             if cnt:
@@ -495,6 +501,9 @@ def main():
 
     work = tempfile.mkdtemp(prefix="hostflow-ebpf-storm-")
     storm_bin = compile_storm(work)
+    # Attach every program once before measuring anything, so a host where
+    # eBPF falls back fails here rather than after minutes of detached runs.
+    Agent(binary, work, sorted({p for storm in storms for p in storm.programs}), "").stop()
     with open("/proc/loadavg") as f:
         print(f"start: load average {' '.join(f.read().split()[:3])}; {os.cpu_count()} CPUs; "
               f"kernel {os.uname().release}; nice {os.getpriority(os.PRIO_PROCESS, 0)}; binary {binary}")
