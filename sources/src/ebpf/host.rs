@@ -131,9 +131,56 @@ pub struct Capabilities {
     pub cap_bpf: bool,
 }
 
+const CAP_DAC_READ_SEARCH: u32 = 2;
+const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
 const CAP_BPF: u32 = 39;
+
+/// Capability names by bit (`capability.h`, Linux 5.9+).
+const CAP_NAMES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
 
 impl Capabilities {
     /// From the `CapEff:` hex value.
@@ -152,6 +199,75 @@ impl Capabilities {
     pub fn can_trace(&self) -> bool {
         self.cap_sys_admin || (self.cap_bpf && self.cap_perfmon)
     }
+
+    /// Whether bit `bit` is effective.
+    pub fn has(&self, bit: u32) -> bool {
+        bit < 64 && self.effective & (1u64 << bit) != 0
+    }
+
+    /// CAP_DAC_READ_SEARCH: read and search any file (root-only tracefs,
+    /// other users' `/proc/PID` directories).
+    pub fn dac_read_search(&self) -> bool {
+        self.has(CAP_DAC_READ_SEARCH)
+    }
+
+    /// CAP_SYS_PTRACE: `/proc/PID/exe` and the like of other users.
+    pub fn sys_ptrace(&self) -> bool {
+        self.has(CAP_SYS_PTRACE)
+    }
+
+    /// The effective capabilities by name, `CAP_x, CAP_y` (`cap_N` for a
+    /// bit this table does not know); `none`; `all`, or `all but CAP_x`
+    /// when more than half are effective (root, mostly).
+    pub fn names(&self) -> String {
+        let name = |bit: u32| CAP_NAMES.get(bit as usize).map_or_else(|| format!("cap_{bit}"), |n| (*n).to_owned());
+        let known = CAP_NAMES.len() as u32;
+        let absent: Vec<String> = (0..known).filter(|&bit| !self.has(bit)).map(name).collect();
+        let unknown: Vec<String> = (known..64).filter(|&bit| self.has(bit)).map(name).collect();
+        let mut text = if absent.is_empty() {
+            "all".to_owned()
+        } else if absent.len() < CAP_NAMES.len() / 2 {
+            format!("all but {}", absent.join(", "))
+        } else {
+            let present: Vec<String> = (0..known).filter(|&bit| self.has(bit)).map(name).collect();
+            if present.is_empty() && unknown.is_empty() {
+                return "none".into();
+            }
+            present.join(", ")
+        };
+        if !unknown.is_empty() {
+            if !text.is_empty() {
+                text.push_str(", ");
+            }
+            text.push_str(&unknown.join(", "));
+        }
+        text
+    }
+
+    /// What tracing programs lack: CAP_BPF and/or CAP_PERFMON (none with
+    /// CAP_SYS_ADMIN, which implies both).
+    pub fn missing_for_tracing(&self) -> Vec<&'static str> {
+        if self.cap_sys_admin {
+            return Vec::new();
+        }
+        [(self.cap_bpf, "CAP_BPF"), (self.cap_perfmon, "CAP_PERFMON")]
+            .into_iter()
+            .filter_map(|(has, name)| (!has).then_some(name))
+            .collect()
+    }
+
+    /// `CAP_BPF missing (effective capabilities: ...)`, or `None` when
+    /// nothing is missing for tracing.
+    pub fn missing_note(&self) -> Option<String> {
+        let missing = self.missing_for_tracing();
+        (!missing.is_empty())
+            .then(|| format!("{} missing (effective capabilities: {})", missing.join(" and "), self.names()))
+    }
+}
+
+/// [`Capabilities::missing_note`] for this process, if it can be read.
+pub fn missing_capabilities_note() -> Option<String> {
+    capabilities().and_then(|caps| caps.missing_note())
 }
 
 /// This process's effective capabilities; `None` when `/proc/self/status`

@@ -2,7 +2,7 @@
 //! time, so that a program the kernel refuses is reported (program →
 //! reason) and the others still run.
 //!
-//! Order: find the object (absent when the build had no clang) → make
+//! Order: find the object (absent only on an architecture without programs) → make
 //! sure tracefs is mounted (classic tracepoints read their ids there) →
 //! create the maps with the configured ring-buffer size and the wake-up
 //! threshold and prefix count set as read-only globals → fill the prefix
@@ -30,15 +30,29 @@ const PREFIXES_MAP: &str = "hf_prefixes";
 const WAKEUP_GLOBAL: &str = "hf_wakeup_bytes";
 const PREFIX_COUNT_GLOBAL: &str = "hf_prefix_count";
 
-/// The compiled programs, or why this build has none.
+/// The compiled programs (`bpf/hostflow.bpf.o` as committed, unless
+/// `build.rs` found it stale and compiled `bpf/` itself), or why this
+/// build has none (a target architecture without programs).
 pub fn embedded_object() -> Result<&'static [u8], &'static str> {
     #[cfg(not(hostflow_ebpf_disabled))]
     {
-        Ok(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hostflow.bpf.o")))
+        Ok(aya::include_bytes_aligned!(env!("HOSTFLOW_EBPF_OBJECT")))
     }
     #[cfg(hostflow_ebpf_disabled)]
     {
         Err(env!("HOSTFLOW_EBPF_DISABLED_REASON"))
+    }
+}
+
+/// Which object `build.rs` embedded and why (`hostflow probe` shows it).
+pub fn embedded_origin() -> &'static str {
+    #[cfg(not(hostflow_ebpf_disabled))]
+    {
+        env!("HOSTFLOW_EBPF_OBJECT_ORIGIN")
+    }
+    #[cfg(hostflow_ebpf_disabled)]
+    {
+        "none"
     }
 }
 
@@ -121,8 +135,9 @@ impl Default for LoadSettings {
 pub enum LoadError {
     #[error("built without eBPF: {0}")]
     NotBuilt(&'static str),
+    /// `hint` names a missing capability (or is empty).
     #[error("cannot load the eBPF object: {reason}{hint}")]
-    Object { reason: String, hint: &'static str },
+    Object { reason: String, hint: String },
     #[error("cannot set up eBPF map `{map}`: {reason}")]
     Map { map: &'static str, reason: String },
 }
@@ -257,10 +272,13 @@ pub fn load(settings: &LoadSettings) -> Result<Loaded, LoadError> {
         .override_global(PREFIX_COUNT_GLOBAL, &prefix_count, true);
     let mut ebpf = loader.load(object).map_err(|error| {
         let reason = chain(&error);
-        let hint = if reason.contains("Operation not permitted") {
-            " (loading eBPF needs root, or CAP_BPF + CAP_PERFMON)"
-        } else {
-            ""
+        let hint = match host::missing_capabilities_note() {
+            Some(note) => format!("; {note}; loading needs CAP_BPF and CAP_PERFMON (or root)"),
+            None if is_permission_error(&reason) => {
+                " (loading eBPF needs CAP_BPF and CAP_PERFMON, or root; effective capabilities could not be read)"
+                    .into()
+            }
+            None => String::new(),
         };
         LoadError::Object { reason, hint }
     })?;
@@ -340,8 +358,21 @@ fn attach_function(ebpf: &mut Ebpf, function: &Function, tracefs: &MountState) -
                 return Err(format!("tracefs is not available ({reason})"));
             }
             if let Some(path) = tracefs.path() {
-                if !std::path::Path::new(path).join("events").join(category).join(name).exists() {
-                    return Err(format!("tracepoint {category}/{name} does not exist on this kernel"));
+                let events = std::path::Path::new(path).join("events").join(category).join(name);
+                match std::fs::metadata(&events) {
+                    Ok(_) => {}
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                        return Err(format!("tracepoint {category}/{name} does not exist on this kernel"))
+                    }
+                    Err(error) => {
+                        // tracefs is root-only (0700): a non-root agent
+                        // reads the tracepoint ids with CAP_DAC_READ_SEARCH.
+                        return Err(format!(
+                            "cannot read {}: {error} (tracefs is root-only: CAP_DAC_READ_SEARCH lets a non-root \
+                             agent read it)",
+                            events.display()
+                        ));
+                    }
                 }
             }
             tp.load().map_err(|e| program_error(&e))?;
@@ -367,15 +398,30 @@ fn unload(ebpf: &mut Ebpf, name: &str) {
 }
 
 /// A program error in one line; a verifier log is cut to its last lines
-/// (where the verifier says what it rejected).
+/// (where the verifier says what it rejected). A refusal for want of
+/// privilege names the missing capability.
 fn program_error(error: &ProgramError) -> String {
-    if let ProgramError::LoadError { io_error, verifier_log } = error {
+    let text = if let ProgramError::LoadError { io_error, verifier_log } = error {
         let log = verifier_log.to_string();
         let tail: Vec<&str> = log.lines().rev().filter(|l| !l.trim().is_empty()).take(4).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        return format!("the kernel refused the program: {io_error}; verifier: {}", tail.join(" | "));
+        if tail.is_empty() {
+            format!("the kernel refused the program: {io_error}")
+        } else {
+            format!("the kernel refused the program: {io_error}; verifier: {}", tail.join(" | "))
+        }
+    } else {
+        chain(error)
+    };
+    match host::missing_capabilities_note() {
+        Some(note) if is_permission_error(&text) => format!("{text}; {note}"),
+        _ => text,
     }
-    chain(error)
+}
+
+/// EPERM or EACCES in an error's text.
+fn is_permission_error(text: &str) -> bool {
+    text.contains("Operation not permitted") || text.contains("Permission denied")
 }
 
 /// An error with its sources, `a: b: c`.

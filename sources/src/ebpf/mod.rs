@@ -1,7 +1,8 @@
 //! `ebpf`: process exec/exit/fork, outbound connects and file opens, from
 //! programs attached to the running kernel.
 //!
-//! The programs (`bpf/hostflow.bpf.c`, built by `build.rs` and embedded)
+//! The programs (`bpf/hostflow.bpf.c`, compiled and committed as
+//! `bpf/hostflow.bpf.o` with a [`stamp`]; `build.rs` embeds it)
 //! write fixed-layout records into one ring buffer; this source loads them
 //! with aya ([`loader`]), reads the ring with tokio's `AsyncFd` in batches
 //! ([`ring`]), decodes ([`records`]) and maps each record to an event in
@@ -11,11 +12,14 @@
 //! `hostflow_ebpf_ringbuf_lost_events_total{program}` every second.
 //!
 //! Needs: Linux 5.8+ with BTF (`/sys/kernel/btf/vmlinux`), root or
-//! CAP_BPF + CAP_PERFMON (plus CAP_SYS_ADMIN to mount tracefs when it is
-//! absent, which the loader does and reports). Classic tracepoints for
-//! exec, exit, connect and open; a raw tracepoint for fork.
+//! CAP_BPF + CAP_PERFMON, plus, when not root, CAP_DAC_READ_SEARCH to read
+//! the tracepoint ids in root-only tracefs; CAP_SYS_ADMIN only to mount
+//! tracefs when it is absent (the loader tries and reports; a service
+//! mounts it beforehand). Classic tracepoints for exec, exit, connect and
+//! open; a raw tracepoint for fork. A missing capability is named in the
+//! load error, `hostflow probe` and `/health` (`bpf/README.md`).
 //!
-//! When eBPF cannot be used at all (built without clang, no privilege,
+//! When eBPF cannot be used at all (a target without programs, no privilege,
 //! every program refused), the source says why — log, `/health`
 //! (`degraded` with the reason) and an `ebpf_fallback` diagnostic — and
 //! runs a `/proc`-diffing exec/exit detector instead ([`fallback`]), so the
@@ -31,11 +35,14 @@ pub mod probe;
 mod reader;
 pub mod records;
 pub mod ring;
+pub mod stamp;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_kernel;
+#[cfg(test)]
+mod tests_stamp;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::host::{self, MountState};
 use super::loader::{self, LoadReport, LoadSettings, ProgramState};
+use super::stamp;
 
 /// One fact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -64,7 +65,11 @@ pub struct ProbeReport {
     pub kprobes: Fact,
     pub bpf_lsm: Fact,
     pub cgroup_v2: Fact,
+    /// The effective capabilities, and what tracing lacks of them.
     pub privileges: Fact,
+    /// Whether other users' `/proc/PID/{stat,cmdline,exe}` can be read
+    /// (what the `procfs` source needs), tried on PID 1.
+    pub proc_access: Fact,
     /// Per program: attached, or why not (empty when nothing was loaded).
     pub programs: Vec<ProgramFact>,
     /// The load attempt in full (absent when the object is missing).
@@ -77,7 +82,7 @@ pub struct ProbeReport {
 
 impl fmt::Display for ProbeReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let facts: [(&str, &Fact); 11] = [
+        let facts: [(&str, &Fact); 12] = [
             ("kernel", &self.kernel),
             ("ebpf object", &self.ebpf_object),
             ("btf", &self.btf),
@@ -89,6 +94,7 @@ impl fmt::Display for ProbeReport {
             ("bpf lsm", &self.bpf_lsm),
             ("cgroup v2", &self.cgroup_v2),
             ("privileges", &self.privileges),
+            ("proc access", &self.proc_access),
         ];
         for (name, fact) in facts {
             writeln!(f, "{name:<18} {fact}")?;
@@ -144,7 +150,12 @@ fn report(tracefs_state: &MountState, load: Option<LoadReport>, load_error: Opti
     ProbeReport {
         kernel: kernel_fact(),
         ebpf_object: match loader::embedded_object() {
-            Ok(bytes) => Fact::Ok(format!("{} bytes embedded", bytes.len())),
+            Ok(bytes) => Fact::Ok(format!(
+                "{} bytes embedded, sha256 {}: {}",
+                bytes.len(),
+                stamp::hex(&stamp::sha256(bytes)),
+                loader::embedded_origin()
+            )),
             Err(reason) => Fact::Missing(format!("built without eBPF: {reason}")),
         },
         btf: match std::fs::metadata("/sys/kernel/btf/vmlinux") {
@@ -166,6 +177,7 @@ fn report(tracefs_state: &MountState, load: Option<LoadReport>, load_error: Opti
             None => Fact::Missing("no cgroup2 mount".into()),
         },
         privileges: privileges_fact(),
+        proc_access: proc_access_fact(),
         programs,
         load,
         load_error,
@@ -201,7 +213,23 @@ const TRACEPOINTS: [&str; 7] = [
 fn tracepoints_fact(tracefs: &MountState) -> Fact {
     let Some(root) = tracefs.path() else { return Fact::Missing("tracefs is not available".into()) };
     let events = std::path::Path::new(root).join("events");
-    let missing: Vec<&str> = TRACEPOINTS.iter().copied().filter(|tp| !events.join(tp).exists()).collect();
+    let (mut missing, mut unreadable) = (Vec::new(), None);
+    for tracepoint in TRACEPOINTS {
+        match std::fs::metadata(events.join(tracepoint)) {
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => missing.push(tracepoint),
+            Err(error) => unreadable = Some(error),
+        }
+    }
+    if let Some(error) = unreadable {
+        // tracefs is 0700 root: a non-root process cannot even look.
+        let note = host::capabilities().map_or_else(|| "unknown".to_owned(), |caps| caps.names());
+        return Fact::Failed(format!(
+            "cannot read {}: {error}; tracefs is root-only, a non-root agent needs CAP_DAC_READ_SEARCH \
+             (effective capabilities: {note})",
+            events.display()
+        ));
+    }
     if missing.is_empty() {
         Fact::Ok(format!("all {} present", TRACEPOINTS.len()))
     } else {
@@ -256,20 +284,82 @@ fn mount_reason(state: &MountState) -> String {
 
 fn privileges_fact() -> Fact {
     let euid = rustix::process::geteuid().as_raw();
-    match host::capabilities() {
-        Some(caps) => {
-            let names: Vec<&str> =
-                [(caps.cap_sys_admin, "CAP_SYS_ADMIN"), (caps.cap_bpf, "CAP_BPF"), (caps.cap_perfmon, "CAP_PERFMON")]
-                    .into_iter()
-                    .filter_map(|(has, name)| has.then_some(name))
-                    .collect();
-            let detail = format!("euid {euid}, CapEff {:#x}: {}", caps.effective, names.join(" "));
-            if caps.can_trace() {
-                Fact::Ok(detail)
-            } else {
-                Fact::Missing(format!("{detail}; tracing programs need CAP_BPF + CAP_PERFMON or CAP_SYS_ADMIN"))
+    let Some(caps) = host::capabilities() else {
+        return Fact::Failed("cannot read CapEff from /proc/self/status".into());
+    };
+    if let Some(note) = caps.missing_note() {
+        return Fact::Missing(format!(
+            "{note}; euid {euid}; tracing programs need CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
+        ));
+    }
+    let set = format!("euid {euid}, effective capabilities: {} (CapEff {:#x})", caps.names(), caps.effective);
+    if caps.cap_sys_admin {
+        Fact::Ok(format!(
+            "{set}; root-equivalent: CAP_SYS_ADMIN is effective, more than hostflow needs (see bpf/README.md)"
+        ))
+    } else {
+        Fact::Ok(set)
+    }
+}
+
+/// Tries `stat`, `cmdline` and `exe` of every user-space process owned
+/// by another user (kernel threads have no `exe`): `stat` and `cmdline`
+/// are world-readable (some `stat` fields read as 0 without ptrace
+/// access; `hidepid` hides the directories), `exe` needs ptrace access,
+/// i.e. CAP_SYS_PTRACE for another user's process. A process an LSM
+/// protects may refuse even root; so this is `missing` only when no
+/// other user's `exe` is readable.
+fn proc_access_fact() -> Fact {
+    use std::os::unix::fs::MetadataExt as _;
+    let euid = rustix::process::geteuid().as_raw();
+    let entries = match std::fs::read_dir("/proc") {
+        Ok(entries) => entries,
+        Err(error) => return Fact::Failed(format!("/proc: {error}")),
+    };
+    let (mut tried, mut readable, mut denied) = (0usize, 0usize, Vec::new());
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        let dir = entry.path();
+        // Gone meanwhile, or ours: not what this fact is about.
+        let Ok(meta) = std::fs::metadata(&dir) else { continue };
+        if meta.uid() == euid {
+            continue;
+        }
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let outcome = std::fs::read(dir.join("cmdline")).map_err(|e| ("cmdline", e)).and_then(|cmdline| {
+            std::fs::read(dir.join("stat")).map_err(|e| ("stat", e))?;
+            if cmdline.is_empty() {
+                return Ok(None); // a kernel thread
+            }
+            std::fs::read_link(dir.join("exe")).map(Some).map_err(|e| ("exe", e))
+        });
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(_)) => (tried, readable) = (tried + 1, readable + 1),
+            Err((_, error)) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err((file, error)) => {
+                tried += 1;
+                denied.push(format!("{pid} ({}): {file}: {error}", comm.trim()));
             }
         }
-        None => Fact::Failed("cannot read CapEff from /proc/self/status".into()),
+    }
+    let caps = host::capabilities().map_or_else(|| "unknown".to_owned(), |caps| caps.names());
+    let denied_note = match denied.len() {
+        0 => String::new(),
+        n if n <= 3 => format!("; refused: {}", denied.join(", ")),
+        n => format!("; refused: {} and {} more", denied[..3].join(", "), n - 3),
+    };
+    if tried == 0 {
+        Fact::Ok(format!("euid {euid}: no user-space process of another user to try"))
+    } else if readable == 0 {
+        Fact::Missing(format!(
+            "euid {euid} cannot read /proc/PID/exe of any of {tried} processes of other users{denied_note}; \
+             that needs CAP_SYS_PTRACE (effective capabilities: {caps})"
+        ))
+    } else {
+        Fact::Ok(format!(
+            "euid {euid} reads /proc/PID/{{stat,cmdline,exe}} of {readable} of {tried} processes of other \
+             users{denied_note}"
+        ))
     }
 }

@@ -385,6 +385,32 @@ fn mountinfo_and_capabilities_parse() {
 }
 
 #[test]
+fn capabilities_are_named_and_a_missing_one_is_said() {
+    let set = |bits: &[u32]| host::Capabilities::from_mask(bits.iter().fold(0, |mask, bit| mask | 1u64 << bit));
+    // The service's set: CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_PERFMON, CAP_BPF.
+    let service = set(&[2, 12, 19, 38, 39]);
+    assert_eq!(service.names(), "CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_PERFMON, CAP_BPF");
+    assert!(service.can_trace() && service.dac_read_search() && service.sys_ptrace());
+    assert_eq!(service.missing_note(), None);
+    let without_bpf = set(&[2, 12, 19, 38]);
+    assert_eq!(
+        without_bpf.missing_note().as_deref(),
+        Some(
+            "CAP_BPF missing (effective capabilities: CAP_DAC_READ_SEARCH, CAP_NET_ADMIN, CAP_SYS_PTRACE, CAP_PERFMON)"
+        )
+    );
+    assert_eq!(
+        set(&[]).missing_note().as_deref(),
+        Some("CAP_BPF and CAP_PERFMON missing (effective capabilities: none)")
+    );
+    assert_eq!(set(&[21]).missing_note(), None, "CAP_SYS_ADMIN implies both");
+    assert_eq!(host::Capabilities::from_mask(0x1ff_ffff_ffff).names(), "all");
+    // Root on this kind of VM: everything but CAP_SYS_RESOURCE.
+    assert_eq!(host::Capabilities::from_mask(0x1ff_feff_ffff).names(), "all but CAP_SYS_RESOURCE");
+    assert_eq!(set(&[39, 45]).names(), "CAP_BPF, cap_45");
+}
+
+#[test]
 fn the_probe_report_prints_one_fact_per_line() {
     use super::probe::{Fact, ProbeReport, ProgramFact};
     let report = ProbeReport {
@@ -399,18 +425,20 @@ fn the_probe_report_prints_one_fact_per_line() {
         bpf_lsm: Fact::Failed("EPERM".into()),
         cgroup_v2: Fact::Ok("mounted at /sys/fs/cgroup".into()),
         privileges: Fact::Ok("euid 0".into()),
+        proc_access: Fact::Missing("exe: Permission denied".into()),
         programs: vec![ProgramFact { program: "exec".into(), fact: Fact::Ok("attached".into()) }],
         load: None,
         load_error: None,
     };
     let text = report.to_string();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 12);
+    assert_eq!(lines.len(), 13);
     assert_eq!(lines[0], "kernel             ok (6.18.0)");
     assert_eq!(lines[2], "btf                ok");
     assert_eq!(lines[7], "kprobes            missing (no kprobe PMU)");
     assert_eq!(lines[8], "bpf lsm            failed: EPERM");
-    assert_eq!(lines[11], "program exec       ok (attached)");
+    assert_eq!(lines[11], "proc access        missing (exe: Permission denied)");
+    assert_eq!(lines[12], "program exec       ok (attached)");
     let json = serde_json::to_value(&report).expect("json");
     assert_eq!(json["kprobes"], serde_json::json!({"status": "missing", "detail": "no kprobe PMU"}));
     assert_eq!(json["programs"][0]["program"], "exec");
@@ -579,7 +607,19 @@ fn without_privilege_the_source_falls_back_to_proc() {
     if std::env::var_os(CHILD_ENV).is_some() {
         // We are the unprivileged child: load for real and expect refusal.
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-        runtime.block_on(check_fallback(fallback_source(), "cannot load the eBPF object"));
+        // The reason names what is missing.
+        let expected = "cannot load the eBPF object";
+        let missing = "CAP_BPF and CAP_PERFMON missing (effective capabilities: none)";
+        runtime.block_on(check_fallback(fallback_source(), &format!("{expected}: ")));
+        let report = probe::report_for(None, None);
+        assert_eq!(
+            report.privileges,
+            probe::Fact::Missing(format!(
+                "{missing}; euid 65534; tracing programs need CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN)"
+            ))
+        );
+        let error = loader::load(&LoadSettings::default()).expect_err("refused").to_string();
+        assert!(error.starts_with(expected) && error.contains(missing), "{error}");
         return;
     }
     if !super::tests_kernel::kernel_or_skip(test) {

@@ -1,7 +1,10 @@
 //! Tests against the running kernel: the real programs attached, real
-//! processes, sockets and files. Each needs root and a build with the
-//! eBPF object; without them it prints `SKIPPED <test>: <reason>` (and is
-//! counted by the test driver), except under `CI=true`, where it fails.
+//! processes, sockets and files. Each needs root (or CAP_BPF and
+//! CAP_PERFMON) and a build with the eBPF object; without them it prints
+//! `SKIPPED <test>: <reason>` (and is counted by the test driver), except
+//! under `CI=true`, where it fails. One test re-runs the exec, fork,
+//! connect, open and probe tests as an unprivileged user holding exactly
+//! the systemd unit's capabilities.
 //!
 //! Robust when run in parallel with other tests: every test loads its own
 //! copy of the programs (its own ring buffer and counters) and looks only
@@ -27,8 +30,10 @@ use pipeline::health::{ComponentState, Health};
 /// True when this test can touch the kernel; otherwise reports the skip
 /// (or fails under `CI=true`).
 pub(super) fn kernel_or_skip(test: &str) -> bool {
-    let reason = if rustix::process::geteuid().as_raw() != 0 {
-        Some("needs root (euid 0) to load eBPF programs".to_owned())
+    let privileged = rustix::process::geteuid().as_raw() == 0
+        || super::host::capabilities().is_some_and(|caps| caps.can_trace() && caps.dac_read_search());
+    let reason = if !privileged {
+        Some("needs root (or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH) to load eBPF programs".to_owned())
     } else {
         loader::embedded_object().err().map(|reason| format!("built without eBPF: {reason}"))
     };
@@ -216,7 +221,7 @@ fn argv_is_captured_exactly_and_a_long_one_is_cut_and_flagged() {
     assert_eq!(&*exec.filename, "/bin/echo");
     assert_eq!(&*exec.comm, "echo");
     assert_eq!(exec.ppid, std::process::id());
-    assert_eq!((exec.uid, exec.gid), (0, rustix::process::getegid().as_raw()));
+    assert_eq!((exec.uid, exec.gid), (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw()));
     assert_ne!(exec.cgroup_id, 0);
 
     let long = exec_of(&session.records, long_pid).expect("the long exec");
@@ -282,11 +287,17 @@ fn connects_report_address_port_protocol_and_result() {
         let open_port = listener.local_addr().expect("addr").port();
         let _stream = TcpStream::connect(SocketAddr::new(ip, open_port)).expect("connect to the listener");
         cases.push((ip, open_port, 0, 1));
-        let closed_port = {
-            let closed = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind");
-            closed.local_addr().expect("addr").port()
-        };
-        let error = TcpStream::connect(SocketAddr::new(ip, closed_port)).expect_err("nothing listens");
+        // A port nobody listens on: bound, then released. Tests run in
+        // parallel (this one also as an unprivileged child), so another
+        // socket may take it in between; then try another.
+        let (closed_port, error) = (0..5)
+            .find_map(|_| {
+                let closed = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind");
+                let port = closed.local_addr().expect("addr").port();
+                drop(closed);
+                TcpStream::connect(SocketAddr::new(ip, port)).err().map(|error| (port, error))
+            })
+            .expect("a released port refuses a connect");
         assert_eq!(error.raw_os_error(), Some(ECONNREFUSED));
         cases.push((ip, closed_port, -ECONNREFUSED, 1));
         let udp = UdpSocket::bind(SocketAddr::new(ip, 0)).expect("udp bind");
@@ -670,4 +681,70 @@ async fn a_storm_through_the_source_is_counted_exactly_in_the_metrics() {
     );
     assert_eq!(received, submitted, "events delivered = hostflow_ebpf_events_total");
     assert_eq!(submitted + lost, attempted, "+ hostflow_ebpf_ringbuf_lost_events_total = opens, exactly");
+}
+
+/// The unit's `AmbientCapabilities=` (lines add up, an empty one resets),
+/// or the documented set when the unit is not in this checkout.
+fn service_capabilities() -> Vec<String> {
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/systemd/hostflow.service");
+    let Ok(text) = std::fs::read_to_string(unit) else {
+        return ["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_DAC_READ_SEARCH", "CAP_SYS_PTRACE"]
+            .map(str::to_owned)
+            .to_vec();
+    };
+    let mut caps = Vec::new();
+    for value in text.lines().filter_map(|line| line.trim().strip_prefix("AmbientCapabilities=")) {
+        if value.trim().is_empty() {
+            caps.clear();
+        }
+        caps.extend(value.split_whitespace().map(str::to_owned));
+    }
+    caps
+}
+
+#[test]
+fn as_an_unprivileged_user_with_the_service_capabilities_the_kernel_tests_pass() {
+    let test = "ebpf::as_an_unprivileged_user_with_the_service_capabilities_the_kernel_tests_pass";
+    if rustix::process::geteuid().as_raw() != 0 {
+        // Needs root to change user; also what the re-run children see.
+        pipeline::testing::skip(test, "needs root to drop to an unprivileged user");
+        return;
+    }
+    if !kernel_or_skip(test) {
+        return;
+    }
+    // What the unit's privileged ExecStartPre does: the agent cannot mount it.
+    host::ensure_tracefs();
+    let caps: Vec<String> = service_capabilities().iter().map(|c| c.to_lowercase().replace("cap_", "+")).collect();
+    let caps = format!("-all,{}", caps.join(","));
+    let tests = [
+        "ebpf::tests_kernel::argv_is_captured_exactly_and_a_long_one_is_cut_and_flagged",
+        "ebpf::tests_kernel::a_fork_names_its_parent_and_the_child_start_time_matches_its_exec",
+        "ebpf::tests_kernel::connects_report_address_port_protocol_and_result",
+        "ebpf::tests_kernel::only_files_under_a_configured_prefix_are_reported",
+        "ebpf::tests_kernel::the_probe_reports_this_host_and_every_program_attached",
+    ];
+    let exe = std::env::current_exe().expect("test binary");
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args([format!("--inh-caps={caps}"), format!("--ambient-caps={caps}"), format!("--bounding-set={caps}")])
+        .arg("--")
+        .arg(&exe)
+        .args(tests)
+        .args(["--exact", "--nocapture", "--test-threads=1"])
+        .env_remove("CI")
+        .output();
+    let output = match output {
+        Ok(output) => output,
+        Err(error) => {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: cannot run setpriv: {error}");
+            pipeline::testing::skip(test, &format!("cannot run setpriv to drop privileges: {error}"));
+            return;
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "as nobody with {caps}:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("{} passed", tests.len())), "every test ran:\n{stdout}");
+    assert!(!stdout.contains("SKIPPED") && !stderr.contains("SKIPPED"), "none skipped:\n{stdout}\n{stderr}");
 }
