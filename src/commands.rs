@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use pipeline::api::ApiServer;
 use pipeline::health::Health;
 use pipeline::metrics::RunReport;
-use pipeline::{ConfigErrors, Role, SourceFile, Topology};
+use pipeline::{ConfigErrors, Role, SourceFile, Topology, TopologySource};
 
 use crate::registry::COMPONENTS;
 
@@ -45,24 +45,23 @@ impl Outcome {
     }
 }
 
-/// Reads a topology file, or the embedded default when `path` is `None`.
-pub fn read_topology(path: Option<&Path>) -> Result<Arc<SourceFile>, Outcome> {
+/// Reads a topology: a file, or a config directory whose `*.toml` files are
+/// merged in name order (see [`pipeline::config::read`]); the embedded
+/// default when `path` is `None`.
+pub fn read_topology(path: Option<&Path>) -> Result<TopologySource, Outcome> {
     match path {
-        None => Ok(SourceFile::new(crate::DEFAULT_TOPOLOGY_NAME, crate::DEFAULT_TOPOLOGY)),
-        Some(path) => match std::fs::read_to_string(path) {
-            Ok(text) => Ok(SourceFile::new(path.display().to_string(), text)),
-            Err(error) => {
-                eprintln!("{}: error: cannot read the topology: {error}", path.display());
-                Err(Outcome::Unreadable)
-            }
-        },
+        None => Ok(SourceFile::new(crate::DEFAULT_TOPOLOGY_NAME, crate::DEFAULT_TOPOLOGY).into()),
+        Some(path) => pipeline::config::read(path).map_err(|error| {
+            eprintln!("{}: error: {error}", error.path().display());
+            Outcome::Unreadable
+        }),
     }
 }
 
 /// Parses, checks and builds a topology, printing every problem.
-pub fn load(source_file: Arc<SourceFile>) -> Result<Topology, Outcome> {
-    let name = source_file.name.clone();
-    pipeline::load(source_file, COMPONENTS).map_err(|ConfigErrors(errors)| {
+pub fn load(source: TopologySource) -> Result<Topology, Outcome> {
+    let name = source.name().to_owned();
+    pipeline::load(source, COMPONENTS).map_err(|ConfigErrors(errors)| {
         for error in &errors {
             eprintln!("{error}");
         }
@@ -72,13 +71,13 @@ pub fn load(source_file: Arc<SourceFile>) -> Result<Topology, Outcome> {
     })
 }
 
-/// `hostflow validate FILE`.
+/// `hostflow validate FILE|DIR`.
 pub fn validate(path: &Path) -> Outcome {
-    let source_file = match read_topology(Some(path)) {
-        Ok(source_file) => source_file,
+    let source = match read_topology(Some(path)) {
+        Ok(source) => source,
         Err(outcome) => return outcome,
     };
-    match load(source_file) {
+    match load(source) {
         Ok(topology) => {
             let count = |role| topology.nodes.iter().filter(|n| n.role == role).count();
             println!(
@@ -94,13 +93,13 @@ pub fn validate(path: &Path) -> Outcome {
     }
 }
 
-/// `hostflow graph FILE`.
+/// `hostflow graph FILE|DIR`.
 pub fn graph(path: &Path) -> Outcome {
-    let source_file = match read_topology(Some(path)) {
-        Ok(source_file) => source_file,
+    let source = match read_topology(Some(path)) {
+        Ok(source) => source,
         Err(outcome) => return outcome,
     };
-    match load(source_file) {
+    match load(source) {
         Ok(topology) => {
             print!("{}", topology.to_dot());
             Outcome::Success
@@ -158,7 +157,7 @@ pub struct RunOptions {
 /// API comes up, sinks open, sources start; SIGINT/SIGTERM drains.
 pub fn run(options: &RunOptions) -> Outcome {
     match read_topology(options.config.as_deref()) {
-        Ok(source_file) => run_topology_file(source_file, options.report.as_deref()),
+        Ok(source) => run_topology_file(source, options.report.as_deref()),
         Err(outcome) => outcome,
     }
 }
@@ -183,24 +182,27 @@ pub const REPLAY_SOURCE: &str = "replay";
 /// reading `spool`, run until the spool is read through and every edge has
 /// drained.
 ///
-/// The source is appended to the file's text (after its last line, so every
-/// line and column in a message about the user's file stays true) rather than
-/// spliced into the parsed tree: the topology then goes through exactly the
-/// checks `hostflow run` makes.
+/// The source is appended to the file's text (to the last file's, for a
+/// config directory; after its last line, so every line and column in a
+/// message about the user's files stays true) rather than spliced into the
+/// parsed tree: the topology then goes through exactly the checks
+/// `hostflow run` makes.
 pub fn replay(options: &ReplayOptions) -> Outcome {
-    let source_file = match read_topology(Some(&options.config)) {
-        Ok(source_file) => source_file,
+    let source = match read_topology(Some(&options.config)) {
+        Ok(source) => source,
         Err(outcome) => return outcome,
     };
-    let defines_replay = toml::from_str::<toml::Table>(source_file.text)
-        .ok()
-        .and_then(|table| table.get("sources")?.as_table()?.get(REPLAY_SOURCE).cloned())
-        .is_some();
-    if defines_replay {
+    let defines_replay = |source_file: &&Arc<SourceFile>| {
+        toml::from_str::<toml::Table>(source_file.text)
+            .ok()
+            .and_then(|table| table.get("sources")?.as_table()?.get(REPLAY_SOURCE).cloned())
+            .is_some()
+    };
+    if let Some(source_file) = source.files().iter().find(defines_replay) {
         eprintln!(
             "{}: error: the topology already defines [sources.{REPLAY_SOURCE}]; `hostflow replay` adds that source \
              itself from --spool",
-            options.config.display()
+            source_file.name
         );
         eprintln!("hint: remove it, or run the file with `hostflow run --config` (its replay source then says `path`)");
         return Outcome::InvalidConfig;
@@ -210,19 +212,14 @@ pub fn replay(options: &ReplayOptions) -> Outcome {
         Err(_) => toml::Value::String(options.speed.clone()).to_string(),
     };
     let path = toml::Value::String(options.spool.display().to_string()).to_string();
-    let mut text = source_file.text.to_string();
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text += &format!(
+    let source = source.with_appended(&format!(
         "\n# added by `hostflow replay`\n[sources.{REPLAY_SOURCE}]\ntype = \"replay\"\npath = {path}\nspeed = {speed}\n"
-    );
-    let source_file = SourceFile::new(source_file.name.clone(), text);
-    run_topology_file(source_file, options.report.as_deref())
+    ));
+    run_topology_file(source, options.report.as_deref())
 }
 
 /// Builds and runs one topology to its end; shared by `run` and `replay`.
-fn run_topology_file(source_file: Arc<SourceFile>, report_path: Option<&Path>) -> Outcome {
+fn run_topology_file(source: TopologySource, report_path: Option<&Path>) -> Outcome {
     // The recorder comes first: components register their metric handles
     // when they are built, and a handle made before the recorder exists
     // would count into nothing.
@@ -233,7 +230,7 @@ fn run_topology_file(source_file: Arc<SourceFile>, report_path: Option<&Path>) -
             return Outcome::RunFailed;
         }
     };
-    let topology = match load(source_file) {
+    let topology = match load(source) {
         Ok(topology) => topology,
         Err(outcome) => return outcome,
     };
@@ -296,7 +293,7 @@ async fn run_topology(
     };
     let (trigger, _signal) = pipeline::shutdown_channel();
     let signal_task = tokio::spawn(watch_signals(trigger.clone()));
-    tracing::info!(components = topology.nodes.len(), topology = %topology.source_file.name, "starting");
+    tracing::info!(components = topology.nodes.len(), topology = %topology.source.name(), "starting");
     let result = pipeline::runtime::run(topology, trigger, health).await;
     signal_task.abort();
     if let Some(api) = api {

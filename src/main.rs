@@ -25,7 +25,9 @@ enum Command {
     /// Exit codes: 0 clean stop, 1 a component failed, 66 topology
     /// unreadable, 78 topology invalid.
     Run {
-        /// Topology file; without it, the default topology compiled into
+        /// Topology file, or a directory whose `*.toml` files (not
+        /// recursive, dotfiles skipped) are merged in name order, like a
+        /// `topology.d/`; without it, the default topology compiled into
         /// the binary runs.
         #[arg(long, short = 'c', value_name = "FILE")]
         config: Option<PathBuf>,
@@ -38,12 +40,14 @@ enum Command {
     ///
     /// Exit codes: 0 valid, 66 unreadable, 78 invalid.
     Validate {
-        /// Topology file.
+        /// Topology file, or a directory of `*.toml` files merged in name
+        /// order (a component defined in two files is an error).
         file: PathBuf,
     },
     /// Print a topology as a Graphviz DOT graph (e.g. `| dot -Tsvg`).
     Graph {
-        /// Topology file.
+        /// Topology file, or a directory of `*.toml` files merged in name
+        /// order.
         file: PathBuf,
     },
     /// List every component type this binary knows.
@@ -70,7 +74,8 @@ enum Command {
         /// The spool directory: an arrow_spool sink's `path`.
         #[arg(long, value_name = "DIR")]
         spool: PathBuf,
-        /// Topology whose components take `inputs = ["replay"]`.
+        /// Topology (file, or directory of `*.toml` files merged in name
+        /// order) whose components take `inputs = ["replay"]`.
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
         /// `max` (as fast as the topology takes), `realtime` (the recorded

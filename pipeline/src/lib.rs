@@ -26,16 +26,16 @@ pub use component::{
     build_with, BuildFn, Built, ComponentError, ComponentSpec, Output, Sink, SinkContext, Source, SourceContext,
     Transform,
 };
-pub use config::{ComponentOptions, ConfigError, ConfigErrors, Role, SourceFile, TopologyConfig};
+pub use config::{ComponentOptions, ConfigError, ConfigErrors, Role, SourceFile, TopologyConfig, TopologySource};
 pub use edge::{BufferConfig, EdgeReceiver, EdgeSender, Fanout, WhenFull};
 pub use event::{Batch, Event, EventKind, EventMeta, Field, FieldType, FieldValue, ProcessKey};
 pub use metrics::DropReason;
 pub use shutdown::{shutdown_channel, ShutdownSignal, ShutdownTrigger};
 pub use topology::Topology;
 
-/// Parses and checks a topology in one call: the path `validate`, `graph`
-/// and `run` share.
-pub fn load(source_file: std::sync::Arc<SourceFile>, registry: &[ComponentSpec]) -> Result<Topology, ConfigErrors> {
-    let config = TopologyConfig::parse(source_file)?;
+/// Parses and checks a topology (one file, or a config directory's files)
+/// in one call: the path `validate`, `graph` and `run` share.
+pub fn load(source: impl Into<TopologySource>, registry: &[ComponentSpec]) -> Result<Topology, ConfigErrors> {
+    let config = TopologyConfig::parse(source)?;
     Topology::build(config, registry)
 }

@@ -53,8 +53,20 @@ pub struct ConfigError {
     pub position: Option<(usize, usize)>,
     /// What is wrong.
     pub message: String,
+    /// A second place the problem involves (e.g. where a name was first
+    /// defined), printed as its own `FILE:LINE:COL: note:` line. Boxed:
+    /// rare, and a `Result<_, ConfigError>` stays small.
+    pub note: Option<Box<Note>>,
     /// What to do about it, when there is something specific to say.
     pub hint: Option<String>,
+}
+
+/// A place in a (possibly other) file that explains a [`ConfigError`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub file: String,
+    pub position: Option<(usize, usize)>,
+    pub message: String,
 }
 
 impl ConfigError {
@@ -64,8 +76,25 @@ impl ConfigError {
             file: source.name.clone(),
             position: span.map(|span| source.line_column(span.start)),
             message: message.into(),
+            note: None,
             hint: None,
         }
+    }
+
+    /// A problem with a topology as a whole (no line to point at), named by
+    /// `name`: its file, or its config directory.
+    pub fn unlocated(name: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError { file: name.into(), position: None, message: message.into(), note: None, hint: None }
+    }
+
+    /// Adds a note pointing at a byte span of `source`.
+    pub fn with_note(mut self, source: &SourceFile, span: Range<usize>, message: impl Into<String>) -> Self {
+        self.note = Some(Box::new(Note {
+            file: source.name.clone(),
+            position: Some(source.line_column(span.start)),
+            message: message.into(),
+        }));
+        self
     }
 
     /// Adds a suggestion of what to do.
@@ -85,6 +114,12 @@ impl fmt::Display for ConfigError {
         match self.position {
             Some((line, column)) => write!(f, "{}:{line}:{column}: error: {}", self.file, self.message)?,
             None => write!(f, "{}: error: {}", self.file, self.message)?,
+        }
+        if let Some(note) = &self.note {
+            match note.position {
+                Some((line, column)) => write!(f, "\n{}:{line}:{column}: note: {}", note.file, note.message)?,
+                None => write!(f, "\n{}: note: {}", note.file, note.message)?,
+            }
         }
         if let Some(hint) = &self.hint {
             write!(f, "\n    help: {hint}")?;
@@ -158,5 +193,19 @@ mod tests {
         let source = SourceFile::new("t.toml", "x\ny = 1\n");
         let error = ConfigError::at(&source, Some(2..3), "bad").with_hint("fix it");
         assert_eq!(error.to_string(), "t.toml:2:1: error: bad\n    help: fix it");
+    }
+
+    #[test]
+    fn a_note_points_into_another_file_before_the_hint() {
+        let first = SourceFile::new("d/a.toml", "[sinks.x]\n");
+        let second = SourceFile::new("d/b.toml", "\n\n[sinks.x]\n");
+        let error = ConfigError::at(&second, Some(9..10), "twice")
+            .with_note(&first, 7..8, "first defined here")
+            .with_hint("rename one");
+        assert_eq!(
+            error.to_string(),
+            "d/b.toml:3:8: error: twice\nd/a.toml:1:8: note: first defined here\n    help: rename one"
+        );
+        assert_eq!(ConfigError::unlocated("d", "empty").to_string(), "d: error: empty");
     }
 }

@@ -1,13 +1,16 @@
 //! Stage 1 of configuration: topology.toml text → [`TopologyConfig`].
 //!
-//! The file is parsed once into a span-keeping TOML tree. The engine takes
+//! Each file is parsed once into a span-keeping TOML tree. The engine takes
 //! off the keys every component shares (`type`, `inputs`, `buffer`) and
 //! leaves the rest, still with spans, as [`ComponentOptions`] for the
-//! component's own `deny_unknown_fields` struct. Nothing here knows a
-//! concrete component; stage 2 ([`crate::topology`]) checks types against
-//! the registry and the wiring of the graph.
+//! component's own `deny_unknown_fields` struct. A topology may be split
+//! over the files of a config directory ([`read`]): their components are
+//! merged in file-name order, each remembering its own file. Nothing here
+//! knows a concrete component; stage 2 ([`crate::topology`]) checks types
+//! against the registry and the wiring of the graph.
 
 mod error;
+mod source;
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -19,7 +22,8 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
-pub use error::{closest, ConfigError, ConfigErrors, Location, SourceFile};
+pub use error::{closest, ConfigError, ConfigErrors, Location, Note, SourceFile};
+pub use source::{read, ReadError, TopologySource};
 
 use crate::edge::{BufferConfig, WhenFull};
 
@@ -81,6 +85,8 @@ impl Default for ApiConfig {
 /// One component table, with the shared keys taken off.
 #[derive(Debug)]
 pub struct ComponentDecl {
+    /// The file the component is declared in; every span below is in it.
+    pub source_file: Arc<SourceFile>,
     pub name: String,
     pub name_span: Range<usize>,
     pub role: Role,
@@ -102,9 +108,10 @@ pub struct ComponentDecl {
 /// A parsed topology, before the graph is checked.
 #[derive(Debug)]
 pub struct TopologyConfig {
-    pub source_file: Arc<SourceFile>,
+    pub source: TopologySource,
     pub api: ApiConfig,
-    /// In file order within each section: sources, then transforms, then sinks.
+    /// File by file in merge order; within a file, sources, then
+    /// transforms, then sinks, each in the order written.
     pub components: Vec<ComponentDecl>,
     /// Problems found at this stage. Stage 2 still runs on what parsed, so
     /// one `validate` reports the problems of both stages together.
@@ -172,52 +179,100 @@ fn unknown_field_hint(message: &str) -> Option<String> {
 const TOP_LEVEL_KEYS: [&str; 4] = ["api", "sources", "transforms", "sinks"];
 
 impl TopologyConfig {
-    /// Parses topology text. Fails only on TOML syntax errors (nothing
-    /// after them can be trusted); other problems are kept in
-    /// [`TopologyConfig::problems`] beside everything that did parse.
-    pub fn parse(source_file: Arc<SourceFile>) -> Result<TopologyConfig, ConfigErrors> {
-        let (document, syntax_errors) = DeTable::parse_recoverable(source_file.text);
-        if !syntax_errors.is_empty() {
-            let errors = syntax_errors
-                .iter()
-                .map(|error| {
-                    ConfigError::at(&source_file, error.span(), format!("TOML syntax: {}", error.message().trim_end()))
-                })
-                .collect();
-            return Err(ConfigErrors(errors));
+    /// Parses a topology: one file, or the files of a config directory,
+    /// merged in order. Fails only on TOML syntax errors (nothing after them
+    /// can be trusted), reporting those of every file; other problems are
+    /// kept in [`TopologyConfig::problems`] beside everything that did parse.
+    ///
+    /// Merged files share one set of component names (stage 2 reports a
+    /// name defined in two files, naming both) and inputs may name a
+    /// component of any file; `[api]` may be set in one file only.
+    pub fn parse(source: impl Into<TopologySource>) -> Result<TopologyConfig, ConfigErrors> {
+        let source = source.into();
+        let mut documents = Vec::new();
+        let mut syntax_errors = Vec::new();
+        for source_file in source.files() {
+            let (document, errors) = DeTable::parse_recoverable(source_file.text);
+            if errors.is_empty() {
+                documents.push((source_file, document.into_inner()));
+            }
+            syntax_errors.extend(errors.iter().map(|error| {
+                ConfigError::at(source_file, error.span(), format!("TOML syntax: {}", error.message().trim_end()))
+            }));
         }
-        let document: DeTable<'static> = document.into_inner();
+        if !syntax_errors.is_empty() {
+            return Err(ConfigErrors(syntax_errors));
+        }
+        let mut merged = Merged::default();
+        for (source_file, document) in documents {
+            merged.add_file(source_file, document);
+        }
+        let Merged { api, api_first: _, components, errors, unparsed } = merged;
+        Ok(TopologyConfig { source, api, components, problems: errors, unparsed })
+    }
+}
 
-        let mut errors = Vec::new();
-        let mut api = ApiConfig::default();
-        let mut components = Vec::new();
-        let mut unparsed = Vec::new();
+/// What stage 1 has found so far, file by file.
+#[derive(Default)]
+struct Merged {
+    api: ApiConfig,
+    /// The file that set `[api]`, and where.
+    api_first: Option<(Arc<SourceFile>, Range<usize>)>,
+    components: Vec<ComponentDecl>,
+    errors: Vec<ConfigError>,
+    unparsed: Vec<(Role, String)>,
+}
+
+impl Merged {
+    fn add_file(&mut self, source_file: &Arc<SourceFile>, document: DeTable<'static>) {
+        let errors = &mut self.errors;
         let mut sections: [Option<Spanned<DeValue<'static>>>; 3] = [None, None, None];
         for (key, value) in document {
             let key_span = key.span();
             match key.get_ref().as_ref() {
-                "api" => match ApiConfig::deserialize(value.into_deserializer()) {
-                    Ok(parsed) => api = parsed,
-                    Err(error) => {
-                        let message = error.message().trim_end();
-                        let problem =
-                            ConfigError::at(&source_file, error.span().or(Some(key_span)), format!("[api]: {message}"));
-                        errors.push(if message.contains("socket address") {
-                            problem.with_hint("write an IP address and port, e.g. address = \"127.0.0.1:9598\"")
-                        } else {
-                            match unknown_field_hint(message) {
-                                Some(hint) => problem.with_hint(hint),
-                                None => problem,
-                            }
-                        });
+                "api" => {
+                    if let Some((first_file, first_span)) = &self.api_first {
+                        errors.push(
+                            ConfigError::at(
+                                source_file,
+                                Some(key_span),
+                                format!(
+                                    "[api] is already set in {}; only one file of a config directory may set it",
+                                    first_file.name
+                                ),
+                            )
+                            .with_note(first_file, first_span.clone(), "[api] first set here")
+                            .with_hint("keep every [api] key in one file"),
+                        );
+                        continue;
                     }
-                },
+                    self.api_first = Some((Arc::clone(source_file), key_span.clone()));
+                    match ApiConfig::deserialize(value.into_deserializer()) {
+                        Ok(parsed) => self.api = parsed,
+                        Err(error) => {
+                            let message = error.message().trim_end();
+                            let problem = ConfigError::at(
+                                source_file,
+                                error.span().or(Some(key_span)),
+                                format!("[api]: {message}"),
+                            );
+                            errors.push(if message.contains("socket address") {
+                                problem.with_hint("write an IP address and port, e.g. address = \"127.0.0.1:9598\"")
+                            } else {
+                                match unknown_field_hint(message) {
+                                    Some(hint) => problem.with_hint(hint),
+                                    None => problem,
+                                }
+                            });
+                        }
+                    }
+                }
                 "sources" => sections[0] = Some(value),
                 "transforms" => sections[1] = Some(value),
                 "sinks" => sections[2] = Some(value),
                 other => {
                     let mut error = ConfigError::at(
-                        &source_file,
+                        source_file,
                         Some(key_span),
                         format!("unknown top-level key `{other}`; expected one of: {}", TOP_LEVEL_KEYS.join(", ")),
                     );
@@ -233,7 +288,7 @@ impl TopologyConfig {
             let section_span = section.span();
             let DeValue::Table(entries) = section.into_inner() else {
                 errors.push(ConfigError::at(
-                    &source_file,
+                    source_file,
                     Some(section_span),
                     format!("`{}` must be a table of components, e.g. [{}.my_name]", role.section(), role.section()),
                 ));
@@ -243,13 +298,12 @@ impl TopologyConfig {
             entries.sort_by_key(|(key, _)| key.span().start);
             for (name, table) in entries {
                 let name_text = name.get_ref().to_string();
-                match parse_component(&source_file, role, name, table, &mut errors) {
-                    Some(decl) => components.push(decl),
-                    None => unparsed.push((role, name_text)),
+                match parse_component(source_file, role, name, table, errors) {
+                    Some(decl) => self.components.push(decl),
+                    None => self.unparsed.push((role, name_text)),
                 }
             }
         }
-        Ok(TopologyConfig { source_file, api, components, problems: errors, unparsed })
     }
 }
 
@@ -374,6 +428,7 @@ fn parse_component(
     };
 
     Some(ComponentDecl {
+        source_file: Arc::clone(source_file),
         options: ComponentOptions {
             component: name.clone(),
             role,
