@@ -29,6 +29,9 @@ pub enum Outcome {
     /// What was asked for is not available on this host (`probe`: eBPF
     /// cannot be used as configured). Exit 69 (`EX_UNAVAILABLE`).
     Unavailable,
+    /// A companion binary (`hostflow-query`) is not installed. Exit 127, as
+    /// a shell says for a command it cannot find.
+    CompanionMissing,
 }
 
 impl Outcome {
@@ -41,8 +44,35 @@ impl Outcome {
             Outcome::Unavailable => 69,
             Outcome::Unreadable => 66,
             Outcome::InvalidConfig => 78,
+            Outcome::CompanionMissing => 127,
         }
     }
+}
+
+/// The SQL engine's binary, run by `hostflow query`.
+pub const QUERY_BINARY: &str = "hostflow-query";
+
+/// `hostflow query ARGS`: replaces this process with `hostflow-query ARGS`,
+/// looked up next to this executable first (a build's `target/release/`,
+/// or an install's bin directory), then on `PATH` — git's way of keeping
+/// subcommands in their own binaries, so the agent stays lean.
+pub fn query(args: &[std::ffi::OsString]) -> Outcome {
+    use std::os::unix::process::CommandExt as _;
+    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|dir| dir.join(QUERY_BINARY)));
+    let program = match beside {
+        Some(path) if path.is_file() => path,
+        _ => PathBuf::from(QUERY_BINARY),
+    };
+    let error = std::process::Command::new(&program).args(args).exec();
+    if error.kind() == std::io::ErrorKind::NotFound {
+        eprintln!("error: `{QUERY_BINARY}` is not installed next to hostflow or on PATH");
+        eprintln!(
+            "hint: build it with `cargo build --release -p {QUERY_BINARY}` (or run `cargo run --release -p {QUERY_BINARY} -- ARGS`)"
+        );
+        return Outcome::CompanionMissing;
+    }
+    eprintln!("error: cannot run {}: {error}", program.display());
+    Outcome::RunFailed
 }
 
 /// Reads a topology: a file, or a config directory whose `*.toml` files are

@@ -6,7 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod commands;
-pub mod query;
 pub mod registry;
 
 /// The topology `hostflow run` uses without `--config`: the repository's

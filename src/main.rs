@@ -1,12 +1,12 @@
 //! `hostflow`: parse the command line, run one command, map its outcome to
 //! an exit code. Everything else lives in the library half (`src/lib.rs`).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hostflow::commands::{self, ReplayOptions, RunOptions};
-use hostflow::query::{self, Format, QueryOptions};
 
 /// A host agent built as a streaming engine: sources, transforms and sinks
 /// joined by bounded, observable edges, declared in one topology.toml.
@@ -86,27 +86,18 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
-    /// Run SQL over an Arrow spool: one table per event kind
-    /// (process_sample, sketch, process_exec, …).
-    ///
-    /// Example: hostflow query "SELECT name, count(*) AS samples, max(rss_bytes)
-    /// FROM process_sample GROUP BY name ORDER BY samples DESC LIMIT 10"
+    /// Run SQL over an Arrow spool (one table per event kind). This runs
+    /// the `hostflow-query` binary next to this one with the same
+    /// arguments: the agent itself carries no SQL engine.
+    /// `hostflow query --help` shows its options.
     ///
     /// Exit codes: 0 answered, 1 failed while running, 65 bad SQL, 66 spool
-    /// missing or empty.
+    /// missing or empty, 127 `hostflow-query` not found.
+    #[command(disable_help_flag = true)]
     Query {
-        /// The spool directory: an arrow_spool sink's `path`.
-        #[arg(long, value_name = "DIR", default_value = "data/spool")]
-        spool: PathBuf,
-        /// List the tables with their files, rows and ts_ns range.
-        #[arg(long, conflicts_with = "sql")]
-        tables: bool,
-        /// How to print the answer.
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
-        /// The SQL query.
-        #[arg(required_unless_present = "tables")]
-        sql: Option<String>,
+        /// Arguments for `hostflow-query`, e.g. `--spool DIR "SQL"`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+        args: Vec<OsString>,
     },
 }
 
@@ -122,7 +113,7 @@ fn main() -> ExitCode {
         Command::Replay { spool, config, speed, report } => {
             commands::replay(&ReplayOptions { spool, config, speed, report })
         }
-        Command::Query { spool, tables, format, sql } => query::query(&QueryOptions { spool, sql, tables, format }),
+        Command::Query { args } => commands::query(&args),
     };
     ExitCode::from(outcome.exit_code())
 }

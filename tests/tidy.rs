@@ -90,6 +90,21 @@ fn crates_depend_only_downwards() {
     for krate in components {
         assert!(deps_of("hostflow").contains(&krate.to_owned()), "the binary registers {krate}");
     }
+    // The agent that runs on every host carries no SQL engine (issue #12):
+    // `hostflow query` runs the separate `hostflow-query` binary.
+    for dep in ["datafusion", "hostflow-query"] {
+        assert!(!deps_of("hostflow").contains(&dep.to_owned()), "the agent must not depend on {dep}");
+        for krate in components {
+            assert!(!deps_of(krate).contains(&dep.to_owned()), "{krate} must not depend on {dep}");
+        }
+    }
+    // The query binary reads the spool through the wire contracts only.
+    for dep in deps_of("hostflow-query") {
+        assert!(
+            !["hostflow", "sources", "transforms", "sinks", "aya", "rdkafka"].contains(&dep.as_str()),
+            "hostflow-query must not depend on {dep}"
+        );
+    }
 }
 
 /// README's topology example, the embedded default and every

@@ -189,6 +189,21 @@ pub trait Sink: Send + 'static {
     /// Writes one batch.
     async fn write(&mut self, batch: Batch) -> Result<(), ComponentError>;
 
+    /// How often [`Sink::on_tick`] runs; `None` (the default) for sinks
+    /// without time-driven work. The engine's one sink loop calls it
+    /// between writes, so a sink bounds time (sync an idle file, rotate by
+    /// age) without input and without a select loop of its own.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Time-driven work, e.g. syncing or rotating files that went quiet.
+    /// Never runs concurrently with `write`; an error stops the sink like a
+    /// failed write does.
+    async fn on_tick(&mut self) -> Result<(), ComponentError> {
+        Ok(())
+    }
+
     /// Makes every accepted batch durable. Called at shutdown after the
     /// input drained.
     async fn flush(&mut self) -> Result<(), ComponentError>;

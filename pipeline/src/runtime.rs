@@ -6,10 +6,15 @@
 //! its input buffer reports that every upstream is gone and nothing is left
 //! (`recv` → `None`). So everything produced before the signal reaches the
 //! sinks, which then flush.
+//!
+//! Time-driven work runs from the same loop: a transform or sink with a
+//! `tick_interval` gets `on_tick` between batches, with or without input,
+//! until its input ends (a sink's last tick is before its `flush`). That
+//! loop is the only `select!` over input and ticks; no component has one.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics::Counter;
 use tokio::task::JoinSet;
@@ -244,11 +249,7 @@ async fn run_transform(
     health: HealthHandle,
 ) -> TaskOutcome {
     health.set(ComponentState::Running, None);
-    let mut ticker = transform.tick_interval().map(|period| {
-        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker
-    });
+    let mut ticker = transform.tick_interval().map(ticker);
     loop {
         let batch = match ticker.as_mut() {
             Some(ticker) => tokio::select! {
@@ -301,7 +302,25 @@ async fn run_sink(
     // A sink may already have reported itself degraded while opening.
     health.start();
     let mut result = Ok(());
-    while let Some(batch) = input.recv().await {
+    let mut ticker = sink.tick_interval().map(ticker);
+    loop {
+        let batch = match ticker.as_mut() {
+            Some(ticker) => tokio::select! {
+                batch = input.recv() => batch,
+                _ = ticker.tick() => {
+                    if let Err(error) = sink.on_tick().await {
+                        metrics.add_error(&error.to_string());
+                        let n_stranded = input.close_and_count().await;
+                        metrics.add_discarded(DropReason::DownstreamClosed, n_stranded);
+                        result = Err(error);
+                        break;
+                    }
+                    continue;
+                }
+            },
+            None => input.recv().await,
+        };
+        let Some(batch) = batch else { break };
         let n_events = batch.len();
         metrics.add_received(n_events);
         let started = Instant::now();
@@ -332,9 +351,159 @@ async fn run_sink(
     TaskOutcome { name, report: metrics.into_report(), edges: Vec::new(), result }
 }
 
+/// The timer of a component's `on_tick`: first tick one period after start;
+/// a late tick delays the next ones instead of bursting to catch up.
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let period = period.max(MIN_TICK);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
+/// The shortest tick period (tokio panics on a zero period).
+const MIN_TICK: Duration = Duration::from_millis(1);
+
 fn finish(health: &HealthHandle, result: &Result<(), ComponentError>) {
     match result {
         Ok(()) => health.set(ComponentState::Stopped, None),
         Err(error) => health.set(ComponentState::Failed, Some(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::component::{BuildFn, BuildResult, ComponentSpec};
+    use crate::config::{ComponentOptions, SourceFile, TopologyConfig};
+    use crate::event::{AgentDiag, Batch, Event, EventMeta};
+    use crate::shutdown::shutdown_channel;
+
+    /// Sends one batch of one event, then waits for shutdown.
+    struct OneBatch;
+
+    #[async_trait]
+    impl Source for OneBatch {
+        async fn run(self: Box<Self>, mut cx: SourceContext) -> Result<(), ComponentError> {
+            let event = Event::AgentDiag(AgentDiag {
+                meta: EventMeta { ts_ns: 1, event_id: cx.event_id(0) },
+                module: "test".into(),
+                event_type: "t".into(),
+                reason: "r".into(),
+            });
+            cx.out.send(vec![event]).await;
+            cx.shutdown.wait().await;
+            Ok(())
+        }
+    }
+
+    /// Counts writes and ticks; its tick fails once `FAIL_AFTER` ticks ran.
+    struct TickingSink {
+        counters: &'static Counters,
+    }
+
+    struct Counters {
+        writes: AtomicU64,
+        ticks: AtomicU64,
+        ticks_after_flush: AtomicU64,
+        flushed: AtomicU64,
+        fail_after: u64,
+    }
+
+    impl Counters {
+        const fn new(fail_after: u64) -> Counters {
+            Counters {
+                writes: AtomicU64::new(0),
+                ticks: AtomicU64::new(0),
+                ticks_after_flush: AtomicU64::new(0),
+                flushed: AtomicU64::new(0),
+                fail_after,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl Sink for TickingSink {
+        async fn write(&mut self, _batch: Batch) -> Result<(), ComponentError> {
+            self.counters.writes.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+
+        fn tick_interval(&self) -> Option<Duration> {
+            Some(Duration::from_millis(10))
+        }
+
+        async fn on_tick(&mut self) -> Result<(), ComponentError> {
+            if self.counters.flushed.load(Ordering::SeqCst) > 0 {
+                self.counters.ticks_after_flush.fetch_add(1, Ordering::SeqCst);
+            }
+            let ticks = self.counters.ticks.fetch_add(1, Ordering::SeqCst) + 1;
+            if ticks >= self.counters.fail_after {
+                return Err(ComponentError::Failed(format!("tick {ticks} failed")));
+            }
+            Ok(())
+        }
+
+        async fn flush(&mut self) -> Result<(), ComponentError> {
+            self.counters.flushed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    static TICKING: Counters = Counters::new(u64::MAX);
+    static FAILING: Counters = Counters::new(3);
+
+    fn one_batch(_: &ComponentOptions) -> BuildResult<dyn Source> {
+        Ok(Box::new(OneBatch))
+    }
+    fn ticking(_: &ComponentOptions) -> BuildResult<dyn Sink> {
+        Ok(Box::new(TickingSink { counters: &TICKING }))
+    }
+    fn failing(_: &ComponentOptions) -> BuildResult<dyn Sink> {
+        Ok(Box::new(TickingSink { counters: &FAILING }))
+    }
+
+    const REGISTRY: &[ComponentSpec] = &[
+        ComponentSpec { type_name: "one_batch", summary: "test", build: BuildFn::Source(one_batch) },
+        ComponentSpec { type_name: "ticking", summary: "test", build: BuildFn::Sink(ticking) },
+        ComponentSpec { type_name: "failing", summary: "test", build: BuildFn::Sink(failing) },
+    ];
+
+    fn topology(sink_type: &str) -> Topology {
+        let text = format!(
+            "[api]\nenabled = false\n[sources.src]\ntype = \"one_batch\"\n[sinks.out]\ntype = \"{sink_type}\"\ninputs = [\"src\"]\n"
+        );
+        let config = TopologyConfig::parse(SourceFile::new("test.toml", text)).expect("parses");
+        Topology::build(config, REGISTRY).expect("builds")
+    }
+
+    #[tokio::test]
+    async fn a_sink_ticks_without_input_and_not_after_its_flush() {
+        let (trigger, _) = shutdown_channel();
+        let stopper = trigger.clone();
+        let run = tokio::spawn(run(topology("ticking"), trigger, Health::default()));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(TICKING.writes.load(Ordering::SeqCst), 1, "the one batch");
+        // A tick every 10 ms with no input: ~30, fewer on a loaded machine.
+        let ticks = TICKING.ticks.load(Ordering::SeqCst);
+        assert!((3..=31).contains(&ticks), "ticks in 300 ms: {ticks}");
+        stopper.trigger();
+        let report = run.await.expect("joins").expect("clean run");
+        assert_eq!(report.components["out"].received, 1);
+        assert_eq!(TICKING.flushed.load(Ordering::SeqCst), 1);
+        assert_eq!(TICKING.ticks_after_flush.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_tick_stops_the_sink_like_a_failed_write() {
+        let (trigger, _) = shutdown_channel();
+        let error = run(topology("failing"), trigger, Health::default()).await.expect_err("the tick fails");
+        let RunError::ComponentsFailed { failures, .. } = error else { panic!("{error}") };
+        assert_eq!(failures, vec![("out".to_owned(), "tick 3 failed".to_owned())]);
+        assert_eq!(FAILING.ticks.load(Ordering::SeqCst), 3);
+        assert_eq!(FAILING.flushed.load(Ordering::SeqCst), 0, "a failed sink is not flushed");
     }
 }

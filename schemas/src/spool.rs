@@ -12,6 +12,33 @@
 //! name order is write order. Readers only ever open finished files: a file
 //! without its footer cannot be opened as an IPC file, which is why the writer
 //! renames only once the footer is written.
+//!
+//! Time: every row keeps the engine's `ts_ns` (CLOCK_BOOTTIME nanoseconds:
+//! the clock of the eBPF programs' `bpf_ktime_get_boot_ns`, of `/proc` start
+//! times and of the agent's own events). Each file's schema metadata carries
+//! the wall-clock anchor under [`WALL_CLOCK_ANCHOR_KEY`]: UTC nanoseconds
+//! since the Unix epoch at `ts_ns` = 0 (realtime − boottime, sampled when the
+//! file was opened), so `ts_ns + anchor` is the row's wall-clock time. The
+//! anchor is metadata only: the columns, and so every reader that looks them
+//! up by name and type, are unchanged; files written before it existed have
+//! none.
+
+/// Schema metadata key of a spool file's wall-clock anchor (decimal UTC
+/// nanoseconds since the Unix epoch at `ts_ns` = 0; see the module docs).
+pub const WALL_CLOCK_ANCHOR_KEY: &str = "hostflow.wall_clock_anchor_ns";
+
+/// `schema` with `anchor_ns` recorded as its wall-clock anchor.
+pub fn with_wall_clock_anchor(schema: &arrow_schema::Schema, anchor_ns: i64) -> arrow_schema::Schema {
+    let mut metadata = schema.metadata().clone();
+    metadata.insert(WALL_CLOCK_ANCHOR_KEY.to_owned(), anchor_ns.to_string());
+    arrow_schema::Schema::new_with_metadata(schema.fields().clone(), metadata)
+}
+
+/// The wall-clock anchor recorded in a spool file's schema metadata, if any
+/// (and if it is a number).
+pub fn wall_clock_anchor(metadata: &std::collections::HashMap<String, String>) -> Option<i64> {
+    metadata.get(WALL_CLOCK_ANCHOR_KEY)?.parse().ok()
+}
 
 /// The finished name of file `seq` of `kind`.
 pub fn finished_name(kind: &str, seq: u64) -> String {
@@ -67,6 +94,8 @@ pub struct FileSummary {
     pub batches: usize,
     /// Rows over all batches.
     pub rows: u64,
+    /// The file's wall-clock anchor ([`WALL_CLOCK_ANCHOR_KEY`]), if it has one.
+    pub wall_clock_anchor_ns: Option<i64>,
 }
 
 /// Rows a single record batch of the spool may declare; the sink writes at
@@ -122,7 +151,8 @@ fn verify_open_file(file: &std::fs::File, schema: &arrow_schema::Schema) -> Resu
     if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
         return Err("dictionary batches, which the spool never writes".to_owned());
     }
-    let mut summary = FileSummary { batches: 0, rows: 0 };
+    let mut summary =
+        FileSummary { batches: 0, rows: 0, wall_clock_anchor_ns: wall_clock_anchor(file_schema.metadata()) };
     for block in footer.recordBatches().into_iter().flatten() {
         let (offset, meta_len, body_len) = (block.offset(), i64::from(block.metaDataLength()), block.bodyLength());
         let in_file = |v: i64| u64::try_from(v).ok().filter(|v| *v <= footer_start);
@@ -275,11 +305,28 @@ mod tests {
         let schema = crate::schema_for("process_exit").expect("schema");
         let bytes = exit_file(3, 500);
         let path = write_temp("sound", &bytes);
-        assert_eq!(verify_file(&path, &schema), Ok(FileSummary { batches: 3, rows: 1500 }));
+        assert_eq!(verify_file(&path, &schema), Ok(FileSummary { batches: 3, rows: 1500, wall_clock_anchor_ns: None }));
         let other = crate::schema_for("process_exec").expect("schema");
         assert_eq!(verify_file(&path, &other), Err("its columns are not this kind's schema".to_owned()));
         std::fs::write(&path, &bytes[..bytes.len() - 100]).expect("cut");
         assert_eq!(verify_file(&path, &schema), Err("no footer (the file was not finished)".to_owned()));
+        std::fs::remove_file(&path).expect("cleanup");
+    }
+
+    #[test]
+    fn the_wall_clock_anchor_is_schema_metadata_and_the_columns_stay() {
+        let schema = crate::schema_for("process_exit").expect("schema");
+        let anchor = 1_796_300_000_123_456_789;
+        let anchored = with_wall_clock_anchor(&schema, anchor);
+        assert_eq!(wall_clock_anchor(anchored.metadata()), Some(anchor));
+        assert_eq!(wall_clock_anchor(schema.metadata()), None);
+        assert_eq!(anchored.fields(), schema.fields());
+        assert_eq!(anchored.metadata()[crate::arrow::KIND_KEY], "process_exit", "the kind's metadata is kept");
+        let mut writer = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &anchored).expect("writer");
+        writer.finish().expect("finish");
+        let path = write_temp("anchored", &writer.into_inner().expect("bytes"));
+        let summary = verify_file(&path, &schema);
+        assert_eq!(summary, Ok(FileSummary { batches: 0, rows: 0, wall_clock_anchor_ns: Some(anchor) }));
         std::fs::remove_file(&path).expect("cleanup");
     }
 
@@ -329,7 +376,7 @@ mod tests {
     fn a_file_with_a_list_column_is_summarised() {
         let schema = crate::schema_for("process_exec").expect("schema");
         let path = write_temp("list", &exec_file(2, 50));
-        assert_eq!(verify_file(&path, &schema), Ok(FileSummary { batches: 2, rows: 100 }));
+        assert_eq!(verify_file(&path, &schema), Ok(FileSummary { batches: 2, rows: 100, wall_clock_anchor_ns: None }));
         std::fs::remove_file(&path).expect("cleanup");
     }
 

@@ -1,27 +1,64 @@
 #!/usr/bin/env bash
 # Whole-process footprint of `hostflow run` with the embedded default
-# topology: resident memory and CPU share over a window. A measurement, not a
-# test: results go to BENCHMARKS.md.
+# topology: binary size, start-up times, resident memory split into
+# anonymous (heap, stacks) and file-backed (the binary's own code pages,
+# shared libraries) pages, and CPU share over a window. A measurement, not
+# a test: results go to BENCHMARKS.md.
 #
-#   testbed/bench/footprint.sh [SECONDS]     (default 60)
+#   testbed/bench/footprint.sh [SECONDS] [ROUNDS]    (default 60 s, 1 round)
+#
+# Start to /health ready: from fork/exec until GET /health answers 200.
+# Start to first event: until /metrics shows the spool sink has written an
+# event (the first /proc scan's rows, or a kernel event, are in a file).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SECONDS_TO_RUN="${1:-60}"
+ROUNDS="${2:-1}"
 BIN="${HOSTFLOW_BIN:-$ROOT/target/release/hostflow}"
-[[ -x "$BIN" ]] || (cd "$ROOT" && cargo build --release --quiet)
+[[ -x "$BIN" ]] || (cd "$ROOT" && cargo build --release --quiet --bin hostflow)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-"$BIN" run 2>"$WORK/stderr" &
-PID=$!
-sleep 2 # start-up excluded
-ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
-t0=$(ticks)
-sleep "$SECONDS_TO_RUN"
-t1=$(ticks)
-rss_kib=$(awk '/VmRSS/ {print $2}' "/proc/$PID/status")
-kill -TERM "$PID"
-wait "$PID"
-hz=$(getconf CLK_TCK)
-awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$SECONDS_TO_RUN" -v rss="$rss_kib" \
-  'BEGIN { printf "window %d s: CPU %.3f%% of one core, RSS %.1f MiB\n", s, 100 * d / hz / s, rss / 1024 }'
+
+cp "$BIN" "$WORK/hostflow.stripped"
+strip --strip-all "$WORK/hostflow.stripped"
+printf 'binary: %s bytes as built, %s bytes stripped (%.1f MiB)\n' \
+  "$(stat -c %s "$BIN")" "$(stat -c %s "$WORK/hostflow.stripped")" \
+  "$(awk -v b="$(stat -c %s "$WORK/hostflow.stripped")" 'BEGIN { print b / 1048576 }')"
+
+now_ms() { date +%s%3N; }
+for ((round = 1; round <= ROUNDS; round++)); do
+  RUN="$WORK/run$round"
+  mkdir -p "$RUN"
+  cd "$RUN"
+  started=$(now_ms)
+  "$BIN" run 2>"$RUN/stderr" &
+  PID=$!
+  ready_ms="" first_ms=""
+  for _ in $(seq 1 1000); do
+    now=$(now_ms)
+    if [[ -z "$ready_ms" ]] && curl -sf -o /dev/null http://127.0.0.1:9598/health; then ready_ms=$((now - started)); fi
+    if [[ -z "$first_ms" ]] && curl -sf http://127.0.0.1:9598/metrics 2>/dev/null |
+      grep -Eq '^hostflow_component_sent_events_total\{component="spool",[^}]*\} [1-9]'; then first_ms=$((now - started)); fi
+    [[ -n "$ready_ms" && -n "$first_ms" ]] && break
+    sleep 0.005
+  done
+  sleep 2 # start-up excluded from the CPU window
+  ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+  t0=$(ticks)
+  sleep "$SECONDS_TO_RUN"
+  t1=$(ticks)
+  status="/proc/$PID/status"
+  rss=$(awk '/^VmRSS/ {print $2}' "$status")
+  anon=$(awk '/^RssAnon/ {print $2}' "$status")
+  file=$(awk '/^RssFile/ {print $2}' "$status")
+  shmem=$(awk '/^RssShmem/ {print $2}' "$status")
+  exe_kib=$(awk -v exe="$(readlink "/proc/$PID/exe")" '$0 ~ /^[0-9a-f]+-/ { cur = ($6 == exe) } cur && /^Rss:/ { s += $2 } END { print s + 0 }' "/proc/$PID/smaps")
+  ring_kib=$(awk '$0 ~ /^[0-9a-f]+-/ { cur = ($6 == "anon_inode:bpf-map") } cur && /^Rss:/ { s += $2 } END { print s + 0 }' "/proc/$PID/smaps")
+  kill -TERM "$PID"
+  wait "$PID" || true
+  hz=$(getconf CLK_TCK)
+  awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$SECONDS_TO_RUN" -v rss="$rss" -v anon="$anon" -v file="$file" \
+    -v shmem="$shmem" -v exe="$exe_kib" -v ring="$ring_kib" -v ready="${ready_ms:-?}" -v first="${first_ms:-?}" -v r="$round" \
+    'BEGIN { printf "round %d: /health ready %s ms, first event written %s ms; window %d s: CPU %.3f%% of one core; RSS %.1f MiB = anon %.1f + file %.1f (of which the binary %.1f, eBPF ring buffer maps %.1f) + shmem %.1f\n",
+             r, ready, first, s, 100 * d / hz / s, rss / 1024, anon / 1024, file / 1024, exe / 1024, ring / 1024, shmem / 1024 }'
+done

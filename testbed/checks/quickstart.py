@@ -118,7 +118,7 @@ def main():
         expected = {"procfs", "top", "rest", "sketches", "kernel", "lifecycle", "diag", "spool"}
         if set(health["components"]) != expected:
             fail(f"/health components: {sorted(health['components'])}, expected {sorted(expected)}")
-        # Without root (or without clang at build time) the ebpf source runs on
+        # Without root (or the service's capabilities) the ebpf source runs on
         # its /proc fallback: degraded, with the reason, and nothing else is.
         kernel = health["components"]["kernel"]
         degraded = sorted(name for name, c in health["components"].items() if c["state"] != "running")
@@ -206,11 +206,19 @@ def check_query(work, env, rows):
     """README's query command, as written there, answers from the spool; the
     same GROUP BY in CSV matches what pyarrow read."""
     readme = open(os.path.join(ROOT, "README.md")).read()
-    line = next((l for l in readme.splitlines() if l.startswith('cargo run --release -- query "')), None)
+    prefix = 'cargo run --release -p hostflow-query -- "'
+    line = next((l for l in readme.splitlines() if l.startswith(prefix)), None)
     if line is None:
-        fail("README has no `cargo run --release -- query \"...\"` command")
-    sql = line[len('cargo run --release -- query "'):-1]
-    shown = subprocess.run([BIN, "query", sql], cwd=work, env=env, capture_output=True, text=True)
+        fail(f"README has no `{prefix}...\"` command")
+    sql = line[len(prefix):-1]
+    # README's spelling runs the hostflow-query binary; `hostflow query`
+    # must forward to the same binary beside it and print the same answer.
+    direct = os.path.join(os.path.dirname(BIN), "hostflow-query")
+    shown = subprocess.run([direct, sql], cwd=work, env=env, capture_output=True, text=True)
+    forwarded = subprocess.run([BIN, "query", sql], cwd=work, env=env, capture_output=True, text=True)
+    if (forwarded.returncode, forwarded.stdout) != (shown.returncode, shown.stdout):
+        fail(f"`hostflow query` ({forwarded.returncode}) and hostflow-query ({shown.returncode}) differ: "
+             f"{forwarded.stdout}{forwarded.stderr} vs {shown.stdout}")
     if shown.returncode != 0 or "peak_rss" not in shown.stdout:
         fail(f"README's query exited {shown.returncode}: {shown.stdout}{shown.stderr}")
     answer = subprocess.run([BIN, "query", "--format", "csv", "SELECT name, count(*) AS samples, max(rss_bytes) "

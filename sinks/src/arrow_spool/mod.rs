@@ -11,16 +11,35 @@
 //! kind's file and handed to the OS (so killing the agent loses no
 //! acknowledged row; `recovery.rs` reads the footerless prefix back), and,
 //! with `fsync = "always"`, synced to disk. Nothing is held in memory across
-//! `write` calls: the engine's `Sink` has no tick, so rows held back would be
-//! acknowledged without being in a file. A batch is split into record
-//! batches of at most `batch_rows`. With `fsync = "on_rotate"` (default) the
-//! open files are also synced whenever the last sync is older than
-//! `flush_interval_secs`, which bounds what a host crash (power loss) can
-//! lose; `hostflow_spool_unflushed_events` counts the rows not yet synced.
-//! Files rotate by size and age (checked on every write and at shutdown);
-//! retention runs at start and after each rotation. All file I/O runs on
-//! tokio's blocking pool with the state moved in and out.
+//! `write` calls, so no acknowledged row waits for a later call to reach a
+//! file. A batch is split into record batches of at most `batch_rows`.
+//!
+//! Time bounds hold with or without input: the engine calls the sink's
+//! `on_tick` every [`tick_period`] (at most 1 s, at most a quarter of the
+//! shorter bound) from its one sink loop, and both `write` and the tick
+//! rotate every file older than `max_file_age_secs` and, with
+//! `fsync = "on_rotate"` (default), sync every open file whose oldest
+//! unsynced row is older than `flush_interval_secs`. So no row stays
+//! unsynced longer than `flush_interval_secs` plus one tick period (which
+//! bounds what a host crash can lose), and an idle kind's file is finished
+//! and queryable within `max_file_age_secs` plus one tick period.
+//! `hostflow_spool_unflushed_events` counts the rows in open files not yet
+//! synced. Files also rotate by size and at shutdown; retention runs at
+//! start, after each rotation and at least every minute. All file I/O runs on
+//! tokio's blocking pool with the state moved in and out; the tick goes there
+//! only when something is due.
+//!
+//! Privacy: the spool is owner-only (0700 directories, 0600 files; 0750 and
+//! 0640 with `group`), existing entries are narrowed at start with one
+//! warning, and a spool directory other users can write, or a parent they can
+//! write without the sticky bit, is refused (`access.rs`).
+//!
+//! Wall-clock time: each file's schema metadata records the anchor
+//! (`schemas::spool::WALL_CLOCK_ANCHOR_KEY`: realtime − CLOCK_BOOTTIME,
+//! sampled when the file is opened), so `ts_ns` + anchor is UTC; columns are
+//! unchanged.
 
+mod access;
 mod encode;
 mod recovery;
 mod retention;
@@ -30,7 +49,7 @@ mod writer;
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use metrics::{Counter, Gauge, Label};
@@ -39,6 +58,7 @@ use pipeline::{Batch, ComponentError, ComponentOptions, ConfigError, Sink};
 use serde::Deserialize;
 use toml::Spanned;
 
+pub use access::{Access, AccessError};
 pub use encode::encode;
 pub use recovery::{readable_batches, Outcome};
 pub use writer::{finished_name, ipc_options, parse_seq, tmp_name};
@@ -83,6 +103,11 @@ pub struct ArrowSpoolConfig {
     /// `"always"`, `"on_rotate"` (default) or `"never"`.
     #[serde(default)]
     pub fsync: Fsync,
+    /// A group (name in /etc/group, or a number) that may read the spool:
+    /// directories 0750 and files 0640 owned by it. Default: owner only
+    /// (0700 / 0600).
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
 }
 
 fn default_max_file_bytes() -> Spanned<u64> {
@@ -121,8 +146,43 @@ pub struct Settings {
 pub fn build(options: &ComponentOptions) -> Result<Box<dyn Sink>, Vec<ConfigError>> {
     pipeline::build_with(options, |config: ArrowSpoolConfig, options| {
         let settings = check(&config, options)?;
-        Ok(Box::new(ArrowSpool::new(settings, &options.component)) as Box<dyn Sink>)
+        let gid = match &config.group {
+            Some(group) => Some(
+                access::resolve_group(group.get_ref())
+                    .map_err(|error| vec![options.error_at(group.span(), error.to_string())])?,
+            ),
+            None => None,
+        };
+        Ok(Box::new(ArrowSpool::new(settings, &options.component).with_access(Access { gid })) as Box<dyn Sink>)
     })
+}
+
+/// How often the engine ticks the spool: a quarter of the shorter of the
+/// age and flush bounds (the flush bound only with `fsync = "on_rotate"`),
+/// between 10 ms and 1 s. A bound is then exceeded by at most this much.
+pub fn tick_period(settings: &Settings) -> Duration {
+    let mut shortest = settings.max_file_age;
+    if settings.fsync == Fsync::OnRotate {
+        shortest = shortest.min(settings.flush_interval);
+    }
+    (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// How often retention runs with no rotation to trigger it.
+const RETENTION_PERIOD: Duration = Duration::from_secs(60);
+
+/// UTC nanoseconds since the Unix epoch at CLOCK_BOOTTIME 0 (the clock of
+/// `ts_ns`): realtime − boottime, with boottime read on both sides of
+/// realtime and averaged.
+pub fn wall_clock_anchor_ns() -> i64 {
+    let before = i128::from(pipeline::diag::boottime_ns());
+    let realtime = match SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) => since.as_nanos() as i128,
+        Err(error) => -(error.duration().as_nanos() as i128),
+    };
+    let after = i128::from(pipeline::diag::boottime_ns());
+    let anchor = realtime - (before + after) / 2;
+    i64::try_from(anchor).unwrap_or(if anchor < 0 { i64::MIN } else { i64::MAX })
 }
 
 fn check(config: &ArrowSpoolConfig, options: &ComponentOptions) -> Result<Settings, Vec<ConfigError>> {
@@ -207,28 +267,46 @@ struct KindStream {
 /// The spool's state; moved onto the blocking pool for every operation.
 pub struct Spool {
     settings: Settings,
+    access: Access,
     streams: Vec<KindStream>,
     metrics: SpoolMetrics,
-    unsynced_rows: u64,
-    last_sync: Instant,
+    last_retention: Instant,
 }
 
 impl Spool {
-    /// Creates the directories, recovers leftover tmp files and applies
-    /// retention. Blocking.
-    fn open(settings: Settings, metrics: SpoolMetrics) -> Result<Spool, ComponentError> {
+    /// Refuses a directory others can write, creates the directories
+    /// private, narrows what is more open, recovers leftover tmp files and
+    /// applies retention. Blocking.
+    fn open(settings: Settings, access: Access, metrics: SpoolMetrics) -> Result<Spool, ComponentError> {
         let root = &settings.root;
-        std::fs::create_dir_all(root)
+        access::check_not_others_writable(root).map_err(|e| ComponentError::Failed(e.to_string()))?;
+        access
+            .create_dir_all(root)
             .map_err(|e| ComponentError::io(format!("cannot create spool directory {}", root.display()), e))?;
+        let narrowed = access::tighten(root, access).map_err(|e| ComponentError::Failed(e.to_string()))?;
+        if !narrowed.is_empty() {
+            tracing::warn!(
+                spool = %root.display(),
+                n_changed = narrowed.len(),
+                first = %narrowed[0].display(),
+                dir_mode = format_args!("{:04o}", access.dir_mode()),
+                file_mode = format_args!("{:04o}", access.file_mode()),
+                "spool: narrowed {} existing files and directories that were more open than the spool's modes (or \
+                 not of its group)",
+                narrowed.len()
+            );
+        }
         let probe = root.join(".hostflow-write-probe");
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
+        access
+            .create_file(&probe)
+            .and_then(|_| std::fs::remove_file(&probe))
             .map_err(|e| ComponentError::io(format!("spool directory {} is not writable", root.display()), e))?;
         let mut streams = Vec::new();
         for kind in EventKind::ALL {
             let name = kind.as_str();
             let dir = root.join(name);
-            std::fs::create_dir_all(&dir)
+            access
+                .create_dir_all(&dir)
                 .map_err(|e| ComponentError::io(format!("cannot create spool directory {}", dir.display()), e))?;
             let schema = schemas::schema_for(name)
                 .ok_or_else(|| ComponentError::Failed(format!("no Arrow schema for {name}")))?;
@@ -247,7 +325,7 @@ impl Spool {
             }
             tmps.sort();
             for (seq, path) in tmps {
-                match recovery::recover(&dir, name, seq, &path, &schema) {
+                match recovery::recover(&dir, name, seq, &path, &schema, access) {
                     Ok(Outcome::Recovered { path, batches, rows, bytes }) => {
                         tracing::warn!(path = %path.display(), batches, rows, "spool recovered a file left by a crash");
                         metrics.recovered.increment(1);
@@ -270,7 +348,7 @@ impl Spool {
                 counted_bytes: 0,
             });
         }
-        let mut spool = Spool { settings, streams, metrics, unsynced_rows: 0, last_sync: Instant::now() };
+        let mut spool = Spool { settings, access, streams, metrics, last_retention: Instant::now() };
         spool.enforce_retention();
         Ok(spool)
     }
@@ -291,21 +369,57 @@ impl Spool {
                 rotated |= self.write_chunk(index, chunk, fsync_each)?;
             }
         }
+        self.enforce_time_bounds(rotated)
+    }
+
+    /// Whether [`Spool::tick`] has anything to do at `now`: a file past its
+    /// age, unsynced rows past the flush bound, or retention due. Cheap: no I/O.
+    fn tick_due(&self, now: Instant) -> bool {
+        let sync_bound = (self.settings.fsync == Fsync::OnRotate).then_some(self.settings.flush_interval);
+        self.streams.iter().filter_map(|s| s.open.as_ref()).any(|file| {
+            now.duration_since(file.opened_at) >= self.settings.max_file_age
+                || sync_bound.zip(file.unsynced_since).is_some_and(|(bound, since)| now.duration_since(since) >= bound)
+        }) || now.duration_since(self.last_retention) >= RETENTION_PERIOD
+    }
+
+    /// The engine's tick: the time bounds with no input. Blocking.
+    fn tick(&mut self) -> Result<(), ComponentError> {
+        self.enforce_time_bounds(false)
+    }
+
+    /// Rotates every file older than `max_file_age`, syncs every file whose
+    /// oldest unsynced row is older than `flush_interval` (`on_rotate`),
+    /// and runs retention after a rotation (`rotated` says one happened
+    /// already) or once it is a minute old.
+    fn enforce_time_bounds(&mut self, mut rotated: bool) -> Result<(), ComponentError> {
+        let now = Instant::now();
         let max_age = self.settings.max_file_age;
         for index in 0..self.streams.len() {
-            if self.streams[index].open.as_ref().is_some_and(|f| f.opened_at.elapsed() >= max_age) {
+            if self.streams[index].open.as_ref().is_some_and(|f| now.duration_since(f.opened_at) >= max_age) {
                 self.rotate(index)?;
                 rotated = true;
             }
         }
-        if rotated {
+        if rotated || now.duration_since(self.last_retention) >= RETENTION_PERIOD {
             self.enforce_retention();
         }
-        if self.settings.fsync == Fsync::OnRotate && self.last_sync.elapsed() >= self.settings.flush_interval {
-            self.sync_open()?;
+        if self.settings.fsync == Fsync::OnRotate {
+            let bound = self.settings.flush_interval;
+            for stream in &mut self.streams {
+                let Some(file) = stream.open.as_mut() else { continue };
+                if file.unsynced_since.is_some_and(|since| now.duration_since(since) >= bound) {
+                    file.sync().map_err(|e| ComponentError::Failed(format!("cannot fsync spool file {e}")))?;
+                }
+            }
         }
-        self.metrics.unflushed.set(self.unsynced_rows as f64);
+        self.update_unflushed();
         Ok(())
+    }
+
+    /// Sets the gauge of rows in open files not yet synced.
+    fn update_unflushed(&self) {
+        let rows: u64 = self.streams.iter().filter_map(|s| s.open.as_ref()).map(|f| f.unsynced_rows).sum();
+        self.metrics.unflushed.set(rows as f64);
     }
 
     /// Writes rows of one kind as one record batch; true if the file was
@@ -318,7 +432,8 @@ impl Spool {
         let file = match stream.open.as_mut() {
             Some(file) => file,
             None => {
-                let file = writer::OpenFile::create(&stream.dir, name, stream.next_seq, &record_batch.schema())
+                let schema = schemas::spool::with_wall_clock_anchor(&record_batch.schema(), wall_clock_anchor_ns());
+                let file = writer::OpenFile::create(&stream.dir, name, stream.next_seq, &schema, self.access)
                     .map_err(|e| ComponentError::Failed(format!("cannot create spool file {e}")))?;
                 stream.next_seq += 1;
                 stream.counted_bytes = 0;
@@ -329,26 +444,11 @@ impl Spool {
             .map_err(|e| ComponentError::Failed(format!("cannot write spool file {e}")))?;
         self.metrics.written_bytes.increment(file.bytes() - stream.counted_bytes);
         stream.counted_bytes = file.bytes();
-        if !fsync_each {
-            self.unsynced_rows += chunk.len() as u64;
-        }
         if file.bytes() >= self.settings.max_file_bytes {
             self.rotate(index)?;
             return Ok(true);
         }
         Ok(false)
-    }
-
-    /// Syncs every open file.
-    fn sync_open(&mut self) -> Result<(), ComponentError> {
-        for stream in &mut self.streams {
-            if let Some(file) = stream.open.as_mut() {
-                file.sync().map_err(|e| ComponentError::Failed(format!("cannot fsync spool file {e}")))?;
-            }
-        }
-        self.unsynced_rows = 0;
-        self.last_sync = Instant::now();
-        Ok(())
     }
 
     /// Finishes and renames the open file of stream `index`.
@@ -362,9 +462,6 @@ impl Spool {
         stream.counted_bytes = 0;
         self.metrics.files_written.increment(1);
         tracing::debug!(path = %path.display(), bytes, "spool file finished");
-        if self.streams.iter().all(|s| s.open.is_none()) && fsync {
-            self.unsynced_rows = 0;
-        }
         Ok(())
     }
 
@@ -373,7 +470,6 @@ impl Spool {
         for index in 0..self.streams.len() {
             self.rotate(index)?;
         }
-        self.unsynced_rows = 0;
         self.metrics.unflushed.set(0.0);
         self.enforce_retention();
         Ok(())
@@ -390,20 +486,29 @@ impl Spool {
             self.settings.retention_max_age,
         );
         self.metrics.retention_deleted.increment(deleted.len() as u64);
+        self.last_retention = Instant::now();
     }
 }
 
 /// An arrow_spool sink; the spool is opened by [`Sink::open`].
 pub struct ArrowSpool {
     settings: Settings,
+    access: Access,
     metrics: SpoolMetrics,
     spool: Option<Spool>,
 }
 
 impl ArrowSpool {
-    /// A sink with checked settings; registers its metric handles.
+    /// A sink with checked settings; registers its metric handles. What it
+    /// creates is owner-only unless [`ArrowSpool::with_access`] says otherwise.
     pub fn new(settings: Settings, component: &str) -> ArrowSpool {
-        ArrowSpool { settings, metrics: SpoolMetrics::new(component), spool: None }
+        ArrowSpool { settings, access: Access::default(), metrics: SpoolMetrics::new(component), spool: None }
+    }
+
+    /// The same sink, creating its files and directories with `access`.
+    pub fn with_access(mut self, access: Access) -> ArrowSpool {
+        self.access = access;
+        self
     }
 
     /// The spool directory.
@@ -435,8 +540,8 @@ impl ArrowSpool {
 impl Sink for ArrowSpool {
     async fn open(&mut self) -> Result<(), ComponentError> {
         let settings = self.settings.clone();
-        let metrics = self.metrics.clone();
-        let spool = tokio::task::spawn_blocking(move || Spool::open(settings, metrics))
+        let (access, metrics) = (self.access, self.metrics.clone());
+        let spool = tokio::task::spawn_blocking(move || Spool::open(settings, access, metrics))
             .await
             .map_err(|e| ComponentError::Failed(format!("open task failed: {e}")))??;
         self.spool = Some(spool);
@@ -445,6 +550,17 @@ impl Sink for ArrowSpool {
 
     async fn write(&mut self, batch: Batch) -> Result<(), ComponentError> {
         self.with_spool(move |spool| spool.write(batch)).await
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(tick_period(&self.settings))
+    }
+
+    async fn on_tick(&mut self) -> Result<(), ComponentError> {
+        if !self.spool.as_ref().is_some_and(|spool| spool.tick_due(Instant::now())) {
+            return Ok(());
+        }
+        self.with_spool(Spool::tick).await
     }
 
     async fn flush(&mut self) -> Result<(), ComponentError> {

@@ -8,6 +8,9 @@
 //! those batches are rewritten as a finished file under the same sequence
 //! number. A tmp with nothing readable (or another schema, or whose finished
 //! twin already exists) is moved to `quarantine/`, never deleted.
+//!
+//! The rewritten file keeps the tmp file's own schema, metadata included, so
+//! its wall-clock anchor (`schemas::spool::WALL_CLOCK_ANCHOR_KEY`) survives.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +18,7 @@ use arrow_array::RecordBatch;
 use arrow_ipc::reader::StreamReader;
 use arrow_schema::SchemaRef;
 
+use super::access::Access;
 use super::writer::{self, SpoolFileError};
 
 /// The magic every IPC file starts with (then zero padding to the alignment).
@@ -30,7 +34,7 @@ pub enum Outcome {
 }
 
 /// The readable record batches of an unfinished IPC file's bytes, or why
-/// none are.
+/// none are. Every batch carries the file's own schema (metadata included).
 pub fn readable_batches(bytes: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>, String> {
     let Some(after_magic) = bytes.strip_prefix(FILE_MAGIC) else {
         return Err("no Arrow IPC file header".to_owned());
@@ -55,13 +59,14 @@ pub fn readable_batches(bytes: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBa
 }
 
 /// Recovers or quarantines the tmp file `tmp_path` of `kind` with sequence
-/// number `seq` in `dir`.
+/// number `seq` in `dir`; what it writes or creates gets `access`'s modes.
 pub fn recover(
     dir: &Path,
     kind: &str,
     seq: u64,
     tmp_path: &Path,
     schema: &SchemaRef,
+    access: Access,
 ) -> Result<Outcome, SpoolFileError> {
     let final_path = dir.join(writer::finished_name(kind, seq));
     let verdict = if final_path.exists() {
@@ -74,14 +79,15 @@ pub fn recover(
         Ok(batches) => {
             let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
             let scratch = dir.join(format!(".{}.recovering", writer::finished_name(kind, seq)));
-            let bytes = writer::write_whole(&scratch, &final_path, schema, &batches)?;
+            let file_schema = batches.first().map_or_else(|| SchemaRef::clone(schema), RecordBatch::schema);
+            let bytes = writer::write_whole(&scratch, &final_path, &file_schema, &batches, access)?;
             std::fs::remove_file(tmp_path).map_err(|e| SpoolFileError::io(tmp_path, e))?;
             writer::sync_dir(dir);
             Ok(Outcome::Recovered { path: final_path, batches: batches.len(), rows, bytes })
         }
         Err(reason) => {
             let quarantine = dir.join("quarantine");
-            std::fs::create_dir_all(&quarantine).map_err(|e| SpoolFileError::io(&quarantine, e))?;
+            access.create_dir_all(&quarantine).map_err(|e| SpoolFileError::io(&quarantine, e))?;
             let name = tmp_path.file_name().map(|n| n.to_owned()).unwrap_or_default();
             let target = quarantine.join(name);
             std::fs::rename(tmp_path, &target).map_err(|e| SpoolFileError::io(tmp_path, e))?;

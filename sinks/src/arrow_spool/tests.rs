@@ -1,7 +1,8 @@
 //! Unit tests of the spool: encoding, rotation, retention, recovery.
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt32Type, UInt64Type};
@@ -121,7 +122,7 @@ fn settings(root: &Path) -> Settings {
 }
 
 fn open(settings: Settings) -> Spool {
-    Spool::open(settings, SpoolMetrics::new("test")).expect("spool opens")
+    Spool::open(settings, Access::default(), SpoolMetrics::new("test")).expect("spool opens")
 }
 
 /// Every finished file of `kind`, sorted, and its batches.
@@ -138,11 +139,21 @@ fn finished(root: &Path, kind: &str) -> Vec<(String, Vec<RecordBatch>)> {
         .map(|name| {
             let file = std::fs::File::open(root.join(kind).join(&name)).expect("open");
             let reader = FileReader::try_new(file, None).expect("a finished file opens");
-            assert_eq!(reader.schema(), schemas::schema_for(kind).expect("schema"), "{name}");
+            let schema = schemas::schema_for(kind).expect("schema");
+            assert_eq!(reader.schema().fields(), schema.fields(), "{name}");
+            let anchor = schemas::spool::wall_clock_anchor(reader.schema().metadata());
+            assert!(anchor.is_some_and(plausible_anchor), "{name}: anchor {anchor:?}");
             let batches = reader.collect::<Result<Vec<_>, _>>().expect("batches read");
             (name, batches)
         })
         .collect()
+}
+
+/// An anchor sampled on this machine in the last minute: realtime − boottime.
+fn plausible_anchor(anchor: i64) -> bool {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+    let boottime = pipeline::diag::boottime_ns() as i64;
+    (since.as_nanos() as i64 - boottime - anchor).abs() < 60_000_000_000
 }
 
 fn rows(files: &[(String, Vec<RecordBatch>)]) -> usize {
@@ -163,7 +174,9 @@ fn every_kind_round_trips_through_a_finished_file() {
         assert_eq!(files[0].0, format!("{name}-0000000000.arrow"));
         let of_kind: Vec<Event> = events.iter().filter(|e| e.kind() == kind).cloned().collect();
         let expected = encode(kind, &of_kind).expect("encode");
-        assert_eq!(files[0].1, vec![expected.clone()], "{name}: read back equals what was encoded");
+        assert_eq!(files[0].1.len(), 1, "{name}");
+        // Equal columns; the file's schema adds the wall-clock anchor to the metadata.
+        assert_eq!(files[0].1[0].columns(), expected.columns(), "{name}: read back equals what was encoded");
         let ids: Vec<u64> = expected.column(0).as_primitive::<UInt64Type>().values().to_vec();
         assert_eq!(ids, of_kind.iter().map(|e| e.meta().event_id).collect::<Vec<_>>(), "{name}");
     }
@@ -289,7 +302,8 @@ fn a_crashed_tmp_file_is_recovered_and_garbage_is_quarantined() {
     std::fs::write(exec_dir.join("process_exec-0000000001.arrow.tmp"), &bytes[..bytes.len() - 10]).expect("copy");
     std::fs::write(exec_dir.join("process_exec-0000000002.arrow.tmp"), b"not arrow at all").expect("garbage");
     let metrics = SpoolMetrics::new("test");
-    let mut spool = Spool::open(settings(crashed.path()), metrics).expect("recovery never fails the start");
+    let mut spool =
+        Spool::open(settings(crashed.path()), Access::default(), metrics).expect("recovery never fails the start");
     let files = finished(crashed.path(), "process_exec");
     assert_eq!(
         files.iter().map(|f| (f.0.as_str(), f.1.len())).collect::<Vec<_>>(),
@@ -327,6 +341,7 @@ fn bad_values_are_errors_at_their_location() {
     check("path = \"d\"\nflush_interval_secs = -1.0", "`flush_interval_secs` must be a positive number");
     check("path = \"d\"\nfsync = \"sometimes\"", "unknown variant");
     check("path = \"d\"\nmax_file_byte = 3", "unknown field");
+    check("path = \"d\"\ngroup = \"no-such-group-hostflow\"", "group `no-such-group-hostflow` is not in /etc/group");
 }
 
 #[test]
@@ -334,9 +349,246 @@ fn an_unwritable_directory_is_a_clear_open_error() {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"x").expect("file");
-    let error = match Spool::open(settings(&file.join("spool")), SpoolMetrics::new("t")) {
+    let error = match Spool::open(settings(&file.join("spool")), Access::default(), SpoolMetrics::new("t")) {
         Ok(_) => panic!("opened under a file"),
         Err(error) => error.to_string(),
     };
     assert!(error.contains("cannot create spool directory"), "{error}");
+}
+
+/// The open file of `kind`'s stream, if any.
+fn open_file<'a>(spool: &'a Spool, kind: &str) -> Option<&'a writer::OpenFile> {
+    spool.streams.iter().find(|s| s.kind.as_str() == kind)?.open.as_ref()
+}
+
+#[test]
+fn the_tick_syncs_then_rotates_an_idle_file_with_no_input() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = settings(dir.path());
+    config.flush_interval = Duration::from_millis(100);
+    config.max_file_age = Duration::from_millis(400);
+    assert_eq!(tick_period(&config), Duration::from_millis(25), "a quarter of the shorter bound");
+    let mut spool = open(config);
+    spool.write(every_kind()).expect("write");
+    let written = Instant::now();
+    let tmp = dir.path().join("process_exec/process_exec-0000000000.arrow.tmp");
+    assert_eq!(open_file(&spool, "process_exec").map(|f| f.unsynced_rows), Some(2));
+    assert!(!spool.tick_due(Instant::now()), "nothing due right after a write");
+    // No more writes from here on: only ticks.
+    std::thread::sleep(Duration::from_millis(120));
+    assert!(spool.tick_due(Instant::now()), "rows older than the flush bound");
+    spool.tick().expect("tick");
+    assert_eq!(open_file(&spool, "process_exec").map(|f| f.unsynced_rows), Some(0), "synced by the tick");
+    assert!(spool.streams.iter().filter_map(|s| s.open.as_ref()).all(|f| f.unsynced_since.is_none()));
+    assert!(tmp.exists() && !spool.tick_due(Instant::now()), "still open: younger than the age bound");
+    while written.elapsed() < Duration::from_millis(400) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(spool.tick_due(Instant::now()), "older than the age bound");
+    spool.tick().expect("tick");
+    assert!(!tmp.exists(), "the tick rotated it");
+    assert!(spool.streams.iter().all(|s| s.open.is_none()), "every kind rotated");
+    for kind in EventKind::ALL {
+        assert_eq!(rows(&finished(dir.path(), kind.as_str())), 2, "{}", kind.as_str());
+    }
+}
+
+#[test]
+fn fsync_always_leaves_nothing_unsynced_and_never_syncs_nothing() {
+    for (fsync, unsynced) in [(Fsync::Always, 0), (Fsync::Never, 2)] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = settings(dir.path());
+        config.flush_interval = Duration::from_millis(10);
+        config.fsync = fsync;
+        let mut spool = open(config);
+        spool.write(every_kind()).expect("write");
+        std::thread::sleep(Duration::from_millis(20));
+        spool.tick().expect("tick");
+        assert_eq!(open_file(&spool, "file_open").map(|f| f.unsynced_rows), Some(unsynced), "{fsync:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_sink_rotates_by_age_through_on_tick_alone() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = settings(dir.path());
+    config.max_file_age = Duration::from_millis(200);
+    let mut sink = ArrowSpool::new(config, "tick-test");
+    let period = sink.tick_interval().expect("the spool ticks");
+    sink.open().await.expect("open");
+    sink.write(every_kind()).await.expect("write");
+    let written = Instant::now();
+    let finished_path = dir.path().join("sketch/sketch-0000000000.arrow");
+    // What the engine's loop does with no input: tick every period.
+    while !finished_path.exists() {
+        assert!(written.elapsed() < Duration::from_secs(5), "not rotated by ticks alone");
+        tokio::time::sleep(period).await;
+        sink.on_tick().await.expect("tick");
+    }
+    let age = written.elapsed();
+    assert!(age >= Duration::from_millis(200), "not before the age bound: {age:?}");
+    sink.flush().await.expect("flush");
+}
+
+/// The permission bits of `path`.
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::symlink_metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+/// Every directory and file under `root` with its mode, root included.
+fn modes(root: &Path) -> Vec<(PathBuf, bool, u32)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(path) = stack.pop() {
+        let is_dir = path.is_dir();
+        out.push((path.clone(), is_dir, mode(&path)));
+        if is_dir {
+            stack.extend(std::fs::read_dir(&path).expect("list").flatten().map(|e| e.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn everything_the_spool_creates_is_owner_only() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("data/spool");
+    let mut spool = open(settings(&root));
+    spool.write(every_kind()).expect("write");
+    let mut config = settings(&root);
+    config.max_file_bytes = 1;
+    drop(spool);
+    // Another start: a garbage tmp is quarantined, a real one recovered.
+    let exec_dir = root.join("process_exec");
+    std::fs::write(exec_dir.join("process_exec-0000000005.arrow.tmp"), b"garbage").expect("garbage");
+    let mut spool = open(config);
+    spool.write(every_kind()).expect("write");
+    spool.finish_all().expect("finish");
+    assert_eq!(mode(&dir.path().join("data")), 0o700, "a missing parent is created private too");
+    let all = modes(&root);
+    assert!(all.iter().any(|(p, _, _)| p.ends_with("quarantine")), "{all:?}");
+    assert!(all.iter().any(|(p, _, _)| p.to_string_lossy().ends_with(".arrow")), "{all:?}");
+    for (path, is_dir, mode) in all {
+        assert_eq!(mode, if is_dir { 0o700 } else { 0o600 }, "{}", path.display());
+    }
+}
+
+#[test]
+fn with_a_group_the_spool_is_group_readable_and_owned_by_it() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    // A group this process may give files to: any as root (one that is not
+    // root's own, so the chown shows), else its own.
+    let meta = std::fs::metadata(dir.path()).expect("stat");
+    let gid = if meta.uid() == 0 { 65_534 } else { meta.gid() };
+    let root = dir.path().join("spool");
+    let access = Access { gid: Some(gid) };
+    let mut spool = Spool::open(settings(&root), access, SpoolMetrics::new("t")).expect("open");
+    spool.write(every_kind()).expect("write");
+    spool.finish_all().expect("finish");
+    for (path, is_dir, mode) in modes(&root) {
+        assert_eq!(mode, if is_dir { 0o750 } else { 0o640 }, "{}", path.display());
+        assert_eq!(std::fs::metadata(&path).expect("stat").gid(), gid, "{}", path.display());
+    }
+}
+
+#[test]
+fn existing_open_entries_are_narrowed_at_start_and_counted() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("spool");
+    let mut spool = open(settings(&root));
+    spool.write(every_kind()).expect("write");
+    spool.finish_all().expect("finish");
+    drop(spool);
+    let chmod = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    let file = root.join("sketch/sketch-0000000000.arrow");
+    chmod(&root, 0o755).expect("chmod");
+    chmod(&root.join("sketch"), 0o2775).expect("chmod");
+    chmod(&file, 0o666).expect("chmod");
+    assert_eq!(
+        access::tighten(&root, Access::default()).expect("tighten").len(),
+        3,
+        "the root, one kind dir and one file"
+    );
+    assert_eq!((mode(&root), mode(&root.join("sketch")), mode(&file)), (0o700, 0o2700, 0o600), "setgid kept");
+    assert!(access::tighten(&root, Access::default()).expect("again").is_empty(), "nothing left to narrow");
+    // Opening the spool narrows too (one warning, counted).
+    chmod(&file, 0o644).expect("chmod");
+    drop(open(settings(&root)));
+    assert_eq!(mode(&file), 0o600);
+}
+
+#[test]
+fn a_directory_others_can_write_is_refused_with_the_fix() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let chmod = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
+    let refused = |root: &Path| match Spool::open(settings(root), Access::default(), SpoolMetrics::new("t")) {
+        Ok(_) => None,
+        Err(error) => Some(error.to_string()),
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let root = data.join("spool");
+
+    chmod(&data, 0o777).expect("chmod");
+    let error = refused(&root).expect("a world-writable parent is refused");
+    assert!(error.contains(&format!("{} is writable by other users (mode 0777)", data.display())), "{error}");
+    assert!(error.contains(&format!("chmod o-w {}", data.display())), "{error}");
+    assert!(!root.exists(), "refused before creating anything");
+
+    chmod(&data, 0o1777).expect("chmod");
+    assert_eq!(refused(&root), None, "a sticky parent (like /tmp) is fine");
+    assert_eq!(mode(&root), 0o700);
+
+    chmod(&data, 0o755).expect("chmod");
+    chmod(&root, 0o1777).expect("chmod");
+    let error = refused(&root).expect("an others-writable spool directory is refused, sticky or not");
+    assert!(error.contains(&format!("spool directory {} is writable by other users", root.display())), "{error}");
+    chmod(&root, 0o770).expect("chmod");
+    assert_eq!(refused(&root), None, "group-writable is the operator's choice");
+    assert_eq!(mode(&root), 0o700, "but narrowed to the spool's mode");
+}
+
+#[test]
+fn groups_are_read_from_etc_group_text() {
+    let text = "root:x:0:\nadm:x:4:syslog,alice\nhostflow:x:998:\nbroken:x:notanumber:\n";
+    assert_eq!(access::gid_in(text, "hostflow"), Some(998));
+    assert_eq!(access::gid_in(text, "adm"), Some(4));
+    assert_eq!(access::gid_in(text, "host"), None, "whole names only");
+    assert_eq!(access::gid_in(text, "broken"), None);
+    assert_eq!(access::resolve_group("4242").expect("a number is a gid"), 4242);
+    assert_eq!(access::resolve_group("root").expect("root is in /etc/group"), 0);
+    let error = access::resolve_group("no-such-group-hostflow").expect_err("unknown").to_string();
+    assert!(error.contains("`no-such-group-hostflow` is not in /etc/group"), "{error}");
+}
+
+#[test]
+fn a_recovered_file_keeps_its_wall_clock_anchor() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut spool = open(settings(dir.path()));
+    spool.write(every_kind()[..1].to_vec()).expect("write");
+    let tmp = dir.path().join("process_exec/process_exec-0000000000.arrow.tmp");
+    let bytes = std::fs::read(&tmp).expect("tmp");
+    drop(spool);
+    // Rewrite the anchor in the copy's schema message: a known value.
+    let crashed = tempfile::tempdir().expect("tmp");
+    let exec_dir = crashed.path().join("process_exec");
+    std::fs::create_dir_all(&exec_dir).expect("dir");
+    let schema = schemas::schema_for("process_exec").expect("schema");
+    let batches = readable_batches(&bytes, &schema).expect("readable");
+    let anchored = schemas::spool::with_wall_clock_anchor(&schema, 1_234_567_890_123_456_789);
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(Vec::new(), &anchored).expect("writer");
+    for batch in &batches {
+        writer.write(batch).expect("write");
+    }
+    // No footer: cut right after the batches, as a crash would.
+    let unfinished = writer.get_ref().clone();
+    std::fs::write(exec_dir.join("process_exec-0000000000.arrow.tmp"), unfinished).expect("copy");
+    drop(open(settings(crashed.path())));
+    let file = std::fs::File::open(exec_dir.join("process_exec-0000000000.arrow")).expect("recovered");
+    let reader = FileReader::try_new(file, None).expect("opens");
+    assert_eq!(schemas::spool::wall_clock_anchor(reader.schema().metadata()), Some(1_234_567_890_123_456_789));
 }

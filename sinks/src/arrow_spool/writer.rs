@@ -1,6 +1,10 @@
 //! One kind's open spool file: an Arrow IPC file under `<kind>-<seq>.arrow.tmp`,
 //! finished (footer) and renamed to `<kind>-<seq>.arrow` on rotation.
 //!
+//! Files are created private ([`Access`]). Each open file tracks its
+//! unsynced rows and when the oldest of them was written, so the spool can
+//! sync exactly the files whose data is older than its flush bound.
+//!
 //! Blocking I/O: only called from the blocking pool.
 
 use std::fs::File;
@@ -12,6 +16,8 @@ use arrow_array::RecordBatch;
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use arrow_ipc::CompressionType;
 use arrow_schema::{ArrowError, Schema};
+
+use super::access::Access;
 
 pub use schemas::spool::{finished_name, parse_seq, tmp_name};
 
@@ -71,20 +77,39 @@ pub struct OpenFile {
     pub final_path: PathBuf,
     pub opened_at: Instant,
     pub rows: u64,
+    /// Rows handed to the OS but not yet synced to disk.
+    pub unsynced_rows: u64,
+    /// When the oldest of `unsynced_rows` was written.
+    pub unsynced_since: Option<Instant>,
     writer: FileWriter<Counting>,
 }
 
 impl OpenFile {
-    /// Creates `dir/<kind>-<seq>.arrow.tmp` and writes the header.
-    pub fn create(dir: &Path, kind: &str, seq: u64, schema: &Schema) -> Result<OpenFile, SpoolFileError> {
+    /// Creates `dir/<kind>-<seq>.arrow.tmp` with `access`'s mode and writes
+    /// the header (`schema`, metadata included).
+    pub fn create(
+        dir: &Path,
+        kind: &str,
+        seq: u64,
+        schema: &Schema,
+        access: Access,
+    ) -> Result<OpenFile, SpoolFileError> {
         let tmp_path = dir.join(tmp_name(kind, seq));
         let final_path = dir.join(finished_name(kind, seq));
-        let file = File::create(&tmp_path).map_err(|e| SpoolFileError::io(&tmp_path, e))?;
+        let file = access.create_file(&tmp_path).map_err(|e| SpoolFileError::io(&tmp_path, e))?;
         let counting = Counting { inner: BufWriter::with_capacity(256 * 1024, file), bytes: 0 };
         let options = ipc_options().map_err(|e| SpoolFileError::arrow(&tmp_path, e))?;
         let writer = FileWriter::try_new_with_options(counting, schema, options)
             .map_err(|e| SpoolFileError::arrow(&tmp_path, e))?;
-        Ok(OpenFile { tmp_path, final_path, opened_at: Instant::now(), rows: 0, writer })
+        Ok(OpenFile {
+            tmp_path,
+            final_path,
+            opened_at: Instant::now(),
+            rows: 0,
+            unsynced_rows: 0,
+            unsynced_since: None,
+            writer,
+        })
     }
 
     /// Bytes handed to the file so far.
@@ -98,6 +123,8 @@ impl OpenFile {
         self.writer.write(batch).map_err(|e| SpoolFileError::arrow(&self.tmp_path, e))?;
         self.rows += batch.num_rows() as u64;
         self.writer.get_mut().flush().map_err(|e| SpoolFileError::io(&self.tmp_path, e))?;
+        self.unsynced_rows += batch.num_rows() as u64;
+        self.unsynced_since.get_or_insert_with(Instant::now);
         if fsync {
             self.sync()?;
         }
@@ -106,7 +133,10 @@ impl OpenFile {
 
     /// Syncs written data to disk.
     pub fn sync(&mut self) -> Result<(), SpoolFileError> {
-        self.writer.get_ref().inner.get_ref().sync_data().map_err(|e| SpoolFileError::io(&self.tmp_path, e))
+        self.writer.get_ref().inner.get_ref().sync_data().map_err(|e| SpoolFileError::io(&self.tmp_path, e))?;
+        self.unsynced_rows = 0;
+        self.unsynced_since = None;
+        Ok(())
     }
 
     /// Writes the footer, syncs (unless `fsync` is false) and renames the
@@ -140,8 +170,9 @@ pub fn write_whole(
     final_path: &Path,
     schema: &Schema,
     batches: &[RecordBatch],
+    access: Access,
 ) -> Result<u64, SpoolFileError> {
-    let file = File::create(tmp_path).map_err(|e| SpoolFileError::io(tmp_path, e))?;
+    let file = access.create_file(tmp_path).map_err(|e| SpoolFileError::io(tmp_path, e))?;
     let counting = Counting { inner: BufWriter::new(file), bytes: 0 };
     let options = ipc_options().map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
     let mut writer =

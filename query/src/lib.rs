@@ -1,4 +1,7 @@
-//! `hostflow query`: SQL over the Arrow spool with DataFusion.
+//! `hostflow-query` (and `hostflow query`, which runs it): SQL over the
+//! Arrow spool with DataFusion. It is its own binary so that the agent that
+//! runs on every host carries no SQL engine (issue #12: DataFusion, sqlparser
+//! and arrow's compute kernels were ~60 % of the agent's code pages).
 //!
 //! Every event kind of `schemas::KINDS` is a table, whether or not the spool
 //! holds files of it (an empty table answers a query with no rows, which is
@@ -13,21 +16,58 @@
 //! decompression), and if the query still fails while reading — a corrupt
 //! buffer in the middle of a file — every file is read through once, the bad
 //! ones are dropped, and the query runs again.
+//!
+//! Wall-clock time: every table also has a `time` column,
+//! `Timestamp(Nanosecond, "UTC")`, which is the row's `ts_ns` (CLOCK_BOOTTIME)
+//! plus its file's wall-clock anchor (`schemas::spool::WALL_CLOCK_ANCHOR_KEY`);
+//! rows of files written before the spool recorded an anchor have a null
+//! `time` (one warning says how many files). `--since` / `--until` take RFC
+//! 3339 timestamps and filter every table to `since <= time < until`
+//! (`provider.rs`, `time.rs`); plain SQL can compare `time` with a string
+//! literal too (`WHERE time >= '2026-12-03T14:00:00Z'`).
+
+mod provider;
+mod time;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::ipc::reader::FileReader;
-use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::execution::options::ArrowReadOptions;
 use datafusion::prelude::SessionContext;
 use futures::StreamExt as _;
 
-use crate::commands::Outcome;
+pub use provider::{TimeRange, TIME_COLUMN};
+pub use time::{format_rfc3339, parse_rfc3339};
+
+use provider::SpoolFile;
+
+/// How a query ended; the process exit code follows from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Success,
+    /// Failed while running (already printed). Exit 1.
+    RunFailed,
+    /// The SQL or a flag is wrong (already printed). Exit 65 (`EX_DATAERR`).
+    BadInput,
+    /// The spool is missing or empty. Exit 66 (`EX_NOINPUT`).
+    Unreadable,
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::RunFailed => 1,
+            Outcome::BadInput => 65,
+            Outcome::Unreadable => 66,
+        }
+    }
+}
 
 /// How `hostflow query` prints its answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -50,19 +90,31 @@ pub struct QueryOptions {
     /// List the tables instead of running SQL.
     pub tables: bool,
     pub format: Format,
+    /// Only rows with `since <= time < until` (UTC ns), in every table.
+    pub range: TimeRange,
 }
 
 /// One event kind's table: its schema and the files that make it.
 struct Table {
     kind: &'static str,
     schema: SchemaRef,
-    files: Vec<PathBuf>,
+    files: Vec<SpoolFile>,
     /// Files still being written (`.arrow.tmp`): not queryable yet.
     in_progress: usize,
 }
 
 /// `hostflow query`.
 pub fn query(options: &QueryOptions) -> Outcome {
+    if let TimeRange { since: Some(since), until: Some(until) } = options.range {
+        if since >= until {
+            eprintln!(
+                "error: --since {} is not before --until {}: the range [since, until) is empty",
+                format_rfc3339(since),
+                format_rfc3339(until)
+            );
+            return Outcome::BadInput;
+        }
+    }
     let mut tables = match discover(&options.spool) {
         Ok(tables) => tables,
         Err(outcome) => return outcome,
@@ -75,14 +127,14 @@ pub fn query(options: &QueryOptions) -> Outcome {
         }
     };
     if options.tables {
-        return runtime.block_on(list_tables(&tables));
+        return runtime.block_on(list_tables(&tables, options.range));
     }
     let Some(sql) = options.sql.as_deref() else {
         eprintln!("error: give a SQL query, or --tables to list the tables");
         return Outcome::BadInput;
     };
     for attempt in 0..2 {
-        match runtime.block_on(run_sql(&tables, sql, options.format)) {
+        match runtime.block_on(run_sql(&tables, sql, options.format, options.range)) {
             Ok(()) => return Outcome::Success,
             Err(QueryError::Plan(error)) => {
                 eprintln!("error: {}", one_line(&error));
@@ -122,7 +174,7 @@ pub fn answer(spool: &Path, sql: &str) -> Result<Vec<RecordBatch>, String> {
     let tables = discover(spool).map_err(|outcome| format!("spool {}: {outcome:?}", spool.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime
-        .block_on(async { session(&tables).await?.sql(sql).await?.collect().await })
+        .block_on(async { session(&tables, TimeRange::default())?.sql(sql).await?.collect().await })
         .map_err(|error| one_line(&error))
 }
 
@@ -141,7 +193,10 @@ fn discover(spool: &Path) -> Result<Vec<Table>, Outcome> {
             return Err(Outcome::Unreadable);
         }
     }
+    // The scan addresses files by absolute path.
+    let spool = &std::path::absolute(spool).unwrap_or_else(|_| spool.to_owned());
     let mut tables = Vec::new();
+    let mut n_unanchored = 0;
     for &kind in schemas::KINDS {
         let Some(schema) = schemas::schema_for(kind) else { continue };
         let listed = match schemas::spool::finished_files(spool, kind) {
@@ -151,17 +206,23 @@ fn discover(spool: &Path) -> Result<Vec<Table>, Outcome> {
                 return Err(Outcome::Unreadable);
             }
         };
-        let files = listed
-            .into_iter()
-            .map(|(_, path)| path)
-            .filter(|path| match schemas::spool::verify_file(path, &schema) {
-                Ok(_) => true,
-                Err(reason) => {
-                    tracing::warn!(file = %path.display(), %reason, "skipping an unreadable spool file");
-                    false
+        let mut files = Vec::new();
+        for (_, path) in listed {
+            let summary = schemas::spool::verify_file(&path, &schema);
+            let size = std::fs::metadata(&path).map(|meta| meta.len());
+            match (summary, size) {
+                (Ok(summary), Ok(size)) => {
+                    n_unanchored += usize::from(summary.wall_clock_anchor_ns.is_none());
+                    files.push(SpoolFile { path, size, anchor_ns: summary.wall_clock_anchor_ns });
                 }
-            })
-            .collect();
+                (Err(reason), _) => {
+                    tracing::warn!(file = %path.display(), %reason, "skipping an unreadable spool file");
+                }
+                (_, Err(error)) => {
+                    tracing::warn!(file = %path.display(), %error, "skipping an unreadable spool file");
+                }
+            }
+        }
         let in_progress = count_in_progress(&spool.join(kind), kind);
         tables.push(Table { kind, schema, files, in_progress });
     }
@@ -177,6 +238,12 @@ fn discover(spool: &Path) -> Result<Vec<Table>, Outcome> {
             eprintln!("hint: is this the `path` of an arrow_spool sink? Files live under <path>/<kind>/");
         }
         return Err(Outcome::Unreadable);
+    }
+    if n_unanchored > 0 {
+        tracing::warn!(
+            "{n_unanchored} spool file(s) have no wall-clock anchor (written before the spool recorded one): their rows \
+             have a null `time` and no --since/--until range includes them"
+        );
     }
     Ok(tables)
 }
@@ -195,10 +262,10 @@ fn check_body(path: &Path) -> Result<(), String> {
 fn drop_unreadable(tables: &mut [Table]) -> usize {
     let mut dropped = 0;
     for table in tables {
-        table.files.retain(|path| match check_body(path) {
+        table.files.retain(|file| match check_body(&file.path) {
             Ok(()) => true,
             Err(reason) => {
-                tracing::warn!(file = %path.display(), %reason, "skipping an unreadable spool file");
+                tracing::warn!(file = %file.path.display(), %reason, "skipping an unreadable spool file");
                 dropped += 1;
                 false
             }
@@ -228,24 +295,19 @@ enum QueryError {
     Output(std::io::Error),
 }
 
-/// A session with one table per kind.
-async fn session(tables: &[Table]) -> Result<SessionContext, DataFusionError> {
+/// A session with one table per kind: the kind's columns and `time`, rows
+/// within `range`.
+fn session(tables: &[Table], range: TimeRange) -> Result<SessionContext, DataFusionError> {
     let ctx = SessionContext::new();
     for table in tables {
-        let provider: Arc<dyn datafusion::catalog::TableProvider> = if table.files.is_empty() {
-            Arc::new(MemTable::try_new(Arc::clone(&table.schema), vec![vec![]])?)
-        } else {
-            let paths: Vec<String> = table.files.iter().map(|path| path.display().to_string()).collect();
-            let options = ArrowReadOptions { schema: Some(&table.schema), ..Default::default() };
-            ctx.read_arrow(paths, options).await?.into_view()
-        };
-        ctx.register_table(table.kind, provider)?;
+        let view = provider::view(&ctx, &table.schema, &table.files, range)?;
+        ctx.register_table(table.kind, view.into_view())?;
     }
     Ok(ctx)
 }
 
-async fn run_sql(tables: &[Table], sql: &str, format: Format) -> Result<(), QueryError> {
-    let ctx = session(tables).await.map_err(QueryError::Execution)?;
+async fn run_sql(tables: &[Table], sql: &str, format: Format, range: TimeRange) -> Result<(), QueryError> {
+    let ctx = session(tables, range).map_err(QueryError::Execution)?;
     let frame = ctx.sql(sql).await.map_err(QueryError::Plan)?;
     let mut stream = frame.execute_stream().await.map_err(QueryError::Execution)?;
     let stdout = std::io::stdout();
@@ -293,57 +355,72 @@ fn arrow_write_error(error: datafusion::arrow::error::ArrowError) -> QueryError 
     }
 }
 
-/// `--tables`: each table with its files, rows and `ts_ns` range.
-async fn list_tables(tables: &[Table]) -> Outcome {
-    let ctx = match session(tables).await {
+/// `--tables`: each table with its files, rows and `ts_ns` and UTC range
+/// (within `--since` / `--until`).
+async fn list_tables(tables: &[Table], range: TimeRange) -> Outcome {
+    let ctx = match session(tables, range) {
         Ok(ctx) => ctx,
         Err(error) => {
             eprintln!("error: {}", one_line(&error));
             return Outcome::RunFailed;
         }
     };
-    println!("{:<18} {:>6} {:>12} {:>20} {:>20}", "table", "files", "rows", "first_ts_ns", "last_ts_ns");
+    println!(
+        "{:<18} {:>6} {:>12} {:>20} {:>20} {:>30} {:>30}",
+        "table", "files", "rows", "first_ts_ns", "last_ts_ns", "first_time_utc", "last_time_utc"
+    );
     for table in tables {
-        let sql = format!("SELECT count(*), min(ts_ns), max(ts_ns) FROM {}", table.kind);
+        let sql = format!("SELECT count(*), min(ts_ns), max(ts_ns), min(time), max(time) FROM {}", table.kind);
         let stats = match ctx.sql(&sql).await {
             Ok(frame) => frame.collect().await,
             Err(error) => Err(error),
         };
-        let (rows, first, last) = match stats.as_deref().map(summary) {
+        let (rows, first, last, first_time, last_time) = match stats.as_deref().map(summary) {
             Ok(Some(summary)) => summary,
-            Ok(None) => (0, None, None),
+            Ok(None) => (0, None, None, None, None),
             Err(error) => {
                 eprintln!("error: reading table {}: {}", table.kind, one_line(error));
                 return Outcome::RunFailed;
             }
         };
         let show = |ts: Option<u64>| ts.map_or_else(|| "-".to_owned(), |ts| ts.to_string());
+        let show_time = |ns: Option<i64>| ns.map_or_else(|| "-".to_owned(), format_rfc3339);
         let writing = match table.in_progress {
             0 => String::new(),
             n => format!("  (+{n} being written)"),
         };
         println!(
-            "{:<18} {:>6} {:>12} {:>20} {:>20}{writing}",
+            "{:<18} {:>6} {:>12} {:>20} {:>20} {:>30} {:>30}{writing}",
             table.kind,
             table.files.len(),
             rows,
             show(first),
-            show(last)
+            show(last),
+            show_time(first_time),
+            show_time(last_time)
         );
     }
     Outcome::Success
 }
 
-/// (rows, min ts, max ts) out of the one-row answer of the `--tables` query.
-fn summary(batches: &[RecordBatch]) -> Option<(i64, Option<u64>, Option<u64>)> {
-    use datafusion::arrow::array::{Array, Int64Array, UInt64Array};
+/// The `--tables` figures of one table: rows, first and last `ts_ns`,
+/// first and last `time`.
+type Summary = (i64, Option<u64>, Option<u64>, Option<i64>, Option<i64>);
+
+/// The figures out of the one-row answer of the `--tables` query.
+fn summary(batches: &[RecordBatch]) -> Option<Summary> {
+    use datafusion::arrow::array::{Array, Int64Array, TimestampNanosecondArray, UInt64Array};
     let batch = batches.iter().find(|b| b.num_rows() > 0)?;
     let rows = batch.column(0).as_any().downcast_ref::<Int64Array>()?.value(0);
     let ts = |column: usize| {
         let array = batch.column(column).as_any().downcast_ref::<UInt64Array>()?;
         (!array.is_null(0)).then(|| array.value(0))
     };
-    Some((rows, ts(1), ts(2)))
+    let time = |column: usize| {
+        let array = batch.column(column).as_any().downcast_ref::<TimestampNanosecondArray>()?;
+        (!array.is_null(0)).then(|| array.value(0))
+    };
+    Some((rows, ts(1), ts(2), time(3), time(4)))
 }
 
 /// DataFusion's message without its trailing newlines or backtrace hint.

@@ -9,7 +9,7 @@
 //! SELECT name, count(*), sum(rss_bytes), max(cpu_percent) FROM process_sample GROUP BY name
 //! ```
 //!
-//! three ways, in the same run: `hostflow::query::answer` (what the command
+//! three ways, in the same run: `hostflow_query::answer` (what the command
 //! does: discover and verify the files, plan, execute on all cores), a
 //! hand-written single-threaded scan of the same Arrow files with a hash map
 //! (the floor without a query engine), and the NDJSON file parsed line by
@@ -80,7 +80,7 @@ fn write_data(root: &Path, ndjson: &Path, rows: usize) -> (Duration, Duration) {
 }
 
 fn by_datafusion(root: &Path) -> Answer {
-    let batches = hostflow::query::answer(root, SQL).expect("query");
+    let batches = hostflow_query::answer(root, SQL).expect("query");
     let mut answer = Answer::new();
     for batch in &batches {
         let names = batch.column(0).as_string::<i32>();
