@@ -111,8 +111,17 @@ def main():
             if q not in quantiles:
                 fail(f"latency lacks quantile {q}: {quantiles}")
 
-        status, body = get("/health")
-        health = json.loads(body)
+        # The ebpf source attaches /health details once its load attempt is
+        # over (it runs off the async workers, after procfs's first rows
+        # may already be written): wait for them, briefly.
+        deadline = time.time() + 10
+        while True:
+            status, body = get("/health")
+            health = json.loads(body)
+            if "programs" in health.get("components", {}).get("kernel", {}).get("details", {}) \
+                    or time.time() > deadline:
+                break
+            time.sleep(0.2)
         if status != 200:
             fail(f"/health: {status} {body}")
         expected = {"procfs", "top", "rest", "sketches", "kernel", "lifecycle", "diag", "spool"}
