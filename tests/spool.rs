@@ -193,6 +193,7 @@ buffer = {{ capacity = 400 }}
         scrape.get("hostflow_component_sent_events_total", &[("component", "spool")]).unwrap_or(0.0)
     };
     let mut n_checked = 0;
+    let mut max_unflushed: f64 = 0.0;
     for (asked, _, later) in &scrapes {
         let Some((_, _, earlier)) = scrapes.iter().rev().find(|(_, answered, _)| *answered + window <= *asked) else {
             continue;
@@ -204,7 +205,13 @@ buffer = {{ capacity = 400 }}
             "{unflushed} rows unsynced > {acked_since} acknowledged in the last {window:?} + one batch ({batch_size})"
         );
         n_checked += 1;
+        max_unflushed = max_unflushed.max(unflushed);
     }
+    eprintln!(
+        "flush bound: checked at {n_checked} scrapes, at most {max_unflushed} rows unsynced (rate × flush_interval + \
+         batch_size = {})",
+        rate * flush_interval + batch_size as f64
+    );
     assert!(n_checked >= 3, "the bound was checked at {n_checked} scrapes");
     for name in [
         "hostflow_spool_retention_deleted_files_total",
