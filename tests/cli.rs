@@ -53,3 +53,22 @@ fn a_bad_command_line_exits_2() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("<FILE>"), "{stderr}");
 }
+
+/// `hostflow query` runs the separate `hostflow-query` binary (issue #12:
+/// the agent carries no SQL engine). Where it is neither beside the agent
+/// nor on PATH, the agent says so and how to build it, exit 127.
+#[test]
+fn query_without_its_companion_binary_says_how_to_get_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let alone = dir.path().join("hostflow");
+    std::fs::copy(env!("CARGO_BIN_EXE_hostflow"), &alone).expect("copy the agent");
+    let out = std::process::Command::new(&alone)
+        .args(["query", "--tables"])
+        .env("PATH", dir.path())
+        .output()
+        .expect("run the copied agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(127), "{stderr}");
+    assert!(stderr.contains("`hostflow-query` is not installed"), "{stderr}");
+    assert!(stderr.contains("cargo build --release -p hostflow-query"), "{stderr}");
+}
