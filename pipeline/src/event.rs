@@ -15,7 +15,13 @@ use std::sync::Arc;
 use crate::sketch::LogSketch;
 
 mod argv;
+pub mod columns;
+pub mod security;
 pub use argv::Argv;
+pub use security::{
+    BpfProgramLoad, CredSyscall, CredentialChange, Credentials, ExecAttributes, ExecFile, FdKind, FileChange, FileOp,
+    ModuleLoad, ModuleSyscall, NamespaceChange, NamespaceSyscall, NetAccept, NetListen, NetSend, PtraceAttach, StdioFd,
+};
 
 /// What travels on an edge: a batch of events, never a single one.
 ///
@@ -63,6 +69,10 @@ pub struct ProcessExec {
     /// The source kept fewer arguments or bytes than the process received
     /// (sources bound what they capture); `argv` is then a prefix.
     pub argv_truncated: bool,
+    /// What the kernel knew at the exec (credentials, file, stdio, tty,
+    /// session, cwd, chosen environment); `None` from sources that cannot
+    /// see it (the /proc fallback, the generator's plain mix).
+    pub attributes: Option<Arc<ExecAttributes>>,
 }
 
 /// A process ended.
@@ -240,6 +250,15 @@ pub enum Event {
     Sketch(SketchEvent),
     AgentDiag(AgentDiag),
     ProcessEphemeral(ProcessEphemeralSummary),
+    FileChange(FileChange),
+    CredentialChange(CredentialChange),
+    NamespaceChange(NamespaceChange),
+    PtraceAttach(PtraceAttach),
+    ModuleLoad(ModuleLoad),
+    BpfProgramLoad(BpfProgramLoad),
+    NetListen(NetListen),
+    NetAccept(NetAccept),
+    NetSend(NetSend),
 }
 
 /// The kind of an [`Event`], without its payload.
@@ -255,11 +274,20 @@ pub enum EventKind {
     Sketch,
     AgentDiag,
     ProcessEphemeral,
+    FileChange,
+    CredentialChange,
+    NamespaceChange,
+    PtraceAttach,
+    ModuleLoad,
+    BpfProgramLoad,
+    NetListen,
+    NetAccept,
+    NetSend,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 19] = [
         EventKind::ProcessExec,
         EventKind::ProcessExit,
         EventKind::ProcessFork,
@@ -270,6 +298,15 @@ impl EventKind {
         EventKind::Sketch,
         EventKind::AgentDiag,
         EventKind::ProcessEphemeral,
+        EventKind::FileChange,
+        EventKind::CredentialChange,
+        EventKind::NamespaceChange,
+        EventKind::PtraceAttach,
+        EventKind::ModuleLoad,
+        EventKind::BpfProgramLoad,
+        EventKind::NetListen,
+        EventKind::NetAccept,
+        EventKind::NetSend,
     ];
 
     /// The snake_case name used in topology.toml and in every output format.
@@ -285,6 +322,15 @@ impl EventKind {
             EventKind::Sketch => "sketch",
             EventKind::AgentDiag => "agent_diag",
             EventKind::ProcessEphemeral => "process_ephemeral",
+            EventKind::FileChange => "file_change",
+            EventKind::CredentialChange => "credential_change",
+            EventKind::NamespaceChange => "namespace_change",
+            EventKind::PtraceAttach => "ptrace_attach",
+            EventKind::ModuleLoad => "module_load",
+            EventKind::BpfProgramLoad => "bpf_program_load",
+            EventKind::NetListen => "net_listen",
+            EventKind::NetAccept => "net_accept",
+            EventKind::NetSend => "net_send",
         }
     }
 
@@ -319,6 +365,15 @@ impl Event {
             Event::Sketch(_) => EventKind::Sketch,
             Event::AgentDiag(_) => EventKind::AgentDiag,
             Event::ProcessEphemeral(_) => EventKind::ProcessEphemeral,
+            Event::FileChange(_) => EventKind::FileChange,
+            Event::CredentialChange(_) => EventKind::CredentialChange,
+            Event::NamespaceChange(_) => EventKind::NamespaceChange,
+            Event::PtraceAttach(_) => EventKind::PtraceAttach,
+            Event::ModuleLoad(_) => EventKind::ModuleLoad,
+            Event::BpfProgramLoad(_) => EventKind::BpfProgramLoad,
+            Event::NetListen(_) => EventKind::NetListen,
+            Event::NetAccept(_) => EventKind::NetAccept,
+            Event::NetSend(_) => EventKind::NetSend,
         }
     }
 
@@ -335,6 +390,15 @@ impl Event {
             Event::Sketch(e) => &e.meta,
             Event::AgentDiag(e) => &e.meta,
             Event::ProcessEphemeral(e) => &e.meta,
+            Event::FileChange(e) => &e.meta,
+            Event::CredentialChange(e) => &e.meta,
+            Event::NamespaceChange(e) => &e.meta,
+            Event::PtraceAttach(e) => &e.meta,
+            Event::ModuleLoad(e) => &e.meta,
+            Event::BpfProgramLoad(e) => &e.meta,
+            Event::NetListen(e) => &e.meta,
+            Event::NetAccept(e) => &e.meta,
+            Event::NetSend(e) => &e.meta,
         }
     }
 
@@ -347,6 +411,16 @@ impl Event {
             Event::NetConnect(e) => Some(&e.process),
             Event::FileOpen(e) => Some(&e.process),
             Event::ProcessSample(e) => Some(&e.process),
+            Event::FileChange(e) => Some(&e.process),
+            Event::CredentialChange(e) => Some(&e.process),
+            Event::NamespaceChange(e) => Some(&e.process),
+            Event::PtraceAttach(e) => Some(&e.process),
+            Event::ModuleLoad(e) => Some(&e.process),
+            Event::BpfProgramLoad(e) => Some(&e.process),
+            Event::NetListen(e) => Some(&e.process),
+            Event::NetAccept(e) => Some(&e.process),
+            Event::NetSend(e) => Some(&e.process),
+
             Event::ProcessAggregate(_) | Event::Sketch(_) | Event::AgentDiag(_) | Event::ProcessEphemeral(_) => None,
         }
     }

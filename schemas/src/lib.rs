@@ -24,6 +24,7 @@
 #![deny(missing_docs)]
 
 pub mod arrow;
+pub mod columns;
 mod proto;
 pub mod spool;
 

@@ -290,6 +290,7 @@ impl EventStream {
                     exe: Arc::clone(&pools.exes[program]),
                     argv: pools.argvs[program].clone(),
                     argv_truncated: false,
+                    attributes: None,
                 })
             }
             EventKind::ProcessExit => Event::ProcessExit(ProcessExit {

@@ -125,6 +125,7 @@ impl Detector {
                     exe,
                     argv,
                     argv_truncated,
+                    attributes: None,
                 }));
             }
             current.insert(pid, seen);

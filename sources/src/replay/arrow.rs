@@ -87,6 +87,7 @@ pub(crate) fn decode_selected(
                     exe: exe.get(row),
                     argv: argv.get(row).map_err(|reason| c.value(row, "argv", reason))?,
                     argv_truncated: argv_truncated.value(row),
+                    attributes: None,
                 }));
             }
         }

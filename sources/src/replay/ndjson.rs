@@ -96,6 +96,7 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
             exe: text(line.exe, "exe")?,
             argv: line.argv.ok_or(need("argv"))?.0,
             argv_truncated: line.argv_truncated.ok_or(need("argv_truncated"))?,
+            attributes: None,
         }),
         EventKind::ProcessExit => Event::ProcessExit(ProcessExit {
             meta,

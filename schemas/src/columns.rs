@@ -1,0 +1,292 @@
+//! The column declaration of the security kinds and of an exec's kernel
+//! attributes: names, types and protobuf tags, in the order the engine's
+//! records write them (`pipeline/src/event/security.rs`, positional).
+//!
+//! Every format is derived from this table: the Arrow schema
+//! ([`crate::schema_for`]), NDJSON keys, and the fields of each kind's
+//! protobuf message (`proto/security.proto`; a test checks that the
+//! compiled messages have exactly these names, tags and types). Columns are
+//! only ever appended; a column's tag is never reused.
+//!
+//! Conventions: every kind starts with the acting process's `pid` and
+//! `start_time_ns` (carried by `SecurityEvent`'s own fields 4 and 5 on the
+//! protobuf wire, so their tag here is 0 = not in the detail message); an
+//! address is text (`10.0.0.1`, `::1`); a small closed set is text
+//! (`chmod`, `setuid`, `tcp`).
+
+/// A column's value type. Arrow: `UInt16`…`Utf8`, `List<Utf8>`; protobuf:
+/// `uint32` (u16 too), `uint64`, `int32`, `int64`, `bool`, `string`,
+/// `repeated string`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `UInt16`; protobuf `uint32`.
+    U16,
+    /// `UInt32`; `uint32`.
+    U32,
+    /// `UInt64`; `uint64`.
+    U64,
+    /// `Int32`; `int32`.
+    I32,
+    /// `Int64`; `int64`.
+    I64,
+    /// `Boolean`; `bool`.
+    Bool,
+    /// `Utf8`; `string`.
+    Str,
+    /// `List<Utf8>` with non-null items; `repeated string`.
+    StrList,
+}
+
+/// One column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Column {
+    /// Arrow column, NDJSON key and protobuf field name.
+    pub name: &'static str,
+    /// Value type.
+    pub ty: ColumnType,
+    /// Field number in the kind's protobuf message; 0 = carried elsewhere.
+    pub tag: u32,
+}
+
+/// One declared kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KindColumns {
+    /// The engine's `EventKind` name (and the Arrow table's).
+    pub kind: &'static str,
+    /// The protobuf message holding the columns (in `hostflow.v1`).
+    pub message: &'static str,
+    /// Its field number in `SecurityEvent`'s `detail` oneof.
+    pub detail_tag: u32,
+    /// In the order the engine's record writes them.
+    pub columns: &'static [Column],
+}
+
+const fn c(name: &'static str, ty: ColumnType, tag: u32) -> Column {
+    Column { name, ty, tag }
+}
+
+use ColumnType::{Bool, Str, StrList, I32, U16, U32, U64};
+
+/// The acting process (on the protobuf wire: `SecurityEvent.pid` and
+/// `start_time_ns`).
+const PID: Column = c("pid", U32, 0);
+const START: Column = c("start_time_ns", U64, 0);
+
+/// The kernel attributes of an exec: appended to `process_exec`'s Arrow
+/// columns after `has_attributes`, and `ProcessExec.attributes` (tag 22)
+/// on the protobuf wire.
+pub const EXEC_ATTRIBUTES: KindColumns = KindColumns {
+    kind: "process_exec",
+    message: "ExecAttributes",
+    detail_tag: 10,
+    columns: &[
+        c("euid", U32, 1),
+        c("suid", U32, 2),
+        c("egid", U32, 3),
+        c("sgid", U32, 4),
+        c("cap_effective", U64, 5),
+        c("cap_permitted", U64, 6),
+        c("file_dev", U64, 7),
+        c("file_inode", U64, 8),
+        c("file_size", U64, 9),
+        c("file_mtime_ns", U64, 10),
+        c("file_mode", U32, 11),
+        c("file_nlink", U32, 12),
+        c("file_caps", Bool, 13),
+        c("file_memfd", Bool, 14),
+        c("file_overlay_upper", Bool, 15),
+        c("stdin_type", Str, 16),
+        c("stdin_peer_addr", Str, 17),
+        c("stdin_peer_port", U16, 18),
+        c("stdout_type", Str, 19),
+        c("stdout_peer_addr", Str, 20),
+        c("stdout_peer_port", U16, 21),
+        c("stderr_type", Str, 22),
+        c("stderr_peer_addr", Str, 23),
+        c("stderr_peer_port", U16, 24),
+        c("tty", Str, 25),
+        c("loginuid", U32, 26),
+        c("session_id", U32, 27),
+        c("cwd", Str, 28),
+        c("cwd_truncated", Bool, 29),
+        c("env", StrList, 30),
+        c("env_truncated", Bool, 31),
+    ],
+};
+
+/// The protobuf field of `ProcessExec` that holds [`EXEC_ATTRIBUTES`].
+pub const EXEC_ATTRIBUTES_TAG: u32 = 22;
+
+const CREDENTIALS_OLD: [Column; 8] = [
+    c("old_uid", U32, 2),
+    c("old_euid", U32, 3),
+    c("old_suid", U32, 4),
+    c("old_gid", U32, 5),
+    c("old_egid", U32, 6),
+    c("old_sgid", U32, 7),
+    c("old_cap_effective", U64, 8),
+    c("old_cap_permitted", U64, 9),
+];
+
+const CREDENTIALS_NEW: [Column; 8] = [
+    c("new_uid", U32, 10),
+    c("new_euid", U32, 11),
+    c("new_suid", U32, 12),
+    c("new_gid", U32, 13),
+    c("new_egid", U32, 14),
+    c("new_sgid", U32, 15),
+    c("new_cap_effective", U64, 16),
+    c("new_cap_permitted", U64, 17),
+];
+
+const fn credential_columns() -> [Column; 20] {
+    let mut out = [PID; 20];
+    out[1] = START;
+    out[2] = c("syscall", Str, 1);
+    let mut i = 0;
+    while i < 8 {
+        out[3 + i] = CREDENTIALS_OLD[i];
+        out[11 + i] = CREDENTIALS_NEW[i];
+        i += 1;
+    }
+    out[19] = c("result", I32, 18);
+    out
+}
+
+const CREDENTIAL_COLUMNS: [Column; 20] = credential_columns();
+
+/// Every security kind, in the engine's `EventKind` order.
+pub const SECURITY_KINDS: &[KindColumns] = &[
+    KindColumns {
+        kind: "file_change",
+        message: "FileChange",
+        detail_tag: 23,
+        columns: &[
+            PID,
+            START,
+            c("op", Str, 1),
+            c("path", Str, 2),
+            c("target", Str, 3),
+            c("mode", U32, 4),
+            c("result", I32, 5),
+        ],
+    },
+    KindColumns { kind: "credential_change", message: "CredentialChange", detail_tag: 24, columns: &CREDENTIAL_COLUMNS },
+    KindColumns {
+        kind: "namespace_change",
+        message: "NamespaceChange",
+        detail_tag: 25,
+        columns: &[PID, START, c("syscall", Str, 1), c("flags", U64, 2), c("result", I32, 3)],
+    },
+    KindColumns {
+        kind: "ptrace_attach",
+        message: "PtraceAttach",
+        detail_tag: 26,
+        columns: &[
+            PID,
+            START,
+            c("request", U64, 1),
+            c("target_pid", U32, 2),
+            c("target_start_time_ns", U64, 3),
+            c("result", I32, 4),
+        ],
+    },
+    KindColumns {
+        kind: "module_load",
+        message: "ModuleLoad",
+        detail_tag: 27,
+        columns: &[
+            PID,
+            START,
+            c("syscall", Str, 1),
+            c("path", Str, 2),
+            c("params", Str, 3),
+            c("result", I32, 4),
+        ],
+    },
+    KindColumns {
+        kind: "bpf_program_load",
+        message: "BpfProgramLoad",
+        detail_tag: 28,
+        columns: &[
+            PID,
+            START,
+            c("prog_type", U32, 1),
+            c("prog_name", Str, 2),
+            c("insn_count", U32, 3),
+            c("result", I32, 4),
+        ],
+    },
+    KindColumns {
+        kind: "net_listen",
+        message: "NetListen",
+        detail_tag: 29,
+        columns: &[
+            PID,
+            START,
+            c("protocol", Str, 1),
+            c("addr", Str, 2),
+            c("port", U16, 3),
+            c("backlog", I32, 4),
+            c("result", I32, 5),
+        ],
+    },
+    KindColumns {
+        kind: "net_accept",
+        message: "NetAccept",
+        detail_tag: 30,
+        columns: &[
+            PID,
+            START,
+            c("protocol", Str, 1),
+            c("local_addr", Str, 2),
+            c("local_port", U16, 3),
+            c("peer_addr", Str, 4),
+            c("peer_port", U16, 5),
+        ],
+    },
+    KindColumns {
+        kind: "net_send",
+        message: "NetSend",
+        detail_tag: 31,
+        columns: &[
+            PID,
+            START,
+            c("protocol", Str, 1),
+            c("dst_addr", Str, 2),
+            c("dst_port", U16, 3),
+            c("bytes", U32, 4),
+        ],
+    },
+];
+
+/// The declaration of a security kind, by its name.
+pub fn security_kind(kind: &str) -> Option<&'static KindColumns> {
+    SECURITY_KINDS.iter().find(|declared| declared.kind == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_tags_are_unique_per_kind_and_keys_come_first() {
+        for declared in SECURITY_KINDS.iter().chain([&EXEC_ATTRIBUTES]) {
+            let mut names: Vec<_> = declared.columns.iter().map(|c| c.name).collect();
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), declared.columns.len(), "{}: duplicate name", declared.kind);
+            let mut tags: Vec<_> = declared.columns.iter().map(|c| c.tag).filter(|&t| t != 0).collect();
+            tags.sort_unstable();
+            tags.dedup();
+            let carried = declared.columns.iter().filter(|c| c.tag == 0).count();
+            assert_eq!(tags.len() + carried, declared.columns.len(), "{}: duplicate tag", declared.kind);
+        }
+        for declared in SECURITY_KINDS {
+            assert_eq!(&declared.columns[..2], &[PID, START], "{}", declared.kind);
+        }
+        let mut detail_tags: Vec<_> = SECURITY_KINDS.iter().map(|d| d.detail_tag).collect();
+        detail_tags.dedup();
+        assert_eq!(detail_tags.len(), SECURITY_KINDS.len());
+    }
+}
