@@ -20,10 +20,11 @@
  *   drains on a timer.
  * - Every submission is counted per CPU and program: accepted or lost (ring
  *   full). Userspace sums them; received + lost = attempted, exactly.
- * - File opens are filtered in kernel by up to HF_MAX_PREFIXES path
- *   prefixes, so a busy host does not flood the ring with opens nobody
- *   asked for. The path is the one passed to the syscall (relative paths
- *   stay relative: resolving them needs d_path, which tracepoints lack).
+ * - File opens and file changes are chosen in kernel by path prefix, exact
+ *   path and basename (files.bpf.h), so a busy host does not flood the
+ *   ring with opens nobody asked for; what is left out is counted. The
+ *   path is the one passed to the syscall (relative paths stay relative:
+ *   resolving them needs d_path, which tracepoints lack).
  */
 #include "hostflow_core.h"
 #include "records.h"
@@ -36,7 +37,6 @@ HF_LICENSE("GPL");
 /* Set by the loader before load (aya's EbpfLoader::override_global); the
  * verifier sees them as constants. */
 const volatile __u64 hf_wakeup_bytes = 0; /* 0: wake the reader on every record */
-const volatile __u32 hf_prefix_count = 0; /* filled entries of hf_prefixes */
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -49,13 +49,6 @@ struct {
     __type(key, __u32);
     __type(value, struct hf_counter);
 } hf_counters SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, HF_MAX_PREFIXES);
-    __type(key, __u32);
-    __type(value, struct hf_prefix);
-} hf_prefixes SEC(".maps");
 
 /* What sys_enter_connect saw, until sys_exit_connect gives the result. LRU
  * so that entries whose exit was never seen (attached mid-call) age out. */
@@ -133,6 +126,315 @@ static __always_inline void hf_current_proc(struct hf_proc *proc, struct task_st
 
 /* ---- exec ------------------------------------------------------------- */
 
+/* Filled entries of hf_env_names (the source's `exec_env` allow-list); set
+ * by the loader before load. 0 skips the environment scan entirely. */
+const volatile __u32 hf_env_count = 0;
+
+/* One entry holding every name: one lookup per environment entry, and the
+ * loop over names keeps its index in a register (a lookup per name made
+ * the verifier see the loop as infinite). */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct hf_env_names);
+} hf_env_names SEC(".maps");
+
+/* One environment entry being examined: too large for the stack. */
+struct hf_env_entry {
+    char bytes[HF_ENV_ENTRY_LEN];
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct hf_env_entry);
+} hf_env_scratch SEC(".maps");
+
+#define HF_S_IFMT 0170000
+#define HF_S_IFSOCK 0140000
+#define HF_S_IFREG 0100000
+#define HF_S_IFCHR 0020000
+#define HF_S_IFIFO 0010000
+#define HF_OVERLAYFS_SUPER_MAGIC 0x794c7630UL
+#define HF_MINORBITS 20 /* the kernel's dev_t: major << 20 | minor */
+
+/* The tty drivers' character majors: virtual consoles and serial ports (4),
+ * /dev/tty, /dev/console and /dev/ptmx (5), Unix98 pty slaves (136-143). */
+static __always_inline bool hf_is_tty_major(__u32 major) {
+    return major == 4 || major == 5 || (major >= 136 && major <= 143);
+}
+
+/* What fd `fd` of the current task is. Read after the exec closed its
+ * close-on-exec fds, so this is what the new program starts with. */
+static __always_inline void hf_stdio_fill(struct hf_stdio *out, struct file **fds, unsigned int max_fds, __u32 fd) {
+    __builtin_memset(out, 0, sizeof(*out));
+    if (fd >= max_fds)
+        return;
+    struct file *file = NULL;
+    bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+    if (!file)
+        return;
+    struct inode *inode;
+    unsigned short mode;
+    HF_READ_KERNEL(inode, file->f_inode);
+    HF_READ_KERNEL(mode, inode->i_mode);
+    switch (mode & HF_S_IFMT) {
+    case HF_S_IFREG:
+        out->kind = HF_FD_FILE;
+        return;
+    case HF_S_IFIFO:
+        out->kind = HF_FD_PIPE;
+        return;
+    case HF_S_IFCHR: {
+        __u32 rdev;
+        HF_READ_KERNEL(rdev, inode->i_rdev);
+        out->kind = hf_is_tty_major(rdev >> HF_MINORBITS) ? HF_FD_TTY : HF_FD_OTHER;
+        return;
+    }
+    case HF_S_IFSOCK:
+        break;
+    default:
+        out->kind = HF_FD_OTHER;
+        return;
+    }
+    out->kind = HF_FD_SOCKET;
+    /* A socket file's private_data is its struct socket. */
+    void *private_data;
+    struct sock *sk;
+    HF_READ_KERNEL(private_data, file->private_data);
+    struct socket *sock = private_data;
+    HF_READ_KERNEL(sk, sock->sk);
+    if (!sk)
+        return;
+    unsigned short family;
+    __u16 protocol, dport;
+    HF_READ_KERNEL(family, sk->__sk_common.skc_family);
+    HF_READ_KERNEL(protocol, sk->sk_protocol);
+    out->family = family;
+    out->protocol = protocol;
+    if (family == AF_INET) {
+        __u32 daddr;
+        HF_READ_KERNEL(daddr, sk->__sk_common.skc_daddr);
+        HF_READ_KERNEL(dport, sk->__sk_common.skc_dport);
+        __builtin_memcpy(out->addr, &daddr, sizeof(daddr));
+        out->port = __builtin_bswap16(dport);
+    } else if (family == AF_INET6) {
+        bpf_probe_read_kernel(out->addr, sizeof(out->addr),
+                              __builtin_preserve_access_index(&sk->__sk_common.skc_v6_daddr));
+        HF_READ_KERNEL(dport, sk->__sk_common.skc_dport);
+        out->port = __builtin_bswap16(dport);
+    }
+}
+
+/* The executable: mm->exe_file, which begin_new_exec set to the file that
+ * was finally loaded (for a script, its interpreter). Returns HF_EXEC_*
+ * flags. */
+static __always_inline __u32 hf_exec_file(struct hf_exec *record, struct mm_struct *mm) {
+    struct file *exe;
+    HF_READ_KERNEL(exe, mm->exe_file);
+    if (!exe)
+        return HF_EXEC_NO_FILE;
+    __u32 flags = 0;
+    struct inode *inode;
+    struct super_block *sb;
+    unsigned short mode;
+    unsigned long ino, magic;
+    long long size;
+    HF_READ_KERNEL(inode, exe->f_inode);
+    HF_READ_KERNEL(mode, inode->i_mode);
+    HF_READ_KERNEL(ino, inode->i_ino);
+    HF_READ_KERNEL(size, inode->i_size);
+    HF_READ_KERNEL(record->file_nlink, inode->i_nlink);
+    HF_READ_KERNEL(sb, inode->i_sb);
+    HF_READ_KERNEL(record->file_dev, sb->s_dev);
+    HF_READ_KERNEL(magic, sb->s_magic);
+    record->file_mode = mode;
+    record->file_ino = ino;
+    record->file_size = size;
+    record->file_mtime_ns = 0;
+    if (HF_FIELD_EXISTS(inode->i_mtime_sec)) {
+        long long sec;
+        __u32 nsec;
+        HF_READ_KERNEL(sec, inode->i_mtime_sec);
+        HF_READ_KERNEL(nsec, inode->i_mtime_nsec);
+        record->file_mtime_ns = sec * 1000000000ULL + nsec;
+    }
+    /* memfd_create names its file "memfd:<name>" on the shmem (or
+     * hugetlbfs) internal mount; no on-disk file can have that name at an
+     * exec'able path's last component and also be this file. */
+    struct dentry *dentry;
+    const unsigned char *name;
+    char prefix[8] = {};
+    HF_READ_KERNEL(dentry, exe->f_path.dentry);
+    HF_READ_KERNEL(name, dentry->d_name.name);
+    bpf_probe_read_kernel(prefix, 6, name);
+    if (prefix[0] == 'm' && prefix[1] == 'e' && prefix[2] == 'm' && prefix[3] == 'f' && prefix[4] == 'd' &&
+        prefix[5] == ':')
+        flags |= HF_EXEC_MEMFD;
+    /* An overlayfs file's inode is embedded in its struct ovl_inode, whose
+     * __upperdentry is set when the file exists on the upper layer
+     * (created or copied up there, i.e. not as in the image's lower layers). */
+    if (magic == HF_OVERLAYFS_SUPER_MAGIC) {
+        struct ovl_inode *ovl = (void *)inode - HF_FIELD_OFFSET(((struct ovl_inode *)0)->vfs_inode);
+        struct dentry *upper;
+        HF_READ_KERNEL(upper, ovl->__upperdentry);
+        if (upper)
+            flags |= HF_EXEC_OVERLAY_UPPER;
+    }
+    return flags;
+}
+
+/* The cwd as components from the leaf up, each NUL-terminated, into `out`
+ * (at most HF_CWD_LEN bytes; userspace reverses them). Crosses mounts
+ * upward and stops at the task's root (so a chrooted or containerised
+ * process gets the path it sees). Returns the bytes written. */
+static __always_inline __u32 hf_exec_cwd(struct task_struct *task, char *out, __u32 *flags) {
+    struct fs_struct *fs;
+    HF_READ_KERNEL(fs, task->fs);
+    if (!fs) {
+        *flags |= HF_EXEC_CWD_UNREADABLE;
+        return 0;
+    }
+    struct dentry *dentry, *root_dentry;
+    struct vfsmount *vfsmnt, *root_mnt;
+    HF_READ_KERNEL(dentry, fs->pwd.dentry);
+    HF_READ_KERNEL(vfsmnt, fs->pwd.mnt);
+    HF_READ_KERNEL(root_dentry, fs->root.dentry);
+    HF_READ_KERNEL(root_mnt, fs->root.mnt);
+    __u64 mnt_offset = HF_FIELD_OFFSET(((struct mount *)0)->mnt);
+    struct mount *mnt = (void *)vfsmnt - mnt_offset;
+    __u32 len = 0;
+    bool done = false;
+    /* A few more steps than components: crossing a mount takes one. */
+    for (int i = 0; i < HF_CWD_MAX_COMPONENTS + 8; i++) {
+        if (dentry == root_dentry && vfsmnt == root_mnt) {
+            done = true;
+            break;
+        }
+        struct dentry *mnt_root, *parent;
+        HF_READ_KERNEL(mnt_root, vfsmnt->mnt_root);
+        if (dentry == mnt_root) {
+            struct mount *mnt_parent;
+            HF_READ_KERNEL(mnt_parent, mnt->mnt_parent);
+            if (mnt_parent == mnt || !mnt_parent) {
+                done = true; /* the namespace's root mount */
+                break;
+            }
+            HF_READ_KERNEL(dentry, mnt->mnt_mountpoint);
+            mnt = mnt_parent;
+            vfsmnt = (void *)mnt + mnt_offset;
+            continue;
+        }
+        HF_READ_KERNEL(parent, dentry->d_parent);
+        if (dentry == parent || !parent) {
+            done = true; /* the root of a tree outside the mount graph */
+            break;
+        }
+        __u32 name_len;
+        const unsigned char *name;
+        HF_READ_KERNEL(name_len, dentry->d_name.len);
+        HF_READ_KERNEL(name, dentry->d_name.name);
+        if (name_len == 0 || name_len >= HF_CWD_LEN || len + name_len + 1 > HF_CWD_LEN)
+            break;
+        __u32 off = len & (HF_CWD_LEN - 1);
+        __u32 n = name_len & (HF_CWD_LEN - 1);
+        if (bpf_probe_read_kernel(out + off, n, name) < 0)
+            break;
+        out[(off + n) & (2 * HF_CWD_LEN - 1)] = 0;
+        len += name_len + 1;
+        dentry = parent;
+    }
+    if (!done)
+        *flags |= HF_EXEC_CWD_TRUNCATED;
+    return len;
+}
+
+/* True when `entry` starts with `name` (which ends in '='). */
+static __always_inline bool hf_env_name_matches(const char *entry, const struct hf_env_name *name) {
+    __u32 len = name->len;
+    if (len < 2 || len > HF_ENV_NAME_LEN + 1)
+        return false;
+    for (__u32 i = 0; i < HF_ENV_NAME_LEN + 1; i++) {
+        if (i >= len)
+            return true;
+        if (entry[i] != name->bytes[i])
+            return false;
+    }
+    return true;
+}
+
+static __always_inline bool hf_env_selected(const char *entry) {
+    __u32 zero = 0;
+    struct hf_env_names *names = bpf_map_lookup_elem(&hf_env_names, &zero);
+    if (!names)
+        return false;
+    for (__u32 slot = 0; slot < HF_MAX_ENV_NAMES; slot++) {
+        if (slot >= hf_env_count)
+            return false;
+        if (hf_env_name_matches(entry, &names->names[slot]))
+            return true;
+    }
+    return false;
+}
+
+/* State of the environment scan across bpf_loop steps. */
+struct hf_env_walk {
+    __u64 uaddr; /* next byte of the environment area to read */
+    __u64 uend;  /* end of the scanned part */
+    __u32 base;  /* offset of the env part in record->data */
+    __u32 len;   /* bytes of env written */
+    __u32 skipping;  /* inside an entry longer than one read */
+    __u32 truncated; /* something was cut */
+};
+
+/* One bpf_loop step: reads the entry at walk->uaddr (bpf_probe_read_user_str
+ * finds its NUL natively, far cheaper than a byte loop) and copies it when
+ * its name is allow-listed. An entry longer than one read is skipped piece
+ * by piece, so text inside a long value is never taken for a name. */
+static long hf_env_step(__u64 index __attribute__((unused)), void *ctx) {
+    struct hf_env_walk *walk = ctx;
+    if (walk->uaddr >= walk->uend)
+        return 1;
+    __u32 zero = 0;
+    struct hf_env_entry *entry = bpf_map_lookup_elem(&hf_env_scratch, &zero);
+    struct hf_exec *record = bpf_map_lookup_elem(&hf_exec_scratch, &zero);
+    if (!entry || !record)
+        return 1;
+    long n = bpf_probe_read_user_str(entry->bytes, sizeof(entry->bytes), (const void *)walk->uaddr);
+    if (n <= 0) {
+        walk->truncated = 1;
+        return 1;
+    }
+    /* n == sizeof: the read stopped before the NUL (it wrote its own NUL
+     * over the last byte, which the next read starts from). */
+    bool whole = n < (long)sizeof(entry->bytes);
+    walk->uaddr += whole ? n : n - 1;
+    if (walk->skipping) {
+        walk->skipping = !whole;
+        return 0;
+    }
+    walk->skipping = !whole;
+    if (!hf_env_selected(entry->bytes))
+        return 0;
+    if (!whole)
+        walk->truncated = 1;
+    __u32 base = walk->base;
+    __u32 len = walk->len;
+    if (base > HF_ARGV_LEN + HF_CWD_LEN || len > HF_ENV_LEN)
+        return 1;
+    if (len + n > HF_ENV_LEN) {
+        walk->truncated = 1;
+        return 0;
+    }
+    __u32 size = n & (2 * HF_ENV_ENTRY_LEN - 1);
+    if (bpf_probe_read_kernel(record->data + base + len, size, entry->bytes) < 0)
+        return 1;
+    walk->len = len + size;
+    return 0;
+}
+
 SEC("tracepoint/sched/sched_process_exec")
 int hf_exec(struct hf_tp_sched_process_exec *ctx) {
     __u32 zero = 0;
@@ -163,11 +465,64 @@ int hf_exec(struct hf_tp_sched_process_exec *ctx) {
     else if (filename_len >= (long)sizeof(record->filename))
         flags |= HF_EXEC_FILENAME_TRUNCATED;
 
+    /* Credentials: the tracepoint fires after begin_new_exec committed the
+     * new ones (setuid bits and file capabilities applied). */
+    const struct cred *cred;
+    __u64 cap_ambient;
+    HF_READ_KERNEL(cred, task->cred);
+    HF_READ_KERNEL(record->euid, cred->euid.val);
+    HF_READ_KERNEL(record->suid, cred->suid.val);
+    HF_READ_KERNEL(record->egid, cred->egid.val);
+    HF_READ_KERNEL(record->sgid, cred->sgid.val);
+    HF_READ_KERNEL(record->cap_effective, cred->cap_effective);
+    HF_READ_KERNEL(record->cap_permitted, cred->cap_permitted);
+    HF_READ_KERNEL(cap_ambient, cred->cap_ambient);
+    /* File capabilities, from their effect: for a non-root exec of a file
+     * that is not setuid-root, the new permitted set is the file's
+     * permitted (and inheritable) caps plus the ambient set; anything
+     * beyond ambient came from the file. Root execs (all caps anyway) and
+     * a file whose caps the bounding set removed entirely are not flagged. */
+    if (record->uid != 0 && record->euid != 0 && (record->cap_permitted & ~cap_ambient) != 0)
+        flags |= HF_EXEC_FILE_CAPS;
+
     struct mm_struct *mm;
-    unsigned long arg_start, arg_end;
+    unsigned long arg_start, arg_end, env_start, env_end;
     HF_READ_KERNEL(mm, task->mm);
     HF_READ_KERNEL(arg_start, mm->arg_start);
     HF_READ_KERNEL(arg_end, mm->arg_end);
+    HF_READ_KERNEL(env_start, mm->env_start);
+    HF_READ_KERNEL(env_end, mm->env_end);
+    flags |= hf_exec_file(record, mm);
+
+    /* Audit login uid and session (CONFIG_AUDIT); (u32)-1 = unset. */
+    __u32 loginuid = 0xFFFFFFFFU, sessionid = 0xFFFFFFFFU;
+    if (HF_FIELD_EXISTS(task->loginuid)) {
+        HF_READ_KERNEL(loginuid, task->loginuid.val);
+        HF_READ_KERNEL(sessionid, task->sessionid);
+    }
+    record->loginuid = loginuid;
+    record->sessionid = sessionid;
+
+    struct signal_struct *signal;
+    struct tty_struct *tty;
+    HF_READ_KERNEL(signal, task->signal);
+    HF_READ_KERNEL(tty, signal->tty);
+    __builtin_memset(record->tty, 0, sizeof(record->tty));
+    if (tty)
+        bpf_probe_read_kernel_str(record->tty, sizeof(record->tty), __builtin_preserve_access_index(&tty->name));
+
+    struct files_struct *files;
+    struct fdtable *fdt;
+    unsigned int max_fds = 0;
+    struct file **fds = NULL;
+    HF_READ_KERNEL(files, task->files);
+    HF_READ_KERNEL(fdt, files->fdt);
+    HF_READ_KERNEL(max_fds, fdt->max_fds);
+    HF_READ_KERNEL(fds, fdt->fd);
+    hf_stdio_fill(&record->stdio[0], fds, max_fds, 0);
+    hf_stdio_fill(&record->stdio[1], fds, max_fds, 1);
+    hf_stdio_fill(&record->stdio[2], fds, max_fds, 2);
+
     __u64 full_len = arg_end > arg_start ? arg_end - arg_start : 0;
     __u32 argv_len = full_len;
     if (full_len > HF_ARGV_LEN) {
@@ -179,15 +534,38 @@ int hf_exec(struct hf_tp_sched_process_exec *ctx) {
     asm volatile("" : "+r"(argv_len));
     if (argv_len > HF_ARGV_LEN)
         argv_len = 0;
-    if (argv_len > 0 && bpf_probe_read_user(record->argv, argv_len, (const void *)arg_start) < 0) {
+    if (argv_len > 0 && bpf_probe_read_user(record->data, argv_len, (const void *)arg_start) < 0) {
         argv_len = 0;
         flags |= HF_EXEC_ARGV_UNREADABLE;
     }
     record->argv_len = argv_len;
     record->argv_full_len = full_len > 0xFFFFFFFFULL ? 0xFFFFFFFFU : (__u32)full_len;
+
+    /* The tail goes on after argv: cwd, then env. */
+    __u32 cwd_len = hf_exec_cwd(task, record->data + argv_len, &flags);
+    asm volatile("" : "+r"(cwd_len));
+    if (cwd_len > HF_CWD_LEN)
+        cwd_len = 0;
+
+    __u32 env_len = 0;
+    if (hf_env_count > 0 && env_end > env_start) {
+        struct hf_env_walk walk = {};
+        walk.uaddr = env_start;
+        walk.uend = env_end - env_start > HF_ENV_SCAN_LEN ? env_start + HF_ENV_SCAN_LEN : env_end;
+        walk.base = argv_len + cwd_len;
+        bpf_loop(HF_ENV_MAX_ENTRIES, hf_env_step, &walk, 0);
+        if (walk.truncated || walk.uaddr < env_end)
+            flags |= HF_EXEC_ENV_TRUNCATED;
+        env_len = walk.len;
+        asm volatile("" : "+r"(env_len));
+        if (env_len > HF_ENV_LEN)
+            env_len = 0;
+    }
+    record->cwd_len = cwd_len;
+    record->env_len = env_len;
     record->flags = flags;
 
-    __u64 size = HF_EXEC_FIXED_SIZE + (__u64)argv_len;
+    __u64 size = HF_EXEC_FIXED_SIZE + (__u64)argv_len + cwd_len + env_len;
     hf_header_init(&record->header, HF_KIND_EXEC, size);
     hf_submit(record, size, HF_PROG_EXEC);
     return 0;
@@ -351,74 +729,15 @@ int hf_connect_exit(struct hf_tp_sys_exit *ctx) {
     return 0;
 }
 
-/* ---- file open -------------------------------------------------------- */
+/* File opens moved to files.bpf.h, next to the selection they share with
+ * file changes (included at the end). */
 
-static __always_inline bool hf_prefix_matches(const char *path, const struct hf_prefix *prefix) {
-    __u32 len = prefix->len;
-    if (len == 0 || len > HF_PREFIX_LEN)
-        return false;
-    for (__u32 i = 0; i < HF_PREFIX_LEN; i++) {
-        if (i >= len)
-            return true;
-        if (path[i] != prefix->bytes[i])
-            return false;
-    }
-    return true;
-}
+/* The cheap connect hook (cgroup/connect4, connect6). */
+#include "connect_cgroup.bpf.h"
 
-static __always_inline bool hf_path_selected(const char *path) {
-    for (__u32 slot = 0; slot < HF_MAX_PREFIXES; slot++) {
-        if (slot >= hf_prefix_count)
-            return false;
-        struct hf_prefix *prefix = bpf_map_lookup_elem(&hf_prefixes, &slot);
-        if (!prefix)
-            return false;
-        if (hf_prefix_matches(path, prefix))
-            return true;
-    }
-    return false;
-}
-
-static __always_inline int hf_open_common(const char *upath, __u32 open_flags, __s32 dfd, __u32 syscall) {
-    if (hf_prefix_count == 0)
-        return 0;
-    __u32 zero = 0;
-    struct hf_open *record = bpf_map_lookup_elem(&hf_open_scratch, &zero);
-    if (!record)
-        return 0;
-    long len = bpf_probe_read_user_str(record->path, sizeof(record->path), upath);
-    if (len <= 0)
-        return 0;
-    if (!hf_path_selected(record->path))
-        return 0;
-    struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-    hf_current_proc(&record->proc, task);
-    record->flags = open_flags;
-    record->path_len = len - 1;
-    record->dfd = dfd;
-    record->syscall = syscall;
-    hf_header_init(&record->header, HF_KIND_OPEN, sizeof(*record));
-    hf_submit(record, sizeof(*record), HF_PROG_FILE_OPEN);
-    return 0;
-}
-
-/* openat(dfd, filename, flags, mode) */
-SEC("tracepoint/syscalls/sys_enter_openat")
-int hf_openat(struct hf_tp_sys_enter *ctx) {
-    return hf_open_common((const char *)ctx->args[1], (__u32)ctx->args[2], (__s32)ctx->args[0], HF_OPEN_OPENAT);
-}
-
-/* openat2(dfd, filename, how, usize) */
-SEC("tracepoint/syscalls/sys_enter_openat2")
-int hf_openat2(struct hf_tp_sys_enter *ctx) {
-    struct hf_open_how how = {};
-    if (bpf_probe_read_user(&how, sizeof(how.flags), (const void *)ctx->args[2]) < 0)
-        return 0;
-    return hf_open_common((const char *)ctx->args[1], (__u32)how.flags, (__s32)ctx->args[0], HF_OPEN_OPENAT2);
-}
-
-/* open(filename, flags, mode): x86-64 only (arm64 has no open(2)). */
-SEC("tracepoint/syscalls/sys_enter_open")
-int hf_open(struct hf_tp_sys_enter *ctx) {
-    return hf_open_common((const char *)ctx->args[0], (__u32)ctx->args[1], -100 /* AT_FDCWD */, HF_OPEN_OPEN);
-}
+/* Security programs (issue #13): file opens and changes with their
+ * selection, privilege and isolation changes, inbound and unconnected
+ * network. */
+#include "files.bpf.h"
+#include "privilege.bpf.h"
+#include "network.bpf.h"

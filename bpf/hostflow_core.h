@@ -49,6 +49,8 @@ typedef _Bool bool;
 #define BPF_MAP_TYPE_PERCPU_ARRAY 6
 #define BPF_MAP_TYPE_LRU_HASH 9
 #define BPF_MAP_TYPE_RINGBUF 27
+#define BPF_MAP_TYPE_LPM_TRIE 11 /* security programs: file selection */
+#define BPF_F_NO_PREALLOC (1U << 0) /* required by LPM tries */
 #define BPF_ANY 0
 #define BPF_RB_NO_WAKEUP (1ULL << 0)
 #define BPF_RB_FORCE_WAKEUP (1ULL << 1)
@@ -70,6 +72,9 @@ static long (*bpf_probe_read_kernel_str)(void *dst, __u32 size, const void *unsa
 static __u64 (*bpf_ktime_get_boot_ns)(void) = (void *)125;
 static long (*bpf_ringbuf_output)(void *ringbuf, void *data, __u64 size, __u64 flags) = (void *)130;
 static __u64 (*bpf_ringbuf_query)(void *ringbuf, __u64 flags) = (void *)134;
+/* 5.17+: calls `callback(index, ctx)` up to nr_loops times (it returns 1 to
+ * stop); the verifier checks the callback once, not once per iteration. */
+static long (*bpf_loop)(__u32 nr_loops, void *callback_fn, void *callback_ctx, __u64 flags) = (void *)181;
 
 /* Reads one kernel field through a CO-RE-relocated address; zero on failure
  * (the destination is zeroed first so a failed read never leaks stack). */
@@ -78,6 +83,13 @@ static __u64 (*bpf_ringbuf_query)(void *ringbuf, __u64 flags) = (void *)134;
         __builtin_memset(&(dst), 0, sizeof(dst));                                       \
         bpf_probe_read_kernel(&(dst), sizeof(dst), __builtin_preserve_access_index(&(src))); \
     })
+
+/* CO-RE field facts (clang's __builtin_preserve_field_info kinds): whether
+ * the running kernel has a field (config-dependent ones such as
+ * task_struct.loginuid), and its byte offset (container_of on a relocated
+ * type). */
+#define HF_FIELD_EXISTS(field) __builtin_preserve_field_info(field, 2)
+#define HF_FIELD_OFFSET(field) __builtin_preserve_field_info(field, 0)
 
 /* ---- tracepoint contexts (tracefs events/.../format, stable layouts) -- */
 
@@ -136,10 +148,14 @@ typedef struct {
 struct mm_struct {
     unsigned long arg_start;
     unsigned long arg_end;
+    unsigned long env_start;
+    unsigned long env_end;
+    struct file *exe_file;
 };
 
 struct signal_struct {
     atomic_t live;
+    struct tty_struct *tty;
     /* CPU time of the group's threads already released (reaped). */
     unsigned long long sum_sched_runtime;
 };
@@ -148,8 +164,114 @@ struct sched_entity {
     u64 sum_exec_runtime;
 };
 
+/* ---- exec attributes (hf_exec) ---- */
+
+typedef struct {
+    __u32 val;
+} kuid_t;
+
+typedef struct {
+    __u32 val;
+} kgid_t;
+
+/* 6.3+: a struct around one u64; before, two u32s. Either way 8 bytes,
+ * low capability bits first, so it is read whole. */
+typedef struct {
+    __u64 val;
+} kernel_cap_t;
+
+struct cred {
+    kuid_t uid;
+    kuid_t suid;
+    kgid_t sgid;
+    kuid_t euid;
+    kgid_t egid;
+    kernel_cap_t cap_permitted;
+    kernel_cap_t cap_effective;
+    kernel_cap_t cap_ambient;
+};
+
+struct super_block {
+    __u32 s_dev;
+    unsigned long s_magic;
+};
+
+struct inode {
+    unsigned short i_mode;
+    struct super_block *i_sb;
+    unsigned long i_ino;
+    unsigned int i_nlink;
+    __u32 i_rdev;
+    long long i_size;
+    /* 6.11+ (before: a struct timespec64 i_mtime); read only when present. */
+    long long i_mtime_sec;
+    __u32 i_mtime_nsec;
+};
+
+struct qstr {
+    __u32 len;
+    const unsigned char *name;
+};
+
+struct dentry {
+    struct dentry *d_parent;
+    struct qstr d_name;
+    struct inode *d_inode;
+};
+
+struct vfsmount {
+    struct dentry *mnt_root;
+};
+
+/* fs/mount.h: the vfsmount is embedded; the walk climbs mounts through it. */
+struct mount {
+    struct mount *mnt_parent;
+    struct dentry *mnt_mountpoint;
+    struct vfsmount mnt;
+};
+
+struct path {
+    struct vfsmount *mnt;
+    struct dentry *dentry;
+};
+
+struct fs_struct {
+    struct path root;
+    struct path pwd;
+};
+
+/* fs/overlayfs/ovl_entry.h (overlayfs built in, so in vmlinux BTF): a
+ * non-NULL __upperdentry means the file exists on the upper layer. */
+struct ovl_inode {
+    struct inode vfs_inode;
+    struct dentry *__upperdentry;
+};
+
+struct tty_struct {
+    char name[64];
+};
+
+struct in6_addr {
+    __u8 s6_addr[16];
+};
+
+struct sock_common {
+    __u32 skc_daddr; /* network order */
+    __u16 skc_dport; /* network order */
+    unsigned short skc_family;
+    struct in6_addr skc_v6_daddr;
+};
+
+struct sock {
+    struct sock_common __sk_common;
+    __u16 sk_protocol;
+    __u16 sk_type;
+};
+
 struct file {
     void *private_data;
+    struct inode *f_inode;
+    struct path f_path;
 };
 
 struct fdtable {
@@ -163,6 +285,7 @@ struct files_struct {
 
 struct socket {
     short type;
+    struct sock *sk;
 };
 
 struct task_struct {
@@ -176,6 +299,118 @@ struct task_struct {
     struct mm_struct *mm;
     struct files_struct *files;
     struct signal_struct *signal;
+    const struct cred *cred; /* the subjective credentials */
+    struct fs_struct *fs;
+    kuid_t loginuid;        /* CONFIG_AUDIT */
+    unsigned int sessionid; /* CONFIG_AUDIT */
+};
+
+
+/* ---- security programs (issue #13: files, privilege, network) ----
+ * Own names with a CO-RE flavor suffix (`___hf`: the relocation matches
+ * `struct cred___hf` against the kernel's `struct cred`), so these
+ * declarations never collide with the ones above. */
+
+typedef struct {
+    __u32 val;
+} hf_kid_t; /* kuid_t, kgid_t */
+
+typedef struct {
+    __u64 val;
+} hf_kcap_t; /* kernel_cap_t: 8 bytes before and after 6.3, low bits first */
+
+struct cred___hf {
+    hf_kid_t uid;
+    hf_kid_t gid;
+    hf_kid_t suid;
+    hf_kid_t sgid;
+    hf_kid_t euid;
+    hf_kid_t egid;
+    hf_kcap_t cap_permitted;
+    hf_kcap_t cap_effective;
+};
+
+struct list_head___hf {
+    struct list_head___hf *next;
+};
+
+struct qstr___hf {
+    const unsigned char *name;
+};
+
+struct dentry___hf {
+    struct dentry___hf *d_parent;
+    struct qstr___hf d_name;
+};
+
+struct vfsmount___hf {
+    struct dentry___hf *mnt_root;
+};
+
+/* fs/mount.h: wraps the vfsmount a file points at. */
+struct mount___hf {
+    struct mount___hf *mnt_parent;
+    struct dentry___hf *mnt_mountpoint;
+    struct vfsmount___hf mnt;
+};
+
+struct path___hf {
+    struct vfsmount___hf *mnt;
+    struct dentry___hf *dentry;
+};
+
+struct inode___hf {
+    unsigned long i_ino;
+};
+
+struct file___hf {
+    struct path___hf f_path;
+    struct inode___hf *f_inode;
+    void *private_data;
+};
+
+struct fdtable___hf {
+    unsigned int max_fds;
+    struct file___hf **fd;
+};
+
+struct files_struct___hf {
+    struct fdtable___hf *fdt;
+};
+
+struct in6_addr___hf {
+    __u8 bytes[16];
+};
+
+/* Fields inside anonymous unions/structs of sock_common are found by name. */
+struct sock_common___hf {
+    unsigned short skc_family;
+    __u16 skc_num;   /* local port, host order */
+    __u16 skc_dport; /* peer port, network order */
+    __u32 skc_rcv_saddr;
+    __u32 skc_daddr;
+    struct in6_addr___hf skc_v6_rcv_saddr;
+    struct in6_addr___hf skc_v6_daddr;
+};
+
+struct sock___hf {
+    struct sock_common___hf __sk_common;
+    __u16 sk_protocol;
+};
+
+struct socket___hf {
+    short type;
+    struct file___hf *file;
+    struct sock___hf *sk;
+};
+
+struct task_struct___hf {
+    pid_t pid;
+    pid_t tgid;
+    struct cred___hf *cred;
+    struct list_head___hf ptraced;
+    struct list_head___hf ptrace_entry;
+    struct files_struct___hf *files;
 };
 
 #pragma clang attribute pop

@@ -758,6 +758,7 @@ mod tests {
             exe: Arc::from("/bin/sh"),
             argv: argv.clone(),
             argv_truncated: true,
+            attributes: None,
         });
         assert_eq!(exec.field(Field::Cmdline), Some(FieldValue::Args(&argv)));
         assert_eq!(exec.field(Field::Gid), Some(FieldValue::Int(100)));

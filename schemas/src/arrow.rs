@@ -21,6 +21,8 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
+use crate::columns::{security_kind, Column, ColumnType, EXEC_ATTRIBUTES};
+
 /// Version of the Arrow layout of every kind, stored in each schema's
 /// metadata under [`SCHEMA_VERSION_KEY`]. Columns are only ever appended;
 /// removing, renaming or retyping a column bumps it. Version 2:
@@ -47,6 +49,15 @@ pub const KINDS: &[&str] = &[
     "agent_diag",
     "sketch",
     "process_ephemeral",
+    "file_change",
+    "credential_change",
+    "namespace_change",
+    "ptrace_attach",
+    "module_load",
+    "bpf_program_load",
+    "net_listen",
+    "net_accept",
+    "net_send",
 ];
 
 /// The Arrow schema of one event kind; `None` for a name not in [`KINDS`].
@@ -89,7 +100,11 @@ fn columns(kind: &str) -> Vec<Field> {
                 // One item per argument, argv[0] first; no item is null.
                 col("argv", argv_type()),
                 col("argv_truncated", Boolean),
+                // Whether the source saw the exec's kernel attributes; when
+                // false the attribute columns hold `ExecAttributes`' defaults.
+                col("has_attributes", Boolean),
             ],
+            &declared(EXEC_ATTRIBUTES.columns),
         ]),
         "process_exit" => chain([&process_key()[..], &[col("exit_code", Int32), col("cpu_ns", UInt64)]]),
         "process_fork" => chain([&process_key()[..], &[col("child_pid", UInt32), col("child_start_time_ns", UInt64)]]),
@@ -164,7 +179,26 @@ fn columns(kind: &str) -> Vec<Field> {
             col("neg_bins_offset", Int32),
             col("neg_bins", DataType::List(Arc::new(Field::new_list_field(UInt64, true)))),
         ],
-        _ => Vec::new(),
+        other => security_kind(other).map(|kind| declared(kind.columns)).unwrap_or_default(),
+    }
+}
+
+/// Arrow fields of declared columns (schemas/src/columns.rs), in order.
+pub fn declared(columns: &[Column]) -> Vec<Field> {
+    columns.iter().map(|column| Field::new(column.name, arrow_type(column.ty), false)).collect()
+}
+
+/// The Arrow type of a declared column type.
+pub fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::U16 => DataType::UInt16,
+        ColumnType::U32 => DataType::UInt32,
+        ColumnType::U64 => DataType::UInt64,
+        ColumnType::I32 => DataType::Int32,
+        ColumnType::I64 => DataType::Int64,
+        ColumnType::Bool => DataType::Boolean,
+        ColumnType::Str => DataType::Utf8,
+        ColumnType::StrList => argv_type(),
     }
 }
 
@@ -191,6 +225,7 @@ fn chain<const N: usize>(parts: [&[Field]; N]) -> Vec<Field> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::columns::SECURITY_KINDS;
 
     /// Column names and types of one kind, as `name:Type` strings.
     fn check(kind: &str, expected: &[&str]) {
@@ -222,6 +257,20 @@ mod tests {
     }
 
     #[test]
+    fn security_kinds_are_their_declaration() {
+        for declared in SECURITY_KINDS {
+            assert!(KINDS.contains(&declared.kind), "{} in KINDS", declared.kind);
+            let schema = schema_for(declared.kind).expect("schema");
+            let columns: Vec<(&str, &DataType)> =
+                schema.fields().iter().skip(2).map(|f| (f.name().as_str(), f.data_type())).collect();
+            let expected: Vec<(&str, DataType)> = declared.columns.iter().map(|c| (c.name, arrow_type(c.ty))).collect();
+            let expected: Vec<(&str, &DataType)> = expected.iter().map(|(n, t)| (*n, t)).collect();
+            assert_eq!(columns, expected, "{}", declared.kind);
+        }
+        assert_eq!(arrow_type(ColumnType::StrList), argv_type(), "a list column is typed like argv");
+    }
+
+    #[test]
     fn kinds_are_unique_and_unknown_kinds_have_no_schema() {
         let mut kinds = KINDS.to_vec();
         kinds.sort_unstable();
@@ -242,20 +291,29 @@ mod tests {
     fn columns_flatten_the_engine_records() {
         let head = ["event_id:UInt64", "ts_ns:UInt64"];
         let with_head = |rest: &[&'static str]| -> Vec<&'static str> { head.iter().chain(rest).copied().collect() };
+        let exec_attributes: Vec<String> = ["has_attributes:Boolean".to_owned()]
+            .into_iter()
+            .chain(EXEC_ATTRIBUTES.columns.iter().map(|c| format!("{}:{}", c.name, arrow_type(c.ty))))
+            .collect();
+        let exec_attributes: Vec<&str> = exec_attributes.iter().map(String::as_str).collect();
         check(
             "process_exec",
-            &with_head(&[
-                "pid:UInt32",
-                "start_time_ns:UInt64",
-                "ppid:UInt32",
-                "uid:UInt32",
-                "gid:UInt32",
-                "cgroup_id:UInt64",
-                "comm:Utf8",
-                "exe:Utf8",
-                "argv:List(non-null Utf8)",
-                "argv_truncated:Boolean",
-            ]),
+            &[
+                &with_head(&[
+                    "pid:UInt32",
+                    "start_time_ns:UInt64",
+                    "ppid:UInt32",
+                    "uid:UInt32",
+                    "gid:UInt32",
+                    "cgroup_id:UInt64",
+                    "comm:Utf8",
+                    "exe:Utf8",
+                    "argv:List(non-null Utf8)",
+                    "argv_truncated:Boolean",
+                ])[..],
+                &exec_attributes,
+            ]
+            .concat(),
         );
         check("process_exit", &with_head(&["pid:UInt32", "start_time_ns:UInt64", "exit_code:Int32", "cpu_ns:UInt64"]));
         check(

@@ -171,7 +171,12 @@ pub const SECURITY_KINDS: &[KindColumns] = &[
             c("result", I32, 5),
         ],
     },
-    KindColumns { kind: "credential_change", message: "CredentialChange", detail_tag: 24, columns: &CREDENTIAL_COLUMNS },
+    KindColumns {
+        kind: "credential_change",
+        message: "CredentialChange",
+        detail_tag: 24,
+        columns: &CREDENTIAL_COLUMNS,
+    },
     KindColumns {
         kind: "namespace_change",
         message: "NamespaceChange",
@@ -195,14 +200,7 @@ pub const SECURITY_KINDS: &[KindColumns] = &[
         kind: "module_load",
         message: "ModuleLoad",
         detail_tag: 27,
-        columns: &[
-            PID,
-            START,
-            c("syscall", Str, 1),
-            c("path", Str, 2),
-            c("params", Str, 3),
-            c("result", I32, 4),
-        ],
+        columns: &[PID, START, c("syscall", Str, 1), c("path", Str, 2), c("params", Str, 3), c("result", I32, 4)],
     },
     KindColumns {
         kind: "bpf_program_load",
@@ -249,14 +247,7 @@ pub const SECURITY_KINDS: &[KindColumns] = &[
         kind: "net_send",
         message: "NetSend",
         detail_tag: 31,
-        columns: &[
-            PID,
-            START,
-            c("protocol", Str, 1),
-            c("dst_addr", Str, 2),
-            c("dst_port", U16, 3),
-            c("bytes", U32, 4),
-        ],
+        columns: &[PID, START, c("protocol", Str, 1), c("dst_addr", Str, 2), c("dst_port", U16, 3), c("bytes", U32, 4)],
     },
 ];
 
@@ -265,9 +256,86 @@ pub fn security_kind(kind: &str) -> Option<&'static KindColumns> {
     SECURITY_KINDS.iter().find(|declared| declared.kind == kind)
 }
 
+/// The protobuf type of a declared column type, as `.proto` spells it
+/// (`uint32`, `repeated string`, …).
+pub fn proto_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::U16 | ColumnType::U32 => "uint32",
+        ColumnType::U64 => "uint64",
+        ColumnType::I32 => "int32",
+        ColumnType::I64 => "int64",
+        ColumnType::Bool => "bool",
+        ColumnType::Str => "string",
+        ColumnType::StrList => "repeated string",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message as _;
+    use prost_types::field_descriptor_proto::{Label, Type};
+    use prost_types::{DescriptorProto, FieldDescriptorProto, FileDescriptorSet};
+
+    /// Every message of `hostflow.v1`, from the compiled descriptor set.
+    fn messages() -> Vec<DescriptorProto> {
+        let set = FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET).expect("build.rs wrote a descriptor set");
+        set.file.into_iter().filter(|f| f.package() == "hostflow.v1").flat_map(|f| f.message_type).collect()
+    }
+
+    /// A field as (number, name, type), the type spelled like [`proto_type`]
+    /// or as a message's full name.
+    fn render(field: &FieldDescriptorProto) -> (i32, String, String) {
+        let base = match field.r#type() {
+            Type::Message | Type::Enum => field.type_name().trim_start_matches('.').to_owned(),
+            scalar => scalar.as_str_name().trim_start_matches("TYPE_").to_lowercase(),
+        };
+        let ty = match field.label() {
+            Label::Repeated => format!("repeated {base}"),
+            _ => base,
+        };
+        (field.number(), field.name().to_owned(), ty)
+    }
+
+    /// The .proto and the declaration cannot drift: every declared message
+    /// has exactly the declared fields (name, number, type) and nothing
+    /// else, and sits at its declared tag in `SecurityEvent.detail`
+    /// (`ExecAttributes` at `ProcessExec.attributes`).
+    #[test]
+    fn the_compiled_messages_are_the_declaration() {
+        let messages = messages();
+        let message = |name: &str| {
+            messages.iter().find(|m| m.name() == name).unwrap_or_else(|| panic!("no message {name} in security.proto"))
+        };
+        for declared in SECURITY_KINDS.iter().chain([&EXEC_ATTRIBUTES]) {
+            let mut compiled: Vec<_> = message(declared.message).field.iter().map(render).collect();
+            compiled.sort();
+            let mut expected: Vec<_> = declared
+                .columns
+                .iter()
+                .filter(|c| c.tag != 0)
+                .map(|c| (c.tag as i32, c.name.to_owned(), proto_type(c.ty).to_owned()))
+                .collect();
+            expected.sort();
+            assert_eq!(compiled, expected, "message {} vs its declaration", declared.message);
+        }
+        let envelope = message("SecurityEvent");
+        let detail = envelope.oneof_decl.iter().position(|o| o.name() == "detail").expect("oneof detail");
+        for declared in SECURITY_KINDS {
+            let field = envelope
+                .field
+                .iter()
+                .find(|f| f.number() == declared.detail_tag as i32)
+                .unwrap_or_else(|| panic!("SecurityEvent has no field {}", declared.detail_tag));
+            assert_eq!(render(field).2, format!("hostflow.v1.{}", declared.message), "detail {}", declared.kind);
+            assert_eq!(field.oneof_index, Some(detail as i32), "{} is in oneof detail", declared.kind);
+        }
+        let exec = message("ProcessExec");
+        let attributes = exec.field.iter().find(|f| f.number() == EXEC_ATTRIBUTES_TAG as i32).expect("attributes");
+        assert_eq!(render(attributes), (22, "attributes".to_owned(), "hostflow.v1.ExecAttributes".to_owned()));
+        let exec_detail = envelope.field.iter().find(|f| f.number() == EXEC_ATTRIBUTES.detail_tag as i32);
+        assert_eq!(exec_detail.map(|f| render(f).2).as_deref(), Some("hostflow.v1.ProcessExec"));
+    }
 
     #[test]
     fn names_and_tags_are_unique_per_kind_and_keys_come_first() {

@@ -118,12 +118,27 @@ const MAX_BUFFER_BYTES: i64 = 1 << 30;
 /// against the file and sane bounds. It does not decompress: a file that
 /// passes can still fail to decode, as an ordinary error.
 pub fn verify_file(path: &std::path::Path, schema: &arrow_schema::Schema) -> Result<FileSummary, String> {
+    verify(path, schema, false)
+}
+
+/// [`verify_file`], also accepting a file of an older layout of the kind:
+/// one whose columns are a prefix of `schema`'s (columns are only ever
+/// appended, see `ARROW_SCHEMA_VERSION`). For readers that look columns up
+/// by name and know what an absent column meant (the replay source: a
+/// version-2 exec has no `has_attributes`, so no attributes); the query
+/// command keeps [`verify_file`], since its tables have the current
+/// columns.
+pub fn verify_file_or_older(path: &std::path::Path, schema: &arrow_schema::Schema) -> Result<FileSummary, String> {
+    verify(path, schema, true)
+}
+
+fn verify(path: &std::path::Path, schema: &arrow_schema::Schema, older: bool) -> Result<FileSummary, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_open_file(&file, schema)));
+    let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verify_open_file(&file, schema, older)));
     verified.unwrap_or_else(|_| Err("the file's metadata is malformed".to_owned()))
 }
 
-fn verify_open_file(file: &std::fs::File, schema: &arrow_schema::Schema) -> Result<FileSummary, String> {
+fn verify_open_file(file: &std::fs::File, schema: &arrow_schema::Schema, older: bool) -> Result<FileSummary, String> {
     use std::os::unix::fs::FileExt as _;
     let size = file.metadata().map_err(|e| e.to_string())?.len();
     let read_at = |offset: u64, len: u64| -> Result<Vec<u8>, String> {
@@ -145,7 +160,15 @@ fn verify_open_file(file: &std::fs::File, schema: &arrow_schema::Schema) -> Resu
     let footer_bytes = read_at(footer_start, footer_len)?;
     let footer = arrow_ipc::root_as_footer(&footer_bytes).map_err(|e| format!("bad footer: {e}"))?;
     let file_schema = arrow_ipc::convert::fb_to_schema(footer.schema().ok_or("the footer has no schema")?);
-    if file_schema.fields() != schema.fields() {
+    // Columns are only ever appended (`ARROW_SCHEMA_VERSION`), so a file
+    // of an older layout holds a prefix of the kind's columns.
+    let (file_fields, fields) = (file_schema.fields(), schema.fields());
+    let prefix = older && file_fields.len() >= 2 && file_fields.len() <= fields.len();
+    let matches = match prefix {
+        true => file_fields[..] == fields[..file_fields.len()],
+        false => file_fields == fields,
+    };
+    if !matches {
         return Err("its columns are not this kind's schema".to_owned());
     }
     if footer.dictionaries().is_some_and(|d| !d.is_empty()) {
@@ -179,7 +202,7 @@ fn verify_open_file(file: &std::fs::File, schema: &arrow_schema::Schema) -> Resu
         if batch.variadicBufferCounts().is_some_and(|counts| !counts.is_empty()) {
             return Err("a record batch declares variadic buffers".to_owned());
         }
-        let (nodes, buffers) = layout(schema.fields());
+        let (nodes, buffers) = layout(file_schema.fields());
         if batch.nodes().map_or(0, |n| n.len()) != nodes || batch.buffers().map_or(0, |b| b.len()) != buffers {
             return Err("a record batch's columns do not match the schema".to_owned());
         }
@@ -330,13 +353,19 @@ mod tests {
         std::fs::remove_file(&path).expect("cleanup");
     }
 
-    /// A spool-like `process_exec` file: the layout with a `List<Utf8>`
-    /// column (`argv`) and booleans, `rows` rows per batch.
+    /// A spool-like `process_exec` file of layout 2 (before the exec
+    /// attributes were appended): a `List<Utf8>` column (`argv`) and
+    /// booleans, `rows` rows per batch.
     fn exec_file(batches: usize, rows: usize) -> Vec<u8> {
         use arrow_array::builder::{ListBuilder, StringBuilder};
         use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
         use std::sync::Arc;
-        let schema = crate::schema_for("process_exec").expect("schema");
+        let current = crate::schema_for("process_exec").expect("schema");
+        let version_2 = current.fields().iter().take_while(|f| f.name() != "has_attributes").cloned();
+        let schema = Arc::new(arrow_schema::Schema::new_with_metadata(
+            version_2.collect::<Vec<_>>(),
+            current.metadata().clone(),
+        ));
         let options = arrow_ipc::writer::IpcWriteOptions::default()
             .try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))
             .expect("zstd");
@@ -376,7 +405,11 @@ mod tests {
     fn a_file_with_a_list_column_is_summarised() {
         let schema = crate::schema_for("process_exec").expect("schema");
         let path = write_temp("list", &exec_file(2, 50));
-        assert_eq!(verify_file(&path, &schema), Ok(FileSummary { batches: 2, rows: 100, wall_clock_anchor_ns: None }));
+        let summary = FileSummary { batches: 2, rows: 100, wall_clock_anchor_ns: None };
+        assert_eq!(verify_file_or_older(&path, &schema), Ok(summary), "a layout-2 file is a prefix of layout 3");
+        assert_eq!(verify_file(&path, &schema), Err("its columns are not this kind's schema".to_owned()));
+        let exit = crate::schema_for("process_exit").expect("schema");
+        assert!(verify_file_or_older(&path, &exit).is_err(), "a prefix of its own kind only");
         std::fs::remove_file(&path).expect("cleanup");
     }
 
@@ -393,7 +426,7 @@ mod tests {
                 let mut corrupt = bytes.to_vec();
                 corrupt[position] ^= flip;
                 std::fs::write(&path, &corrupt).expect("write");
-                if verify_file(&path, &schema).is_err() {
+                if verify_file_or_older(&path, &schema).is_err() {
                     refused += 1;
                     continue;
                 }

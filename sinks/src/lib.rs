@@ -11,3 +11,6 @@ pub mod kafka;
 pub mod ndjson;
 pub mod protobuf;
 pub mod protobuf_sketch;
+
+#[cfg(test)]
+mod declared_tests;

@@ -7,6 +7,13 @@
 //! `kind`, `event_id` and `ts_ns`; the rest are the kind's fields, with
 //! process keys flattened to `pid` and `start_time_ns`. An exec's `argv` is
 //! an array of strings; a connect's `result` is `null` when not observed.
+//!
+//! The security kinds, and an exec's kernel attributes, are written by one
+//! generic [`ColumnWriter`] keyed by the declaration's names
+//! (`schemas::columns`): flat keys like every other kind's, in declaration
+//! order, a list column as an array of strings. An exec with attributes
+//! gets `"has_attributes":true` and the attribute keys after its own; an
+//! exec without them is written exactly as before attributes existed.
 
 use pipeline::event::{
     AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
@@ -14,7 +21,9 @@ use pipeline::event::{
 };
 use std::io::Write as _;
 
+use pipeline::event::columns::{write_security, ColumnWriter};
 use pipeline::{Event, EventMeta, ProcessKey};
+use schemas::columns::{security_kind, Column, EXEC_ATTRIBUTES};
 
 /// Appends one line per event to `out`.
 pub fn encode_batch(events: &[Event], out: &mut Vec<u8>) {
@@ -39,6 +48,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
             exe,
             argv,
             argv_truncated,
+            attributes,
         }) => {
             w.process(process);
             w.uint("ppid", u64::from(*ppid));
@@ -49,6 +59,10 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
             w.text("exe", exe);
             w.texts("argv", argv.iter());
             w.bool("argv_truncated", *argv_truncated);
+            if let Some(attributes) = attributes {
+                w.bool("has_attributes", true);
+                attributes.write_columns(&mut DeclaredKeys::new(&mut w, EXEC_ATTRIBUTES.columns));
+            }
         }
         Event::ProcessExit(ProcessExit { meta: _, process, exit_code, cpu_ns }) => {
             w.process(process);
@@ -161,8 +175,77 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
             w.uint("count", *count);
             w.uint("cpu_ns", *cpu_ns);
         }
+        security => {
+            // Every other kind is written through its columns; a kind
+            // without a declaration would be a bug caught by the round-trip
+            // tests, and its line keeps only kind, id and time.
+            if let Some(declared) = security_kind(security.kind().as_str()) {
+                write_security(security, &mut DeclaredKeys::new(&mut w, declared.columns));
+            }
+        }
     }
     w.finish();
+}
+
+/// A [`ColumnWriter`] writing each value under its declared column's name.
+/// A value past the declaration (a record writing more columns than
+/// declared) is written under `column_N`, so nothing is silently lost and
+/// the round-trip tests see the difference.
+struct DeclaredKeys<'w, 'a> {
+    w: &'w mut ObjectWriter<'a>,
+    columns: &'static [Column],
+    next: usize,
+}
+
+impl<'w, 'a> DeclaredKeys<'w, 'a> {
+    fn new(w: &'w mut ObjectWriter<'a>, columns: &'static [Column]) -> DeclaredKeys<'w, 'a> {
+        DeclaredKeys { w, columns, next: 0 }
+    }
+
+    /// The key of the next column.
+    fn key(&mut self) -> std::borrow::Cow<'static, str> {
+        let index = self.next;
+        self.next += 1;
+        match self.columns.get(index) {
+            Some(column) => column.name.into(),
+            None => format!("column_{index}").into(),
+        }
+    }
+}
+
+impl ColumnWriter for DeclaredKeys<'_, '_> {
+    fn u16(&mut self, value: u16) {
+        let key = self.key();
+        self.w.uint(&key, u64::from(value));
+    }
+    fn u32(&mut self, value: u32) {
+        let key = self.key();
+        self.w.uint(&key, u64::from(value));
+    }
+    fn u64(&mut self, value: u64) {
+        let key = self.key();
+        self.w.uint(&key, value);
+    }
+    fn i32(&mut self, value: i32) {
+        let key = self.key();
+        self.w.int(&key, i64::from(value));
+    }
+    fn i64(&mut self, value: i64) {
+        let key = self.key();
+        self.w.int(&key, value);
+    }
+    fn bool(&mut self, value: bool) {
+        let key = self.key();
+        self.w.bool(&key, value);
+    }
+    fn str(&mut self, value: &str) {
+        let key = self.key();
+        self.w.text(&key, value);
+    }
+    fn str_list(&mut self, values: &[std::sync::Arc<str>]) {
+        let key = self.key();
+        self.w.texts(&key, values.iter().map(|value| &**value));
+    }
 }
 
 struct ObjectWriter<'a> {
@@ -337,6 +420,7 @@ mod tests {
                 exe: Arc::from("/bin/sh"),
                 argv: Argv::from_args(["sh", "-c", "\"echo\ttab\"", ""]),
                 argv_truncated: false,
+                attributes: None,
             }),
             r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"gid":5,"cgroup_id":8589934592,"comm":"sh","exe":"/bin/sh","argv":["sh","-c","\"echo\ttab\"",""],"argv_truncated":false}"#,
         );
@@ -352,6 +436,7 @@ mod tests {
                 exe: Arc::from("/x"),
                 argv: Argv::default(),
                 argv_truncated: true,
+                attributes: None,
             }),
             r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"gid":0,"cgroup_id":0,"comm":"","exe":"/x","argv":[],"argv_truncated":true}"#,
         );

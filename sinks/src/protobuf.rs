@@ -8,12 +8,26 @@
 //! ephemeral summaries of one interval (an `EphemeralBatch`); each sketch becomes a
 //! `SketchEnvelope`; diagnostics an `AgentDiagEvent`; kernel-style events a
 //! `SecurityEvent`.
+//!
+//! The security kinds (`file_change` … `net_send`) and an exec's kernel
+//! attributes have no mapping here: their records write their values
+//! through `pipeline::event::columns`, and [`ProtoFields`] encodes them
+//! with `prost::encoding` at the names' tags of the declaration
+//! (`schemas::columns`), which a schemas test holds equal to
+//! `security.proto`. Such an event is a [`DeclaredSecurityEvent`]: the
+//! envelope encoded by prost with no detail, followed by the detail field's
+//! bytes (protobuf fields may come in any order, so any reader — prost's
+//! generated `v1::SecurityEvent` included — sees one message).
 
+use pipeline::event::columns::{write_security, ColumnWriter};
 use pipeline::event::{
     AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
     ProcessFork, ProcessSample, Protocol,
 };
 use pipeline::{Event, ProcessKey};
+use schemas::columns::{security_kind, Column, ColumnType, EXEC_ATTRIBUTES, EXEC_ATTRIBUTES_TAG};
+use schemas::prost::encoding::{self as pb, WireType};
+use schemas::prost::Message as _;
 use schemas::v1;
 
 /// Identity stamped on every message.
@@ -32,17 +46,46 @@ pub enum WireMessage {
     Sketch(v1::SketchEnvelope),
     Diag(v1::AgentDiagEvent),
     Security(v1::SecurityEvent),
+    /// A `SecurityEvent` whose detail was encoded from the declaration: a
+    /// security kind, or an exec with attributes.
+    DeclaredSecurity(DeclaredSecurityEvent),
+}
+
+/// A `SecurityEvent` as its envelope (`detail` unset) and the encoded
+/// detail field (key, length and message) appended to it on the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeclaredSecurityEvent {
+    /// Every field but `detail`.
+    pub envelope: v1::SecurityEvent,
+    /// The `detail` oneof's field, encoded.
+    pub detail: Vec<u8>,
 }
 
 impl WireMessage {
     /// The protobuf bytes.
     pub fn encode_to_vec(&self) -> Vec<u8> {
-        use schemas::prost::Message as _;
         match self {
             WireMessage::Process(m) => m.encode_to_vec(),
             WireMessage::Sketch(m) => m.encode_to_vec(),
             WireMessage::Diag(m) => m.encode_to_vec(),
             WireMessage::Security(m) => m.encode_to_vec(),
+            WireMessage::DeclaredSecurity(m) => {
+                let mut bytes = Vec::with_capacity(m.envelope.encoded_len() + m.detail.len());
+                // Writing into a Vec cannot run out of room.
+                let _ = m.envelope.encode(&mut bytes);
+                bytes.extend_from_slice(&m.detail);
+                bytes
+            }
+        }
+    }
+
+    /// The protobuf message name (`hostflow.v1.…`) of the bytes.
+    pub fn message_type(&self) -> &'static str {
+        match self {
+            WireMessage::Process(_) => "hostflow.v1.ProcessEnvelope",
+            WireMessage::Sketch(_) => "hostflow.v1.SketchEnvelope",
+            WireMessage::Diag(_) => "hostflow.v1.AgentDiagEvent",
+            WireMessage::Security(_) | WireMessage::DeclaredSecurity(_) => "hostflow.v1.SecurityEvent",
         }
     }
 }
@@ -98,7 +141,7 @@ pub fn encode_batch(events: &[Event], cx: &EnvelopeContext) -> Vec<WireMessage> 
             }
             other => {
                 if let Some(security) = security_event(other, cx) {
-                    messages.push(WireMessage::Security(security));
+                    messages.push(security);
                 }
             }
         }
@@ -255,18 +298,19 @@ fn agent_diag(diag: &AgentDiag, cx: &EnvelopeContext) -> v1::AgentDiagEvent {
     }
 }
 
-fn security_event(event: &Event, cx: &EnvelopeContext) -> Option<v1::SecurityEvent> {
+fn security_event(event: &Event, cx: &EnvelopeContext) -> Option<WireMessage> {
     use v1::security_event::Detail;
-    let message = |process: &ProcessKey, detail: Detail| v1::SecurityEvent {
+    let envelope = |process: &ProcessKey, detail: Option<Detail>| v1::SecurityEvent {
         event_id: event.meta().event_id,
         ts_ns: event.meta().ts_ns,
         entity_guid: cx.entity_guid.clone(),
         pid: process.pid,
         start_time_ns: process.start_time_ns,
-        detail: Some(detail),
+        detail,
         schema_version: schemas::SECURITY_EVENT_SCHEMA_VERSION.to_owned(),
         ..v1::SecurityEvent::default()
     };
+    let message = |process: &ProcessKey, detail: Detail| WireMessage::Security(envelope(process, Some(detail)));
     Some(match event {
         Event::ProcessExec(ProcessExec {
             meta: _,
@@ -279,21 +323,40 @@ fn security_event(event: &Event, cx: &EnvelopeContext) -> Option<v1::SecurityEve
             exe,
             argv,
             argv_truncated,
+            attributes,
         }) => {
             let exec = v1::ProcessExec {
                 exe: exe.to_string(),
                 cmdline: argv.joined(),
                 argv: argv.iter().map(str::to_owned).collect(),
                 argv_truncated: *argv_truncated,
+                attributes: None,
             };
-            let mut m = message(process, Detail::Exec(exec));
+            let mut m = envelope(process, None);
             m.ppid = *ppid;
             m.uid = *uid;
             m.gid = *gid;
             m.cgroup_id = *cgroup_id;
             m.comm = comm.to_string();
             m.exe = exe.to_string();
-            m
+            match attributes {
+                None => {
+                    m.detail = Some(Detail::Exec(exec));
+                    WireMessage::Security(m)
+                }
+                Some(attributes) => {
+                    // ProcessExec's own fields by prost, then `attributes`
+                    // (22) from the declaration; the whole as detail `exec`.
+                    let mut fields = ProtoFields::new(EXEC_ATTRIBUTES.columns);
+                    attributes.write_columns(&mut fields);
+                    let attributes = checked(fields, "process_exec attributes")?;
+                    let mut body = exec.encode_to_vec();
+                    length_delimited(EXEC_ATTRIBUTES_TAG, &attributes.body, &mut body);
+                    let mut detail = Vec::new();
+                    length_delimited(EXEC_ATTRIBUTES.detail_tag, &body, &mut detail);
+                    WireMessage::DeclaredSecurity(DeclaredSecurityEvent { envelope: m, detail })
+                }
+            }
         }
         Event::ProcessExit(ProcessExit { meta: _, process, exit_code, cpu_ns }) => {
             message(process, Detail::Exit(v1::ProcessExit { exit_code: *exit_code, cpu_ns: *cpu_ns }))
@@ -317,8 +380,153 @@ fn security_event(event: &Event, cx: &EnvelopeContext) -> Option<v1::SecurityEve
         Event::FileOpen(FileOpen { meta: _, process, path, flags }) => {
             message(process, Detail::FileOpen(v1::FileOpen { path: path.to_string(), flags: *flags }))
         }
-        _ => return None,
+        other => {
+            let declared = security_kind(other.kind().as_str())?;
+            let mut fields = ProtoFields::new(declared.columns);
+            if !write_security(other, &mut fields) {
+                return None;
+            }
+            let encoded = checked(fields, declared.kind)?;
+            let process = ProcessKey { pid: encoded.pid, start_time_ns: encoded.start_time_ns };
+            let mut detail = Vec::new();
+            length_delimited(declared.detail_tag, &encoded.body, &mut detail);
+            WireMessage::DeclaredSecurity(DeclaredSecurityEvent { envelope: envelope(&process, None), detail })
+        }
     })
+}
+
+/// Appends field `tag` holding `body` (a message) to `out`.
+fn length_delimited(tag: u32, body: &[u8], out: &mut Vec<u8>) {
+    pb::encode_key(tag, WireType::LengthDelimited, out);
+    pb::encode_varint(body.len() as u64, out);
+    out.extend_from_slice(body);
+}
+
+/// The encoded fields of one record, or `None` (logged) when its
+/// `write_columns` disagrees with the declaration: a message with a field
+/// of the wrong wire type would mislead every reader, so it is not sent.
+fn checked(fields: ProtoFields, what: &str) -> Option<Encoded> {
+    match fields.finish() {
+        Ok(encoded) => Some(encoded),
+        Err(reason) => {
+            tracing::error!(kind = what, %reason, "cannot encode a security event as protobuf; skipping it");
+            None
+        }
+    }
+}
+
+/// What [`ProtoFields`] produced.
+struct Encoded {
+    /// The message's fields (the detail message's body).
+    body: Vec<u8>,
+    /// The tag-0 columns `pid` and `start_time_ns`: the envelope's.
+    pid: u32,
+    start_time_ns: u64,
+}
+
+/// A [`ColumnWriter`] encoding each value as the protobuf field its
+/// declared column names (tag and type). proto3 implicit presence: a zero,
+/// `false` or empty value is not written (readers see the default), as
+/// prost's own encoder does. Columns with tag 0 are the acting process's
+/// key, carried by the envelope.
+struct ProtoFields {
+    columns: &'static [Column],
+    next: usize,
+    body: Vec<u8>,
+    pid: u32,
+    start_time_ns: u64,
+    mismatch: Option<String>,
+}
+
+impl ProtoFields {
+    fn new(columns: &'static [Column]) -> ProtoFields {
+        ProtoFields { columns, next: 0, body: Vec::new(), pid: 0, start_time_ns: 0, mismatch: None }
+    }
+
+    /// The next column's tag, if it is declared with type `ty`.
+    fn column(&mut self, ty: ColumnType) -> Option<&'static Column> {
+        let index = self.next;
+        self.next += 1;
+        match self.columns.get(index) {
+            Some(column) if column.ty == ty => Some(column),
+            found => {
+                self.mismatch.get_or_insert_with(|| match found {
+                    Some(column) => format!("column {index} `{}` is {:?}, written as {ty:?}", column.name, column.ty),
+                    None => format!("column {index} written as {ty:?}, past the declaration"),
+                });
+                None
+            }
+        }
+    }
+
+    fn varint(&mut self, ty: ColumnType, value: u64) {
+        if let Some(column) = self.column(ty) {
+            match (column.tag, column.name) {
+                (0, "pid") => self.pid = value as u32,
+                (0, "start_time_ns") => self.start_time_ns = value,
+                (0, _) => {}
+                (_, _) if value == 0 => {}
+                (tag, _) => {
+                    pb::encode_key(tag, WireType::Varint, &mut self.body);
+                    pb::encode_varint(value, &mut self.body);
+                }
+            }
+        }
+    }
+
+    fn text(&mut self, tag: u32, value: &str) {
+        pb::encode_key(tag, WireType::LengthDelimited, &mut self.body);
+        pb::encode_varint(value.len() as u64, &mut self.body);
+        self.body.extend_from_slice(value.as_bytes());
+    }
+
+    fn finish(self) -> Result<Encoded, String> {
+        if let Some(mismatch) = self.mismatch {
+            return Err(mismatch);
+        }
+        if self.next != self.columns.len() {
+            return Err(format!("{} columns written, {} declared", self.next, self.columns.len()));
+        }
+        Ok(Encoded { body: self.body, pid: self.pid, start_time_ns: self.start_time_ns })
+    }
+}
+
+impl ColumnWriter for ProtoFields {
+    fn u16(&mut self, value: u16) {
+        self.varint(ColumnType::U16, u64::from(value));
+    }
+    fn u32(&mut self, value: u32) {
+        self.varint(ColumnType::U32, u64::from(value));
+    }
+    fn u64(&mut self, value: u64) {
+        self.varint(ColumnType::U64, value);
+    }
+    fn i32(&mut self, value: i32) {
+        // int32 is sign-extended to 64 bits on the wire.
+        self.varint(ColumnType::I32, i64::from(value) as u64);
+    }
+    fn i64(&mut self, value: i64) {
+        self.varint(ColumnType::I64, value as u64);
+    }
+    fn bool(&mut self, value: bool) {
+        self.varint(ColumnType::Bool, u64::from(value));
+    }
+    fn str(&mut self, value: &str) {
+        if let Some(column) = self.column(ColumnType::Str) {
+            if column.tag != 0 && !value.is_empty() {
+                self.text(column.tag, value);
+            }
+        }
+    }
+    fn str_list(&mut self, values: &[std::sync::Arc<str>]) {
+        if let Some(column) = self.column(ColumnType::StrList) {
+            if column.tag != 0 {
+                for value in values {
+                    self.text(column.tag, value);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,9 @@ fn round_trip(message: &WireMessage) -> WireMessage {
         WireMessage::Process(_) => WireMessage::Process(v1::ProcessEnvelope::decode(&*bytes).expect("decodes")),
         WireMessage::Sketch(_) => WireMessage::Sketch(v1::SketchEnvelope::decode(&*bytes).expect("decodes")),
         WireMessage::Diag(_) => WireMessage::Diag(v1::AgentDiagEvent::decode(&*bytes).expect("decodes")),
-        WireMessage::Security(_) => WireMessage::Security(v1::SecurityEvent::decode(&*bytes).expect("decodes")),
+        WireMessage::Security(_) | WireMessage::DeclaredSecurity(_) => {
+            WireMessage::Security(v1::SecurityEvent::decode(&*bytes).expect("decodes"))
+        }
     }
 }
 
@@ -112,6 +114,7 @@ fn security_and_diag_events_round_trip() {
             exe: Arc::from("/usr/bin/curl"),
             argv: Argv::from_args(["curl", "-H", "X-A: b", "example.org"]),
             argv_truncated: true,
+            attributes: None,
         }),
         Event::ProcessExit(ProcessExit { meta, process, exit_code: -9, cpu_ns: 3_000_000 }),
         Event::ProcessFork(ProcessFork { meta, parent: process, child: ProcessKey { pid: 43, start_time_ns: 10 } }),
@@ -138,7 +141,7 @@ fn security_and_diag_events_round_trip() {
     }
     let WireMessage::Security(exec) = &messages[0] else { panic!() };
     assert_eq!((exec.pid, exec.ppid, exec.comm.as_str(), exec.exe.as_str()), (42, 1, "curl", "/usr/bin/curl"));
-    assert_eq!((exec.gid, exec.cgroup_id, exec.schema_version.as_str()), (27, 4242, "1.1"));
+    assert_eq!((exec.gid, exec.cgroup_id, exec.schema_version.as_str()), (27, 4242, "1.2"));
     let Some(v1::security_event::Detail::Exec(detail)) = &exec.detail else { panic!() };
     assert_eq!(detail.argv, ["curl", "-H", "X-A: b", "example.org"], "each argument exactly");
     assert_eq!((detail.cmdline.as_str(), detail.argv_truncated), ("curl -H X-A: b example.org", true));

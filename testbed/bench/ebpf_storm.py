@@ -13,7 +13,12 @@ MODE[:WORKERS][@RATE][=OPS]:
               connect event per op; program connect);
   tcp-listen  TCP connect to a listening loopback port;
   udp         connect() on a UDP socket (no packet: the cheapest connect,
-              to push the event rate to where the agent saturates).
+              to push the event rate to where the agent saturates);
+  open        open + close of /usr/bin/true, a path outside the file
+              selection: no event, the cost of filtering in the kernel.
+  With --all-programs the agent attaches its default program set (every
+  program, as the embedded default topology does) instead of only the
+  storm's, so the figure is what a host pays with everything on.
   WORKERS processes share the ops (default 1); RATE paces the whole storm
   at that many ops/s (default: as fast as it goes), e.g. `tcp@100000` holds
   the agent at the budget's 100 k events/s.
@@ -80,10 +85,11 @@ from checklib import agent_env, fail, free_port, hostflow_bin, register, wait_ex
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # What one op of each mode makes the kernel emit, and the programs it needs.
-EVENTS_PER_OP = {"exec": 3, "tcp": 1, "tcp-listen": 1, "udp": 1}
-PROGRAMS = {"exec": ["exec", "exit", "fork"], "tcp": ["connect"], "tcp-listen": ["connect"], "udp": ["connect"]}
+EVENTS_PER_OP = {"exec": 3, "tcp": 1, "tcp-listen": 1, "udp": 1, "open": 0}
+PROGRAMS = {"exec": ["exec", "exit", "fork"], "tcp": ["connect"], "tcp-listen": ["connect"], "udp": ["connect"],
+            "open": ["file_open"]}
 # Enough ops for a storm of a few seconds on the 2-core VM (unpaced).
-DEFAULT_OPS = {"exec": 4_000, "tcp": 1_000_000, "tcp-listen": 300_000, "udp": 5_000_000}
+DEFAULT_OPS = {"exec": 4_000, "tcp": 1_000_000, "tcp-listen": 300_000, "udp": 5_000_000, "open": 3_000_000}
 # The reader's counter export period (sources/src/ebpf/reader.rs).
 COUNTER_INTERVAL_S = 1.0
 DRAIN_INTERVAL_MS = 100  # the source's default drain_interval_ms
@@ -94,7 +100,7 @@ address = "127.0.0.1:{api_port}"
 
 [sources.ebpf]
 type = "ebpf"
-programs = {programs}
+{programs}
 drain_interval_ms = {drain_ms}
 {extra}
 
@@ -174,7 +180,11 @@ def total(samples, name, **labels):
 
 
 def counts(samples, programs):
-    """(submitted, lost, delivered) as the agent reports them now."""
+    """(submitted, lost, delivered) as the agent reports them now; `programs`
+    None = every program the source reports."""
+    if programs is None:
+        programs = sorted({dict(l).get("program") for (n, l) in samples
+                           if n == "hostflow_ebpf_events_total" and dict(l).get("component") == "ebpf"} - {None})
     submitted = sum(total(samples, "hostflow_ebpf_events_total", component="ebpf", program=p) for p in programs)
     lost = sum(total(samples, "hostflow_ebpf_ringbuf_lost_events_total", component="ebpf", program=p)
                for p in programs)
@@ -269,15 +279,20 @@ def run_storm(binary, storm, port):
 class Agent:
     """`hostflow run` with ebpf -> blackhole, ready once its programs are attached."""
 
-    def __init__(self, binary, work, programs, extra):
+    def __init__(self, binary, work, programs, extra, all_programs=False):
+        """`programs`: the ones the storm needs (waited for); with
+        `all_programs` the source attaches its default set and every
+        program's counts are summed."""
         self.api_port = free_port()
         self.work = work
         self.config = os.path.join(work, "topology.toml")
         self.report = os.path.join(work, "report.json")
         self.log = os.path.join(work, "agent.log")
         self.programs = programs
+        self.counted = None if all_programs else programs
+        line = "" if all_programs else f"programs = {json.dumps(programs)}"
         with open(self.config, "w") as f:
-            f.write(TOPOLOGY.format(api_port=self.api_port, programs=json.dumps(programs),
+            f.write(TOPOLOGY.format(api_port=self.api_port, programs=line,
                                     drain_ms=DRAIN_INTERVAL_MS, extra=extra))
         if os.path.exists(self.report):
             os.remove(self.report)
@@ -314,7 +329,7 @@ class Agent:
         samples = self.api.metrics()
         if samples is None:
             fail("cannot read /metrics", self.log)
-        submitted, lost, delivered = counts(samples, self.programs)
+        submitted, lost, delivered = counts(samples, self.counted)
         return {"t": time.perf_counter(), "submitted": submitted, "lost": lost, "delivered": delivered,
                 "cpu": cpu_seconds(self.process.pid)}
 
@@ -354,8 +369,11 @@ class Agent:
         return received
 
 
+ALL_PROGRAMS = False  # --all-programs
+
+
 def attached_run(binary, storm_bin, storm, port, work, extra, bpf_stats=False):
-    agent = Agent(binary, work, storm.programs, extra)
+    agent = Agent(binary, work, storm.programs, extra, ALL_PROGRAMS)
     own = set(bpf_prog_ids(agent.process.pid))
     foreign = foreign_tracers(own)
     if bpf_stats:
@@ -482,6 +500,11 @@ def main():
     parser.add_argument("--no-wakeup-variant", action="store_true", help="skip wakeup_threshold_bytes = 0")
     parser.add_argument("--no-bpf-stats", action="store_true", help="skip the kernel.bpf_stats_enabled run")
     parser.add_argument("--no-nice", action="store_true", help="stay at the caller's priority")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=TOML",
+                        help="one more attached variant with these source options, e.g. "
+                             "'tp=connect_hook = \"tracepoint\"' (repeatable)")
+    parser.add_argument("--all-programs", action="store_true",
+                        help="attach the source's default program set, not only the storm's programs")
     args = parser.parse_args()
     if os.geteuid() != 0:
         fail("needs root: the ebpf source loads eBPF programs (run with sudo)")
@@ -495,9 +518,16 @@ def main():
     if not re.search(r"^\s+ebpf\s", components, re.M):
         fail(f"{binary} has no ebpf source (`hostflow components` does not list it)")
     storms = [Storm(spec) for spec in args.storms.split(",")]
+    global ALL_PROGRAMS
+    ALL_PROGRAMS = args.all_programs
     variants = {"attached": ""}
     if not args.no_wakeup_variant:
         variants["wake0"] = "wakeup_threshold_bytes = 0"
+    for spec in args.variant:
+        name, _, options = spec.partition("=")
+        if not name or not options:
+            fail(f"bad --variant `{spec}`: NAME=TOML")
+        variants[name] = options
 
     work = tempfile.mkdtemp(prefix="hostflow-ebpf-storm-")
     storm_bin = compile_storm(work)

@@ -18,6 +18,9 @@
  *               no packet is sent, so this is the cheapest connect the
  *               kernel has, the way to push the event rate past what TCP
  *               allows.
+ *   open        open("/usr/bin/true", O_RDONLY) + close: a path that no
+ *               default file selection holds, so no event leaves the
+ *               kernel; what the in-kernel filter costs every open.
  *
  * WORKERS (default 1) processes share the OPS between them; the clock runs
  * from before the first fork to the last worker's exit, so the figure is
@@ -45,7 +48,9 @@
 #include <time.h>
 #include <unistd.h>
 
-enum mode { MODE_EXEC, MODE_TCP, MODE_TCP_LISTEN, MODE_UDP };
+#include <fcntl.h>
+
+enum mode { MODE_EXEC, MODE_TCP, MODE_TCP_LISTEN, MODE_UDP, MODE_OPEN };
 
 static double now_s(void) {
     struct timespec ts;
@@ -149,6 +154,19 @@ static long run_udp(long ops, int port) {
     return failures;
 }
 
+static long run_open(long ops) {
+    long failures = 0;
+    for (long i = 0; i < ops; i++) {
+        pace(i);
+        int fd = open("/usr/bin/true", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            failures++;
+        else
+            close(fd);
+    }
+    return failures;
+}
+
 static void *accept_loop(void *arg) {
     int listener = *(int *)arg;
     for (;;) {
@@ -191,13 +209,15 @@ static long run_mode(enum mode mode, long ops, int port) {
         return run_tcp(ops, port, 0);
     case MODE_UDP:
         return run_udp(ops, port);
+    case MODE_OPEN:
+        return run_open(ops);
     }
     return ops;
 }
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: storm exec|tcp|tcp-listen|udp OPS [WORKERS] [PORT] [RATE]\n");
+        fprintf(stderr, "usage: storm exec|tcp|tcp-listen|udp|open OPS [WORKERS] [PORT] [RATE]\n");
         return 2;
     }
     enum mode mode;
@@ -209,6 +229,8 @@ int main(int argc, char **argv) {
         mode = MODE_TCP_LISTEN;
     else if (strcmp(argv[1], "udp") == 0)
         mode = MODE_UDP;
+    else if (strcmp(argv[1], "open") == 0)
+        mode = MODE_OPEN;
     else {
         fprintf(stderr, "storm: unknown mode %s\n", argv[1]);
         return 2;

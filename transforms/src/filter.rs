@@ -316,6 +316,7 @@ mod tests {
             exe: Arc::from(format!("/usr/bin/{comm}")),
             argv: Argv::from_args([comm, "-x", "a b"]),
             argv_truncated: false,
+            attributes: None,
         })
     }
 

@@ -140,8 +140,9 @@ pub struct ExecAttributes {
     pub loginuid: u32,
     /// Audit session id; `u32::MAX` when unset.
     pub session_id: u32,
-    /// Working directory at exec; may end in `…` when longer than the
-    /// kernel side's bound (then `cwd_truncated`).
+    /// Working directory at exec; starts with `…` (the leaf end kept, the
+    /// top cut) when longer than the kernel side's bound (then
+    /// `cwd_truncated`); empty when it could not be read.
     pub cwd: Arc<str>,
     pub cwd_truncated: bool,
     /// `NAME=value` for each allow-listed variable present, in the order

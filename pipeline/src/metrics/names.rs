@@ -76,6 +76,10 @@ pub const EBPF_EVENTS_TOTAL: &str = "hostflow_ebpf_events_total";
 /// Events an eBPF program could not submit because its ring buffer was full,
 /// per `program` (per-CPU reserve-failure counter, exact and immediate).
 pub const EBPF_RINGBUF_LOST_EVENTS_TOTAL: &str = "hostflow_ebpf_ringbuf_lost_events_total";
+/// Calls an eBPF program saw and chose not to report, per `program`: paths
+/// outside the file selection, repeated UDP destinations, the agent's own
+/// BPF loads (the kernel's per-CPU count).
+pub const EBPF_FILTERED_EVENTS_TOTAL: &str = "hostflow_ebpf_filtered_events_total";
 
 /// Diagnostics the agent reported about itself, per `module` and `event_type`
 /// (a fallback taken, an outage, a file set aside); see `pipeline::diag`.
@@ -89,7 +93,7 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "hostflow_process_resident_memor
 pub const BUILD_INFO: &str = "hostflow_build_info";
 
 /// Every name above, for the naming test and for documentation.
-pub const ALL: [&str; 35] = [
+pub const ALL: [&str; 36] = [
     COMPONENT_RECEIVED_EVENTS_TOTAL,
     COMPONENT_SENT_EVENTS_TOTAL,
     COMPONENT_DISCARDED_EVENTS_TOTAL,
@@ -121,6 +125,7 @@ pub const ALL: [&str; 35] = [
     KAFKA_DELIVERY_LATENCY_SECONDS,
     EBPF_EVENTS_TOTAL,
     EBPF_RINGBUF_LOST_EVENTS_TOTAL,
+    EBPF_FILTERED_EVENTS_TOTAL,
     AGENT_DIAG_EVENTS_TOTAL,
     PROCESS_CPU_SECONDS_TOTAL,
     PROCESS_RESIDENT_MEMORY_BYTES,

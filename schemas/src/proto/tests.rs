@@ -19,11 +19,11 @@ const GUID: &str = "MTIzNDU2fElORlJBfE5BfDQ0MjE";
 /// know, at tags above the frozen range.
 #[derive(Clone, PartialEq, Message)]
 struct LaterFields {
-    #[prost(string, tag = "25")]
+    #[prost(string, tag = "95")]
     note: String,
-    #[prost(uint64, tag = "26")]
+    #[prost(uint64, tag = "96")]
     counter: u64,
-    #[prost(message, optional, tag = "27")]
+    #[prost(message, optional, tag = "97")]
     nested: Option<Store>,
 }
 
@@ -32,7 +32,7 @@ fn later_fields() -> LaterFields {
 }
 
 /// Encodes, decodes, and checks that nothing changed; then appends fields of
-/// a later version (tags 25–27) and checks that they are skipped.
+/// a later version (tags 95–97) and checks that they are skipped.
 fn check<M: Message + Default + PartialEq + std::fmt::Debug>(message: &M) {
     let bytes = message.encode_to_vec();
     assert_eq!(bytes.len(), message.encoded_len());
@@ -214,12 +214,14 @@ fn diag_security_and_detection_round_trip() {
             cmdline: "curl -sS http://203.0.113.9/x".to_owned(),
             argv: vec!["curl".to_owned(), "-sS".to_owned(), "http://203.0.113.9/x".to_owned()],
             argv_truncated: false,
+            attributes: None,
         }),
         Detail::Exec(ProcessExec {
             exe: "/bin/sh".to_owned(),
             cmdline: "sh -c echo a b ".to_owned(),
             argv: vec!["sh".to_owned(), "-c".to_owned(), "echo a b".to_owned(), String::new()],
             argv_truncated: true,
+            attributes: None,
         }),
         Detail::Exit(ProcessExit { exit_code: -9, cpu_ns: 1_234_567 }),
         Detail::Fork(ProcessFork { child_pid: 31_338, child_start_time_ns: 9_100_000_500_000 }),
@@ -324,6 +326,6 @@ fn store_bytes_match_datadog_ddsketch_proto() {
 #[test]
 fn versions_are_the_documented_ones() {
     assert_eq!(PROCESS_ENVELOPE_SCHEMA_VERSION, "2.2");
-    assert_eq!(SECURITY_EVENT_SCHEMA_VERSION, "1.1");
+    assert_eq!(SECURITY_EVENT_SCHEMA_VERSION, "1.2");
     assert_eq!(SKETCH_VERSION, 1);
 }

@@ -5,15 +5,31 @@
 //! stored as its `to_parts` so it round-trips exactly; an exec's `argv` as a
 //! list with one item per argument; a connect's optional `result` as the
 //! value (0 when absent) and `has_result`.
+//!
+//! The security kinds and an exec's attributes have no mapping here: their
+//! records write their values through `pipeline::event::columns`, and
+//! [`BuilderWriter`] appends them to builders typed by the declaration in
+//! `schemas::columns`, so a field or kind added there needs no change in
+//! this file.
 
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
+use std::sync::LazyLock;
+
+use arrow_array::builder::{
+    BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, UInt16Builder, UInt32Builder, UInt64Builder,
+};
 use arrow_array::{
     ArrayRef, BooleanArray, Float64Array, Int32Array, RecordBatch, StringArray, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow_schema::ArrowError;
-use pipeline::event::{Event, EventKind};
+use pipeline::event::columns::{write_security, ColumnWriter};
+use pipeline::event::{Event, EventKind, ExecAttributes};
+use schemas::columns::{security_kind, Column, ColumnType, EXEC_ATTRIBUTES};
+
+/// What an exec without attributes stores in the attribute columns (with
+/// `has_attributes` false): built once, not per row.
+static NO_ATTRIBUTES: LazyLock<ExecAttributes> = LazyLock::new(ExecAttributes::default);
 
 /// Encodes `events` (all of kind `kind`; others are skipped) as one batch.
 pub fn encode(kind: EventKind, events: &[Event]) -> Result<RecordBatch, ArrowError> {
@@ -48,7 +64,14 @@ pub fn encode(kind: EventKind, events: &[Event]) -> Result<RecordBatch, ArrowErr
                 strs(rows.iter().map(|r| &*r.exe)),
                 argvs(rows.iter().map(|r| &r.argv)),
                 bools(rows.iter().map(|r| r.argv_truncated)),
+                bools(rows.iter().map(|r| r.attributes.is_some())),
             ]);
+            let mut writer = BuilderWriter::new(kind, EXEC_ATTRIBUTES.columns, rows.len());
+            for row in &rows {
+                row.attributes.as_deref().unwrap_or(&NO_ATTRIBUTES).write_columns(&mut writer);
+                writer.end_row()?;
+            }
+            columns.extend(writer.finish());
         }
         EventKind::ProcessExit => {
             let rows = rows!(ProcessExit);
@@ -161,8 +184,147 @@ pub fn encode(kind: EventKind, events: &[Event]) -> Result<RecordBatch, ArrowErr
                 lists(parts.iter().map(|p| &p.negative_bins[..])),
             ]);
         }
+        _ => {
+            let declared = security_kind(kind.as_str())
+                .ok_or_else(|| ArrowError::SchemaError(format!("{kind} has no column declaration")))?;
+            let mut writer = BuilderWriter::new(kind, declared.columns, events.len());
+            for event in events.iter().filter(|e| e.kind() == kind) {
+                if !write_security(event, &mut writer) {
+                    return Err(ArrowError::SchemaError(format!("{kind} is not written through its columns")));
+                }
+                writer.end_row()?;
+            }
+            columns.extend(writer.finish());
+        }
     }
     RecordBatch::try_new(schema, columns)
+}
+
+/// One typed builder per declared column.
+enum Builder {
+    U16(UInt16Builder),
+    U32(UInt32Builder),
+    U64(UInt64Builder),
+    I32(Int32Builder),
+    I64(Int64Builder),
+    Bool(BooleanBuilder),
+    Str(StringBuilder),
+    StrList(ListBuilder<StringBuilder>),
+}
+
+/// A [`ColumnWriter`] appending one record per row to builders typed by a
+/// column declaration. A record that writes another type or count of
+/// columns than declared (its `write_columns` and the declaration
+/// disagree) makes [`BuilderWriter::end_row`] fail, naming the column,
+/// instead of writing a misaligned file.
+pub struct BuilderWriter {
+    kind: EventKind,
+    columns: &'static [Column],
+    builders: Vec<Builder>,
+    next: usize,
+    mismatch: Option<(usize, ColumnType)>,
+}
+
+impl BuilderWriter {
+    /// Builders for `columns` with room for `rows` rows.
+    pub fn new(kind: EventKind, columns: &'static [Column], rows: usize) -> BuilderWriter {
+        let builders = columns
+            .iter()
+            .map(|column| match column.ty {
+                ColumnType::U16 => Builder::U16(UInt16Builder::with_capacity(rows)),
+                ColumnType::U32 => Builder::U32(UInt32Builder::with_capacity(rows)),
+                ColumnType::U64 => Builder::U64(UInt64Builder::with_capacity(rows)),
+                ColumnType::I32 => Builder::I32(Int32Builder::with_capacity(rows)),
+                ColumnType::I64 => Builder::I64(Int64Builder::with_capacity(rows)),
+                ColumnType::Bool => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+                ColumnType::Str => Builder::Str(StringBuilder::new()),
+                ColumnType::StrList => Builder::StrList(
+                    ListBuilder::new(StringBuilder::new()).with_field(Arc::new(schemas::arrow::argv_item())),
+                ),
+            })
+            .collect();
+        BuilderWriter { kind, columns, builders, next: 0, mismatch: None }
+    }
+
+    /// Closes one record: every declared column must have been written once.
+    pub fn end_row(&mut self) -> Result<(), ArrowError> {
+        let written = std::mem::take(&mut self.next);
+        let error = |index: usize, detail: String| {
+            let name = self.columns.get(index).map_or("(past the end)", |c| c.name);
+            ArrowError::InvalidArgumentError(format!(
+                "{}: column {index} `{name}`: {detail} (the record's write_columns and schemas/src/columns.rs disagree)",
+                self.kind
+            ))
+        };
+        if let Some((index, ty)) = self.mismatch.take() {
+            return Err(error(index, format!("written as {ty:?}")));
+        }
+        if written != self.columns.len() {
+            return Err(error(written, format!("{written} columns written, {} declared", self.columns.len())));
+        }
+        Ok(())
+    }
+
+    /// The finished columns, in declaration order.
+    pub fn finish(self) -> Vec<ArrayRef> {
+        self.builders
+            .into_iter()
+            .map(|builder| match builder {
+                Builder::U16(mut b) => Arc::new(b.finish()) as ArrayRef,
+                Builder::U32(mut b) => Arc::new(b.finish()),
+                Builder::U64(mut b) => Arc::new(b.finish()),
+                Builder::I32(mut b) => Arc::new(b.finish()),
+                Builder::I64(mut b) => Arc::new(b.finish()),
+                Builder::Bool(mut b) => Arc::new(b.finish()),
+                Builder::Str(mut b) => Arc::new(b.finish()),
+                Builder::StrList(mut b) => Arc::new(b.finish()),
+            })
+            .collect()
+    }
+}
+
+macro_rules! append {
+    ($self:ident, $variant:ident, $ty:ident, |$b:ident| $append:expr) => {{
+        match $self.builders.get_mut($self.next) {
+            Some(Builder::$variant($b)) => $append,
+            _ => {
+                $self.mismatch.get_or_insert(($self.next, ColumnType::$ty));
+            }
+        }
+        $self.next += 1;
+    }};
+}
+
+impl ColumnWriter for BuilderWriter {
+    fn u16(&mut self, value: u16) {
+        append!(self, U16, U16, |b| b.append_value(value))
+    }
+    fn u32(&mut self, value: u32) {
+        append!(self, U32, U32, |b| b.append_value(value))
+    }
+    fn u64(&mut self, value: u64) {
+        append!(self, U64, U64, |b| b.append_value(value))
+    }
+    fn i32(&mut self, value: i32) {
+        append!(self, I32, I32, |b| b.append_value(value))
+    }
+    fn i64(&mut self, value: i64) {
+        append!(self, I64, I64, |b| b.append_value(value))
+    }
+    fn bool(&mut self, value: bool) {
+        append!(self, Bool, Bool, |b| b.append_value(value))
+    }
+    fn str(&mut self, value: &str) {
+        append!(self, Str, Str, |b| b.append_value(value))
+    }
+    fn str_list(&mut self, values: &[Arc<str>]) {
+        append!(self, StrList, StrList, |b| {
+            for value in values {
+                b.values().append_value(value);
+            }
+            b.append(true);
+        })
+    }
 }
 
 fn u64s(values: impl Iterator<Item = u64>) -> ArrayRef {

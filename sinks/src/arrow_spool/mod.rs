@@ -40,7 +40,7 @@
 //! unchanged.
 
 mod access;
-mod encode;
+pub(crate) mod encode;
 mod recovery;
 mod retention;
 mod writer;

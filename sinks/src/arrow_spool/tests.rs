@@ -21,7 +21,8 @@ fn key(pid: u32) -> ProcessKey {
     ProcessKey { pid, start_time_ns: u64::from(pid) * 10 }
 }
 
-/// Two events of every kind, ids 0..20.
+/// Two events of every kind, ids 0..20, then the security kinds (ids 100.., 120..); the first exec has
+/// attributes.
 fn every_kind() -> Vec<Event> {
     let s: Arc<str> = Arc::from("bash");
     let mut sketch = LogSketch::default();
@@ -44,6 +45,7 @@ fn every_kind() -> Vec<Event> {
                 // The second exec has no argument at all.
                 argv: Argv::from_args(if i == 0 { &["bash", "-l", "a b", ""][..] } else { &[][..] }),
                 argv_truncated: i == 1,
+                attributes: (i == 0).then(pipeline::event::columns::sample_exec_attributes),
             }),
             Event::ProcessExit(ProcessExit { meta: meta(id + 1), process: key(101), exit_code: -3, cpu_ns: 7 }),
             Event::ProcessFork(ProcessFork { meta: meta(id + 2), parent: key(1), child: key(200 + i) }),
@@ -104,6 +106,9 @@ fn every_kind() -> Vec<Event> {
                 cpu_ns: u64::MAX,
             }),
         ]);
+        // The security kinds (the first exec above carries attributes).
+        let samples = pipeline::event::columns::security_samples(100 + 20 * u64::from(i));
+        events.extend(samples.into_iter().filter(|e| e.kind() != EventKind::ProcessExec));
     }
     events
 }

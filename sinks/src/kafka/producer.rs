@@ -27,7 +27,7 @@ use rdkafka::ClientContext;
 use tokio::sync::Notify;
 
 use super::{Encoding, KeyBy, Settings};
-use crate::protobuf::{EnvelopeContext, WireMessage};
+use crate::protobuf::EnvelopeContext;
 
 /// Longest wait between two looks at the delivery reports when nothing
 /// wakes the writer (a safety net; deliveries and due retries wake it).
@@ -310,12 +310,7 @@ impl KafkaSink {
             Encoding::Protobuf => crate::protobuf::encode_batch(events, &self.envelope)
                 .into_iter()
                 .map(|message| {
-                    let message_type = match &message {
-                        WireMessage::Process(_) => "hostflow.v1.ProcessEnvelope",
-                        WireMessage::Sketch(_) => "hostflow.v1.SketchEnvelope",
-                        WireMessage::Diag(_) => "hostflow.v1.AgentDiagEvent",
-                        WireMessage::Security(_) => "hostflow.v1.SecurityEvent",
-                    };
+                    let message_type = message.message_type();
                     Outgoing::new(message.encode_to_vec(), None, message_type)
                 })
                 .collect(),

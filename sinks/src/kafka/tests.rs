@@ -74,6 +74,7 @@ fn events(n: u64) -> Vec<Event> {
             exe: Arc::from("/bin/bash"),
             argv: pipeline::event::Argv::from_args(["bash", "-l"]),
             argv_truncated: false,
+            attributes: None,
         }));
         for (offset, pid) in [(1, 10), (2, 11)] {
             events.push(Event::ProcessSample(ProcessSample {

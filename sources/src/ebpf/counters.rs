@@ -27,6 +27,9 @@ pub struct ProgramCounts {
     pub submitted: u64,
     /// Records refused because the ring buffer was full.
     pub lost: u64,
+    /// Calls the program saw and chose not to report (outside the file
+    /// selection, a repeated UDP destination, the agent's own BPF load).
+    pub filtered: u64,
 }
 
 impl ProgramCounts {
@@ -43,7 +46,7 @@ pub type AllCounts = [ProgramCounts; PROGRAM_COUNT];
 pub struct Counters {
     array: PerCpuArray<MapData, RawCounter>,
     exported: AllCounts,
-    handles: Vec<(Counter, Counter)>,
+    handles: Vec<(Counter, Counter, Counter)>,
 }
 
 impl Counters {
@@ -60,6 +63,11 @@ impl Counters {
             metrics::Unit::Count,
             "Events an eBPF program could not submit because its ring buffer was full."
         );
+        metrics::describe_counter!(
+            names::EBPF_FILTERED_EVENTS_TOTAL,
+            metrics::Unit::Count,
+            "Calls an eBPF program saw and chose not to report (file selection, repeats, the agent's own)."
+        );
         let handles = Program::ALL
             .iter()
             .map(|program| {
@@ -69,7 +77,8 @@ impl Counters {
                 ];
                 (
                     metrics::counter!(names::EBPF_EVENTS_TOTAL, labels.clone()),
-                    metrics::counter!(names::EBPF_RINGBUF_LOST_EVENTS_TOTAL, labels),
+                    metrics::counter!(names::EBPF_RINGBUF_LOST_EVENTS_TOTAL, labels.clone()),
+                    metrics::counter!(names::EBPF_FILTERED_EVENTS_TOTAL, labels),
                 )
             })
             .collect();
@@ -84,9 +93,12 @@ impl Counters {
     /// Reads and adds what is new to the metrics; returns the totals.
     pub fn export(&mut self) -> Result<AllCounts, String> {
         let now = self.read()?;
-        for ((current, previous), (events, lost)) in now.iter().zip(self.exported.iter_mut()).zip(&self.handles) {
+        for ((current, previous), (events, lost, filtered)) in
+            now.iter().zip(self.exported.iter_mut()).zip(&self.handles)
+        {
             events.increment(current.submitted.saturating_sub(previous.submitted));
             lost.increment(current.lost.saturating_sub(previous.lost));
+            filtered.increment(current.filtered.saturating_sub(previous.filtered));
             *previous = *current;
         }
         Ok(now)
@@ -98,9 +110,10 @@ pub fn read_counts(array: &PerCpuArray<MapData, RawCounter>) -> Result<AllCounts
     let mut totals = AllCounts::default();
     for (index, total) in totals.iter_mut().enumerate() {
         let per_cpu = array.get(&(index as u32), 0).map_err(|e| format!("reading eBPF counters: {}", chain(&e)))?;
-        for [submitted, lost] in per_cpu.iter() {
+        for [submitted, lost, filtered] in per_cpu.iter() {
             total.submitted += submitted;
             total.lost += lost;
+            total.filtered += filtered;
         }
     }
     Ok(totals)

@@ -34,7 +34,9 @@ pub fn process_key(proc: &ProcIdentity, tick_ns: u64) -> ProcessKey {
 ///
 /// - exec: `exe` is the path given to `execve` (not resolved), `argv` the
 ///   captured arguments; `argv_truncated` also covers an unreadable
-///   argument area (then `argv` is empty).
+///   argument area (then `argv` is empty); `attributes` is always set
+///   (what the kernel knew at the exec: credentials, file, stdio, tty,
+///   session, cwd, allow-listed environment).
 /// - exit: `exit_code` is the shell's view (status, or 128 + signal).
 /// - connect: the protocol is UDP for a `SOCK_DGRAM` socket and TCP
 ///   otherwise (including the rare socket whose type could not be read).
@@ -52,7 +54,7 @@ pub fn to_event(record: Record, event_id: u64, tick_ns: u64) -> Event {
             exe: exec.filename,
             argv: exec.argv,
             argv_truncated: exec.argv_truncated || exec.argv_unreadable,
-            attributes: None,
+            attributes: Some(std::sync::Arc::new(exec.attributes)),
         }),
         Record::Exit(exit) => Event::ProcessExit(ProcessExit {
             meta: EventMeta { ts_ns: exit.ts_ns, event_id },
@@ -71,7 +73,7 @@ pub fn to_event(record: Record, event_id: u64, tick_ns: u64) -> Event {
             protocol: if connect.sock_type == SOCK_DGRAM { Protocol::Udp } else { Protocol::Tcp },
             dst_addr: connect.addr,
             dst_port: connect.port,
-            result: Some(connect.result),
+            result: connect.result,
         }),
         Record::Open(open) => Event::FileOpen(FileOpen {
             meta: EventMeta { ts_ns: open.ts_ns, event_id },
@@ -79,5 +81,6 @@ pub fn to_event(record: Record, event_id: u64, tick_ns: u64) -> Event {
             path: open.path,
             flags: open.flags,
         }),
+        Record::Security(record) => super::events_security::to_event(record, event_id, tick_ns),
     }
 }

@@ -19,16 +19,18 @@ use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
 
 use super::host::{self, MountState};
-use super::records::{self, RawCounter, RawPrefix};
+use super::records::{self, RawCounter, RawEnvNames};
 use super::Program;
 
+/// How a missing tracepoint is reported (and recognised, for `Unsupported`).
+const ABSENT_TRACEPOINT: &str = "does not exist on this kernel";
 /// The ring buffer map in `bpf/hostflow.bpf.c`.
 pub const RING_MAP: &str = "hf_events";
 /// The per-CPU counter array.
 pub const COUNTERS_MAP: &str = "hf_counters";
-const PREFIXES_MAP: &str = "hf_prefixes";
 const WAKEUP_GLOBAL: &str = "hf_wakeup_bytes";
-const PREFIX_COUNT_GLOBAL: &str = "hf_prefix_count";
+const ENV_NAMES_MAP: &str = "hf_env_names";
+const ENV_COUNT_GLOBAL: &str = "hf_env_count";
 
 /// The compiled programs (`bpf/hostflow.bpf.o` as committed, unless
 /// `build.rs` found it stale and compiled `bpf/` itself), or why this
@@ -63,6 +65,9 @@ enum Hook {
     TracePoint { category: &'static str, name: &'static str },
     /// A raw tracepoint (no tracefs needed).
     RawTracePoint { name: &'static str },
+    /// A `cgroup/connect4` or `connect6` program on the cgroup v2 root
+    /// (every process's connect passes through it).
+    CgroupConnect,
 }
 
 /// One BPF function of a program.
@@ -88,6 +93,12 @@ const CONNECT: &[Function] = &[
     tracepoint("hf_connect_enter", "syscalls", "sys_enter_connect", true),
     tracepoint("hf_connect_exit", "syscalls", "sys_exit_connect", true),
 ];
+/// The cheap connect hook (bpf/connect_cgroup.bpf.h): no result code, a
+/// fraction of the tracepoint pair's cost.
+const CONNECT_CGROUP: &[Function] = &[
+    Function { name: "hf_connect4", hook: Hook::CgroupConnect, required: true },
+    Function { name: "hf_connect6", hook: Hook::CgroupConnect, required: true },
+];
 const FILE_OPEN: &[Function] = &[
     tracepoint("hf_openat", "syscalls", "sys_enter_openat", true),
     tracepoint("hf_openat2", "syscalls", "sys_enter_openat2", false),
@@ -101,6 +112,44 @@ fn functions(program: Program) -> &'static [Function] {
         Program::Fork => FORK,
         Program::Connect => CONNECT,
         Program::FileOpen => FILE_OPEN,
+        other => security::functions(other).unwrap_or(&[]),
+    }
+}
+
+/// The security programs' functions, selection maps and agent tgid.
+#[path = "loader_security.rs"]
+mod security;
+
+/// The functions that make up `program` under these settings: the connect
+/// program is the cgroup pair or the tracepoint pair.
+fn functions_for(program: Program, settings: &LoadSettings) -> &'static [Function] {
+    match (program, settings.connect_hook) {
+        (Program::Connect, ConnectHook::Cgroup) => CONNECT_CGROUP,
+        _ => functions(program),
+    }
+}
+
+/// Which hook observes connects (`connect_hook` in the source's options).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectHook {
+    /// `cgroup/connect4` + `connect6` on the cgroup v2 root: one program
+    /// run per connect, no syscall tracepoint; the result is not known
+    /// (it runs before the attempt).
+    #[default]
+    Cgroup,
+    /// `sys_enter_connect` + `sys_exit_connect`: the result too, at about
+    /// four times the cost per connect (BENCHMARKS.md, "eBPF storms").
+    Tracepoint,
+}
+
+impl ConnectHook {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectHook::Cgroup => "cgroup",
+            ConnectHook::Tracepoint => "tracepoint",
+        }
     }
 }
 
@@ -108,23 +157,44 @@ fn functions(program: Program) -> &'static [Function] {
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadSettings {
     pub programs: Vec<Program>,
+    /// How connects are observed.
+    pub connect_hook: ConnectHook,
+    /// The cgroup v2 directory the cgroup hooks attach to; `None`: the
+    /// cgroup2 mount's root (every process).
+    pub cgroup_path: Option<String>,
     /// A power of two, at least one page.
     pub ring_buffer_bytes: u32,
     /// Wake the reader once this many bytes are pending; 0 = every record.
     pub wakeup_threshold_bytes: u64,
-    /// At most [`records::MAX_PREFIXES`], each 1..=[`records::PREFIX_LEN`] bytes.
+    /// File selection of `file_open` and `file_change` (checked by
+    /// [`super::selection::check`]): prefixes, exact paths, basenames.
     pub file_prefixes: Vec<String>,
+    pub file_paths: Vec<String>,
+    pub file_basenames: Vec<String>,
+    /// The tgid whose BPF loads `bpf_load` leaves out; `None`: this
+    /// process (tests set another to see their own loads).
+    pub agent_tgid: Option<u32>,
+    /// Environment variables exec records carry (`NAME=value`): at most
+    /// [`records::MAX_ENV_NAMES`], each 1..=[`records::ENV_NAME_LEN`] bytes.
+    pub exec_env: Vec<String>,
 }
 
 impl Default for LoadSettings {
     /// What a default `ebpf` source loads: every program, a 4 MiB ring,
-    /// a 256 KiB wake-up threshold, opens under `/etc/`.
+    /// a 256 KiB wake-up threshold, opens under `/etc/`, the default
+    /// `exec_env` allow-list.
     fn default() -> LoadSettings {
         LoadSettings {
             programs: Program::ALL.to_vec(),
+            connect_hook: ConnectHook::default(),
+            cgroup_path: None,
             ring_buffer_bytes: 4 << 20,
             wakeup_threshold_bytes: super::DEFAULT_WAKEUP_THRESHOLD_BYTES,
             file_prefixes: super::DEFAULT_FILE_PREFIXES.iter().map(|p| (*p).to_owned()).collect(),
+            file_paths: Vec::new(),
+            file_basenames: super::DEFAULT_FILE_BASENAMES.iter().map(|b| (*b).to_owned()).collect(),
+            agent_tgid: None,
+            exec_env: super::DEFAULT_EXEC_ENV.iter().map(|name| (*name).to_owned()).collect(),
         }
     }
 }
@@ -164,6 +234,10 @@ pub enum ProgramState {
     Partial(String),
     /// Not running (the reason says why).
     Failed(String),
+    /// Not running because the kernel lacks what the program watches (no
+    /// module tracepoints: a kernel built without module support cannot
+    /// load modules). Not a problem: `/health` stays ok; probe says why.
+    Unsupported(String),
 }
 
 /// One program's outcome with its functions.
@@ -188,7 +262,10 @@ pub struct LoadReport {
 impl LoadReport {
     /// Programs that are running (fully or partially).
     pub fn running(&self) -> impl Iterator<Item = Program> + '_ {
-        self.programs.iter().filter(|p| !matches!(p.state, ProgramState::Failed(_))).map(|p| p.program)
+        self.programs
+            .iter()
+            .filter(|p| !matches!(p.state, ProgramState::Failed(_) | ProgramState::Unsupported(_)))
+            .map(|p| p.program)
     }
 
     /// `program: reason` for every program that is not fully attached, or
@@ -198,7 +275,7 @@ impl LoadReport {
             .programs
             .iter()
             .filter_map(|p| match &p.state {
-                ProgramState::Attached => None,
+                ProgramState::Attached | ProgramState::Unsupported(_) => None,
                 ProgramState::Partial(reason) => Some(format!("{}: partial: {reason}", p.program)),
                 ProgramState::Failed(reason) => Some(format!("{}: {reason}", p.program)),
             })
@@ -243,6 +320,7 @@ impl Loaded {
                 let result = match program {
                     AyaProgram::TracePoint(p) => p.unload(),
                     AyaProgram::RawTracePoint(p) => p.unload(),
+                    AyaProgram::CgroupSockAddr(p) => p.unload(),
                     _ => Ok(()),
                 };
                 // Unloading a program that never loaded is an error we expect.
@@ -257,19 +335,27 @@ impl Loaded {
 /// Loads the object and attaches the requested programs.
 pub fn load(settings: &LoadSettings) -> Result<Loaded, LoadError> {
     let object = embedded_object().map_err(LoadError::NotBuilt)?;
-    let needs_tracefs =
-        settings.programs.iter().flat_map(|&p| functions(p)).any(|f| matches!(f.hook, Hook::TracePoint { .. }));
+    let needs_tracefs = settings
+        .programs
+        .iter()
+        .flat_map(|&p| functions_for(p, settings))
+        .any(|f| matches!(f.hook, Hook::TracePoint { .. }));
+    let cgroup = settings.cgroup_path.clone().or_else(|| host::mount_point(&host::mounts(), "cgroup2"));
     let tracefs = if needs_tracefs { host::ensure_tracefs() } else { host::tracefs_state() };
     if let MountState::MountedByUs { path } = &tracefs {
         tracing::info!(%path, "mounted tracefs (classic tracepoints read their ids there)");
     }
 
-    let prefix_count = settings.file_prefixes.len().min(records::MAX_PREFIXES) as u32;
+    // The agent's own BPF loads (these programs, aya's feature probes) are
+    // not reported by `bpf_load`.
+    let agent_tgid = settings.agent_tgid.unwrap_or_else(std::process::id);
+    let env_count = settings.exec_env.len().min(records::MAX_ENV_NAMES) as u32;
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries(RING_MAP, settings.ring_buffer_bytes)
         .override_global(WAKEUP_GLOBAL, &settings.wakeup_threshold_bytes, true)
-        .override_global(PREFIX_COUNT_GLOBAL, &prefix_count, true);
+        .override_global(security::AGENT_TGID_GLOBAL, &agent_tgid, true)
+        .override_global(ENV_COUNT_GLOBAL, &env_count, true);
     let mut ebpf = loader.load(object).map_err(|error| {
         let reason = chain(&error);
         let hint = match host::missing_capabilities_note() {
@@ -282,12 +368,13 @@ pub fn load(settings: &LoadSettings) -> Result<Loaded, LoadError> {
         };
         LoadError::Object { reason, hint }
     })?;
-    fill_prefixes(&mut ebpf, &settings.file_prefixes)?;
+    security::fill_selection(&mut ebpf, settings)?;
+    fill_env_names(&mut ebpf, &settings.exec_env)?;
     let ring_buffer_bytes = ebpf.map(RING_MAP).and_then(ring_size).unwrap_or(settings.ring_buffer_bytes);
 
     let mut programs = Vec::new();
     for &program in &settings.programs {
-        programs.push(attach_program(&mut ebpf, program, &tracefs));
+        programs.push(attach_program(&mut ebpf, program, &Targets { settings, tracefs: &tracefs, cgroup: &cgroup }));
     }
     Ok(Loaded { ebpf, report: LoadReport { tracefs, ring_buffer_bytes, programs } })
 }
@@ -299,27 +386,39 @@ fn ring_size(map: &aya::maps::Map) -> Option<u32> {
     }
 }
 
-fn fill_prefixes(ebpf: &mut Ebpf, prefixes: &[String]) -> Result<(), LoadError> {
-    let map_error = |reason: String| LoadError::Map { map: PREFIXES_MAP, reason };
-    let map = ebpf.map_mut(PREFIXES_MAP).ok_or_else(|| map_error("not in the object".into()))?;
-    let mut array: Array<&mut MapData, RawPrefix> = Array::try_from(map).map_err(|e| map_error(chain(&e)))?;
-    for (slot, prefix) in prefixes.iter().take(records::MAX_PREFIXES).enumerate() {
-        let value = records::encode_prefix(prefix)
-            .ok_or_else(|| map_error(format!("prefix {prefix:?} is empty or longer than {}", records::PREFIX_LEN)))?;
-        array.set(slot as u32, value, 0).map_err(|e| map_error(chain(&e)))?;
-    }
-    Ok(())
+/// What the hooks attach to.
+struct Targets<'a> {
+    settings: &'a LoadSettings,
+    tracefs: &'a MountState,
+    /// The cgroup v2 directory for cgroup hooks; `None`: no cgroup2 mount.
+    cgroup: &'a Option<String>,
 }
 
-fn attach_program(ebpf: &mut Ebpf, program: Program, tracefs: &MountState) -> ProgramReport {
+/// Fills `hf_env_names` (the exec records' environment allow-list, all
+/// names in its one entry) in the order given; `hf_env_count` says how
+/// many the kernel reads.
+fn fill_env_names(ebpf: &mut Ebpf, names: &[String]) -> Result<(), LoadError> {
+    let map_error = |reason: String| LoadError::Map { map: ENV_NAMES_MAP, reason };
+    let value = records::encode_env_names(names).map_err(map_error)?;
+    let map = ebpf.map_mut(ENV_NAMES_MAP).ok_or_else(|| map_error("not in the object".into()))?;
+    let mut array: Array<&mut MapData, RawEnvNames> = Array::try_from(map).map_err(|e| map_error(chain(&e)))?;
+    array.set(0, value, 0).map_err(|e| map_error(chain(&e)))
+}
+
+fn attach_program(ebpf: &mut Ebpf, program: Program, targets: &Targets<'_>) -> ProgramReport {
     let mut reports = Vec::new();
-    for function in functions(program) {
-        let error = attach_function(ebpf, function, tracefs).err();
+    let functions = functions_for(program, targets.settings);
+    for function in functions {
+        let error = attach_function(ebpf, function, targets).err();
         reports.push(FunctionReport {
             function: function.name,
             target: match function.hook {
                 Hook::TracePoint { category, name } => format!("tracepoint:{category}/{name}"),
                 Hook::RawTracePoint { name } => format!("raw_tracepoint:{name}"),
+                Hook::CgroupConnect => {
+                    let family = if function.name.ends_with('6') { "connect6" } else { "connect4" };
+                    format!("cgroup/{family}:{}", targets.cgroup.as_deref().unwrap_or("(no cgroup2 mount)"))
+                }
             },
             required: function.required,
             error,
@@ -338,10 +437,18 @@ fn attach_program(ebpf: &mut Ebpf, program: Program, tracefs: &MountState) -> Pr
     let state = if !failed_required.is_empty() {
         // Half a program (connect's enter without its exit) is worse than
         // none: take down what did attach.
-        for function in functions(program) {
+        for function in functions {
             unload(ebpf, function.name);
         }
-        ProgramState::Failed(failed_required.join("; "))
+        let all_absent = reports.iter().all(|r| r.error.as_deref().is_some_and(|e| e.contains(ABSENT_TRACEPOINT)));
+        if all_absent && security::unsupported_when_absent(program) {
+            ProgramState::Unsupported(format!(
+                "none of its tracepoints exists on this kernel ({}): the kernel cannot do what it watches",
+                reports.iter().map(|r| r.target.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        } else {
+            ProgramState::Failed(failed_required.join("; "))
+        }
     } else if !failed_optional.is_empty() {
         ProgramState::Partial(failed_optional.join("; "))
     } else {
@@ -350,7 +457,8 @@ fn attach_program(ebpf: &mut Ebpf, program: Program, tracefs: &MountState) -> Pr
     ProgramReport { program, state, functions: reports }
 }
 
-fn attach_function(ebpf: &mut Ebpf, function: &Function, tracefs: &MountState) -> Result<(), String> {
+fn attach_function(ebpf: &mut Ebpf, function: &Function, targets: &Targets<'_>) -> Result<(), String> {
+    let tracefs = targets.tracefs;
     let program = ebpf.program_mut(function.name).ok_or_else(|| format!("{} is not in the object", function.name))?;
     match (function.hook, program) {
         (Hook::TracePoint { category, name }, AyaProgram::TracePoint(tp)) => {
@@ -362,7 +470,7 @@ fn attach_function(ebpf: &mut Ebpf, function: &Function, tracefs: &MountState) -
                 match std::fs::metadata(&events) {
                     Ok(_) => {}
                     Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(format!("tracepoint {category}/{name} does not exist on this kernel"))
+                        return Err(format!("tracepoint {category}/{name} {ABSENT_TRACEPOINT}"))
                     }
                     Err(error) => {
                         // tracefs is root-only (0700): a non-root agent
@@ -382,6 +490,22 @@ fn attach_function(ebpf: &mut Ebpf, function: &Function, tracefs: &MountState) -
             tp.load().map_err(|e| program_error(&e))?;
             tp.attach(name).map(drop).map_err(|e| program_error(&e))
         }
+        (Hook::CgroupConnect, AyaProgram::CgroupSockAddr(program)) => {
+            let Some(path) = targets.cgroup else {
+                return Err("no cgroup v2 mount on this host (set connect_hook = \"tracepoint\")".into());
+            };
+            let cgroup =
+                std::fs::File::open(path).map_err(|error| format!("cannot open the cgroup {path}: {error}"))?;
+            program.load().map_err(|e| program_error(&e))?;
+            // aya attaches through a BPF link (kernel ≥ 5.7), which always
+            // runs beside the cgroup's other programs (systemd's, a
+            // container runtime's) and takes no attach flags: the kernel
+            // refuses ALLOW_MULTI on a link with EINVAL.
+            program
+                .attach(&cgroup, aya::programs::CgroupAttachMode::Single)
+                .map(drop)
+                .map_err(|e| program_error(&e))
+        }
         (_, other) => Err(format!("{} has an unexpected program type {:?}", function.name, other.prog_type())),
     }
 }
@@ -390,6 +514,7 @@ fn unload(ebpf: &mut Ebpf, name: &str) {
     let result = match ebpf.program_mut(name) {
         Some(AyaProgram::TracePoint(p)) => p.unload(),
         Some(AyaProgram::RawTracePoint(p)) => p.unload(),
+        Some(AyaProgram::CgroupSockAddr(p)) => p.unload(),
         _ => Ok(()),
     };
     if let Err(error) = result {

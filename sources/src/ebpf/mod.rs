@@ -28,19 +28,26 @@
 
 pub mod counters;
 pub mod events;
+pub mod events_security;
 pub mod fallback;
 pub mod host;
 pub mod loader;
 pub mod probe;
 mod reader;
 pub mod records;
+pub mod records_security;
 pub mod ring;
+pub mod selection;
 pub mod stamp;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_kernel;
+#[cfg(test)]
+mod tests_exec;
+#[cfg(test)]
+mod tests_security;
 #[cfg(test)]
 mod tests_stamp;
 
@@ -54,7 +61,7 @@ use pipeline::{ComponentError, ComponentOptions, ConfigError, Source, SourceCont
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-pub use loader::{LoadReport, LoadSettings};
+pub use loader::{ConnectHook, LoadReport, LoadSettings};
 pub use probe::{probe, ProbeReport};
 
 /// The programs this source can attach, by the name used in
@@ -67,11 +74,37 @@ pub enum Program {
     Fork,
     Connect,
     FileOpen,
+    // The security programs (issue #13; bpf/files.bpf.h, privilege.bpf.h,
+    // network.bpf.h).
+    FileChange,
+    Credentials,
+    Namespace,
+    Ptrace,
+    ModuleLoad,
+    BpfLoad,
+    Listen,
+    Accept,
+    UdpSend,
 }
 
 impl Program {
     /// Every program, in counter-index order.
-    pub const ALL: [Program; 5] = [Program::Exec, Program::Exit, Program::Fork, Program::Connect, Program::FileOpen];
+    pub const ALL: [Program; 14] = [
+        Program::Exec,
+        Program::Exit,
+        Program::Fork,
+        Program::Connect,
+        Program::FileOpen,
+        Program::FileChange,
+        Program::Credentials,
+        Program::Namespace,
+        Program::Ptrace,
+        Program::ModuleLoad,
+        Program::BpfLoad,
+        Program::Listen,
+        Program::Accept,
+        Program::UdpSend,
+    ];
 
     /// The configuration and metric-label name.
     pub fn as_str(self) -> &'static str {
@@ -81,6 +114,15 @@ impl Program {
             Program::Fork => "fork",
             Program::Connect => "connect",
             Program::FileOpen => "file_open",
+            Program::FileChange => "file_change",
+            Program::Credentials => "credentials",
+            Program::Namespace => "namespace",
+            Program::Ptrace => "ptrace",
+            Program::ModuleLoad => "module_load",
+            Program::BpfLoad => "bpf_load",
+            Program::Listen => "listen",
+            Program::Accept => "accept",
+            Program::UdpSend => "udp_send",
         }
     }
 
@@ -106,7 +148,9 @@ impl fmt::Display for Program {
 #[serde(deny_unknown_fields)]
 pub struct EbpfConfig {
     /// Programs to attach: any of `exec`, `exit`, `fork`, `connect`,
-    /// `file_open`. Default: all five.
+    /// `file_open`, and the security programs `file_change`, `credentials`,
+    /// `namespace`, `ptrace`, `module_load`, `bpf_load`, `listen`, `accept`,
+    /// `udp_send`. Default: all of them.
     #[serde(default)]
     pub programs: Option<Spanned<Vec<Spanned<String>>>>,
     /// Size of the ring buffer shared by the programs, in bytes: a power of
@@ -123,15 +167,45 @@ pub struct EbpfConfig {
     /// Default 100.
     #[serde(default = "default_drain_interval_ms")]
     pub drain_interval_ms: Spanned<u64>,
-    /// `file_open` reports only paths starting with one of these (at most
-    /// 8, each 1 to 64 bytes), compared in the kernel against the path as
-    /// passed to `open`. Default `["/etc/"]`.
+    /// `file_open` and `file_change` report only paths starting with one
+    /// of these (each 1 to 255 bytes), equal to one of `file_paths` (1 to
+    /// 254 bytes) or whose last component is one of `file_basenames` (1 to
+    /// 64 bytes, no `/`); compared in the kernel against the path as passed
+    /// to the syscall (a relative path is compared as written). At most 256
+    /// prefixes and paths together and 256 basenames. When none of the
+    /// three is set: prefix `/etc/` and the basenames of
+    /// [`selection::DEFAULT_FILE_BASENAMES`]; once one is set, the others
+    /// default to empty.
     #[serde(default)]
     pub file_prefixes: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Exact paths (see `file_prefixes`).
+    #[serde(default)]
+    pub file_paths: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Basenames selected in any directory (see `file_prefixes`).
+    #[serde(default)]
+    pub file_basenames: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Environment variables whose `NAME=value` every exec record carries
+    /// when the process has them (at most 16 names, each a valid variable
+    /// name of 1 to 32 bytes; the kernel scans the first 8 KiB of the
+    /// environment and keeps up to 1 KiB of entries, 256 bytes each).
+    /// Default: LD_PRELOAD, LD_LIBRARY_PATH, GLIBC_TUNABLES, HTTP_PROXY,
+    /// HTTPS_PROXY. `[]` turns the scan off.
+    #[serde(default)]
+    pub exec_env: Option<Spanned<Vec<Spanned<String>>>>,
     /// How often the `/proc` fallback scans, in milliseconds (10 to
     /// 3600000), when eBPF is unavailable. Default 1000.
     #[serde(default = "default_fallback_interval_ms")]
     pub fallback_interval_ms: Spanned<u64>,
+    /// How connects are observed: `cgroup` (default; `cgroup/connect4` and
+    /// `connect6` on the cgroup v2 root, cheapest, no result code) or
+    /// `tracepoint` (the `connect` syscall's enter/exit pair, with the
+    /// result, about four times the in-kernel cost per connect).
+    #[serde(default)]
+    pub connect_hook: Option<Spanned<String>>,
+    /// The cgroup v2 directory the cgroup hook attaches to (it sees the
+    /// processes below it). Default: the cgroup2 mount's root, every process.
+    #[serde(default)]
+    pub cgroup_path: Option<Spanned<String>>,
 }
 
 fn default_ring_buffer_bytes() -> Spanned<u64> {
@@ -148,8 +222,10 @@ fn default_fallback_interval_ms() -> Spanned<u64> {
 
 /// Default `wakeup_threshold_bytes` (for rings of 1 MiB and more).
 pub const DEFAULT_WAKEUP_THRESHOLD_BYTES: u64 = 256 << 10;
-/// Default `file_prefixes`.
-pub const DEFAULT_FILE_PREFIXES: [&str; 1] = ["/etc/"];
+pub use selection::{DEFAULT_FILE_BASENAMES, DEFAULT_FILE_PREFIXES};
+/// Default `exec_env`: variables that change what a program loads or where
+/// its traffic goes.
+pub const DEFAULT_EXEC_ENV: [&str; 5] = ["LD_PRELOAD", "LD_LIBRARY_PATH", "GLIBC_TUNABLES", "HTTP_PROXY", "HTTPS_PROXY"];
 /// Largest accepted ring buffer (the kernel's limit is lower on most hosts).
 pub const MAX_RING_BUFFER_BYTES: u64 = 1 << 30;
 
@@ -188,8 +264,9 @@ impl EbpfSource {
                         None => errors.push(options.error_at(
                             name.span(),
                             format!(
-                                "unknown program `{}` (known: exec, exit, fork, connect, file_open)",
-                                name.get_ref()
+                                "unknown program `{}` (known: {})",
+                                name.get_ref(),
+                                Program::ALL.map(Program::as_str).join(", ")
                             ),
                         )),
                     }
@@ -244,42 +321,52 @@ impl EbpfSource {
                 format!("fallback_interval_ms must be 10 to 3600000, got {fallback_ms}"),
             ));
         }
-        let file_prefixes = match &config.file_prefixes {
-            None => DEFAULT_FILE_PREFIXES.iter().map(|p| (*p).to_owned()).collect(),
-            Some(list) => {
-                if list.get_ref().len() > records::MAX_PREFIXES {
+        let files = selection::check(
+            config.file_prefixes.as_ref(),
+            config.file_paths.as_ref(),
+            config.file_basenames.as_ref(),
+            &programs,
+            options,
+            &mut errors,
+        );
+        let exec_env = exec_env_names(config.exec_env.as_ref(), options, &mut errors);
+        let connect_hook = match &config.connect_hook {
+            None => ConnectHook::default(),
+            Some(hook) => match hook.get_ref().as_str() {
+                "cgroup" => ConnectHook::Cgroup,
+                "tracepoint" => ConnectHook::Tracepoint,
+                other => {
                     errors.push(options.error_at(
-                        list.span(),
-                        format!("at most {} file_prefixes, got {}", records::MAX_PREFIXES, list.get_ref().len()),
+                        hook.span(),
+                        format!("unknown connect_hook `{other}` (known: cgroup, tracepoint)"),
                     ));
+                    ConnectHook::default()
                 }
-                if list.get_ref().is_empty() && programs.contains(&Program::FileOpen) {
-                    errors.push(options.error_at(
-                        list.span(),
-                        "file_open needs at least one entry in file_prefixes (or leave file_open out of programs)",
-                    ));
-                }
-                for prefix in list.get_ref() {
-                    let len = prefix.get_ref().len();
-                    if len == 0 || len > records::PREFIX_LEN {
-                        errors.push(options.error_at(
-                            prefix.span(),
-                            format!("a file prefix must be 1 to {} bytes, got {len}", records::PREFIX_LEN),
-                        ));
-                    }
-                }
-                list.get_ref().iter().map(|p| p.get_ref().clone()).collect()
-            }
+            },
         };
+        if let Some(path) = &config.cgroup_path {
+            if !path.get_ref().starts_with('/') {
+                errors.push(options.error_at(
+                    path.span(),
+                    format!("cgroup_path must be an absolute path to a cgroup v2 directory, got `{}`", path.get_ref()),
+                ));
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
         Ok(EbpfSource {
             settings: LoadSettings {
                 programs,
+                connect_hook,
+                cgroup_path: config.cgroup_path.as_ref().map(|p| p.get_ref().clone()),
                 ring_buffer_bytes: u32::try_from(ring).unwrap_or(u32::MAX),
                 wakeup_threshold_bytes: wakeup,
-                file_prefixes,
+                file_prefixes: files.prefixes,
+                file_paths: files.paths,
+                file_basenames: files.basenames,
+                agent_tgid: None,
+                exec_env,
             },
             drain_interval: Duration::from_millis(drain_ms),
             fallback_interval: Duration::from_millis(fallback_ms),
@@ -356,6 +443,47 @@ impl Source for EbpfSource {
             "eBPF programs attached");
         reader::run(loaded, cx, drain_interval).await
     }
+}
+
+/// Checks `exec_env`: at most [`records::MAX_ENV_NAMES`] names, each a
+/// valid variable name (`[A-Za-z_][A-Za-z0-9_]*`) of 1 to
+/// [`records::ENV_NAME_LEN`] bytes, none twice. The kernel compares names
+/// byte for byte, so a name it could never match is an error, not a no-op.
+fn exec_env_names(
+    list: Option<&Spanned<Vec<Spanned<String>>>>,
+    options: &ComponentOptions,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<String> {
+    let Some(list) = list else {
+        return DEFAULT_EXEC_ENV.iter().map(|name| (*name).to_owned()).collect();
+    };
+    if list.get_ref().len() > records::MAX_ENV_NAMES {
+        errors.push(options.error_at(
+            list.span(),
+            format!("at most {} exec_env names, got {}", records::MAX_ENV_NAMES, list.get_ref().len()),
+        ));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for name in list.get_ref() {
+        let text = name.get_ref();
+        let valid_chars = text.bytes().enumerate().all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+        if text.is_empty() || text.len() > records::ENV_NAME_LEN {
+            errors.push(options.error_at(
+                name.span(),
+                format!("an exec_env name must be 1 to {} bytes, got {}", records::ENV_NAME_LEN, text.len()),
+            ));
+        } else if !valid_chars {
+            errors.push(options.error_at(
+                name.span(),
+                format!("exec_env name {text:?} is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"),
+            ));
+        } else if names.contains(text) {
+            errors.push(options.error_at(name.span(), format!("exec_env name `{text}` is listed twice")));
+        } else {
+            names.push(text.clone());
+        }
+    }
+    names
 }
 
 /// Says why eBPF is not used (log, `/health`, diagnostic), then runs the

@@ -141,6 +141,7 @@ fn report(tracefs_state: &MountState, load: Option<LoadReport>, load_error: Opti
                     ProgramState::Attached => Fact::Ok("attached".into()),
                     ProgramState::Partial(reason) => Fact::Ok(format!("attached, partial: {reason}")),
                     ProgramState::Failed(reason) => Fact::Failed(reason.clone()),
+                    ProgramState::Unsupported(reason) => Fact::Missing(reason.clone()),
                 };
                 ProgramFact { program: p.program.to_string(), fact }
             })

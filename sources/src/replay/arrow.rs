@@ -10,6 +10,13 @@
 //! a sketch rebuilt with `LogSketch::from_parts` from the parts the encoder
 //! took with `to_parts`. Recorded `event_id`s and `ts_ns` are kept, never reassigned.
 //!
+//! The security kinds and an exec's attributes are read by one generic
+//! [`ColumnReader`] over a batch row ([`DeclaredBatch`]): their columns,
+//! named and typed by the declaration in `schemas::columns`, are looked up
+//! and downcast once per batch, and each record's `read_columns` takes
+//! them in order. A file of layout 2 has no `has_attributes` column: its
+//! execs come back with `attributes: None`, as they were written.
+//!
 //! Input is never trusted: a missing or mistyped column, a null, an address
 //! that does not parse or sketch parts no sketch could have are a
 //! [`DecodeError`] naming the kind, column and row, never a panic.
@@ -18,16 +25,19 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arrow_array::{
-    Array, BooleanArray, Float64Array, Int32Array, ListArray, RecordBatch, StringArray, UInt16Array, UInt32Array,
-    UInt64Array,
+    Array, BooleanArray, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, UInt16Array,
+    UInt32Array, UInt64Array,
 };
 use arrow_schema::DataType;
+use pipeline::event::columns::{read_security, ColumnError, ColumnReader, ColumnType as Written};
+use pipeline::event::ExecAttributes;
 use pipeline::event::{
     AgentDiag, Argv, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
     ProcessFork, ProcessSample, Protocol, ScanInfo, SketchEvent,
 };
 use pipeline::sketch::{LogSketch, SketchParts};
 use pipeline::{Event, EventKind, EventMeta, ProcessKey};
+use schemas::columns::{security_kind, Column, ColumnType, EXEC_ATTRIBUTES};
 
 use super::reader::Selection;
 
@@ -46,6 +56,10 @@ pub enum DecodeError {
     /// A value no encoder writes (an address that does not parse, …).
     #[error("{kind}: row {row}, column `{column}`: {reason}")]
     Value { kind: EventKind, column: &'static str, row: usize, reason: String },
+    /// A kind with neither a mapping here nor a column declaration (a bug:
+    /// the round-trip tests cover every kind).
+    #[error("{kind}: no column declaration")]
+    Undeclared { kind: EventKind },
 }
 
 /// Decodes every row of `batch`, a record batch of `kind`'s schema.
@@ -75,7 +89,20 @@ pub(crate) fn decode_selected(
             let (ppid, uid, gid, cgroup_id) = (c.u32("ppid")?, c.u32("uid")?, c.u32("gid")?, c.u64("cgroup_id")?);
             let (mut comm, mut exe) = (c.str("comm")?, c.str("exe")?);
             let (argv, argv_truncated) = (c.argvs("argv")?, c.bool("argv_truncated")?);
+            // Absent in layout-2 files: no exec there has attributes.
+            let mut attributes = match c.batch.column_by_name("has_attributes") {
+                None => None,
+                Some(_) => Some((c.bool("has_attributes")?, c.declared(EXEC_ATTRIBUTES.columns)?)),
+            };
             for row in rows {
+                let exec_attributes = match &mut attributes {
+                    Some((has, columns)) if has.value(row) => {
+                        let mut reader = columns.row(row);
+                        let read = ExecAttributes::read_columns(&mut reader);
+                        Some(Arc::new(read.map_err(|e| c.column_error(row, EXEC_ATTRIBUTES.columns, e))?))
+                    }
+                    _ => None,
+                };
                 events.push(Event::ProcessExec(ProcessExec {
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
@@ -87,7 +114,7 @@ pub(crate) fn decode_selected(
                     exe: exe.get(row),
                     argv: argv.get(row).map_err(|reason| c.value(row, "argv", reason))?,
                     argv_truncated: argv_truncated.value(row),
-                    attributes: None,
+                    attributes: exec_attributes,
                 }));
             }
         }
@@ -247,6 +274,18 @@ pub(crate) fn decode_selected(
                 }));
             }
         }
+        _ => {
+            let declared = security_kind(kind.as_str()).ok_or(DecodeError::Undeclared { kind })?;
+            let mut columns = c.declared(declared.columns)?;
+            for row in rows {
+                let mut reader = columns.row(row);
+                match read_security(kind, meta(row), &mut reader) {
+                    Some(Ok(event)) => events.push(event),
+                    Some(Err(error)) => return Err(c.column_error(row, declared.columns, error)),
+                    None => return Err(DecodeError::Undeclared { kind }),
+                }
+            }
+        }
     }
     Ok(events)
 }
@@ -357,6 +396,136 @@ impl<'a> Columns<'a> {
     fn value(&self, row: usize, column: &'static str, reason: String) -> DecodeError {
         DecodeError::Value { kind: self.kind, column, row, reason }
     }
+
+    /// A record's read error, naming the declared column it stopped at.
+    fn column_error(&self, row: usize, columns: &'static [Column], error: ColumnError) -> DecodeError {
+        let index = match &error {
+            ColumnError::Type { index, .. } | ColumnError::Value { index, .. } => *index,
+        };
+        let column = columns.get(index).map_or("(past the declaration)", |c| c.name);
+        self.value(row, column, error.to_string())
+    }
+
+    /// The declared `columns`, each looked up by name and downcast to its
+    /// declared type once for the whole batch.
+    fn declared(&self, columns: &'static [Column]) -> Result<DeclaredBatch<'a>, DecodeError> {
+        let mut typed = Vec::with_capacity(columns.len());
+        for column in columns {
+            let name = column.name;
+            typed.push(match column.ty {
+                ColumnType::U16 => Typed::U16(self.column(name, "UInt16")?),
+                ColumnType::U32 => Typed::U32(self.u32(name)?),
+                ColumnType::U64 => Typed::U64(self.u64(name)?),
+                ColumnType::I32 => Typed::I32(self.i32(name)?),
+                ColumnType::I64 => Typed::I64(self.column(name, "Int64")?),
+                ColumnType::Bool => Typed::Bool(self.bool(name)?),
+                ColumnType::Str => Typed::Str(self.utf8(name)?),
+                ColumnType::StrList => Typed::StrList(self.argvs(name)?),
+            });
+        }
+        let last = vec![None; typed.len()];
+        Ok(DeclaredBatch { columns: typed, last })
+    }
+}
+
+/// One declared column of a batch, downcast.
+enum Typed<'a> {
+    U16(&'a UInt16Array),
+    U32(&'a UInt32Array),
+    U64(&'a UInt64Array),
+    I32(&'a Int32Array),
+    I64(&'a Int64Array),
+    Bool(&'a BooleanArray),
+    Str(&'a StringArray),
+    StrList(Argvs<'a>),
+}
+
+/// The declared columns of one batch, and the last string each text column
+/// handed out (a value equal to the previous row's shares its allocation).
+struct DeclaredBatch<'a> {
+    columns: Vec<Typed<'a>>,
+    last: Vec<Option<Arc<str>>>,
+}
+
+impl<'a> DeclaredBatch<'a> {
+    /// A reader of row `row`'s values, in declaration order.
+    fn row(&mut self, row: usize) -> RowReader<'_, 'a> {
+        RowReader { batch: self, row, next: 0 }
+    }
+}
+
+/// A [`ColumnReader`] over one row of a [`DeclaredBatch`].
+struct RowReader<'b, 'a> {
+    batch: &'b mut DeclaredBatch<'a>,
+    row: usize,
+    next: usize,
+}
+
+macro_rules! take {
+    ($self:ident, $variant:ident, $expected:ident) => {{
+        let index = $self.next;
+        match $self.batch.columns.get(index) {
+            Some(Typed::$variant(array)) => {
+                $self.next += 1;
+                Ok(array.value($self.row))
+            }
+            _ => Err(ColumnError::Type { index, expected: Written::$expected }),
+        }
+    }};
+}
+
+impl ColumnReader for RowReader<'_, '_> {
+    fn index(&self) -> usize {
+        self.next
+    }
+    fn u16(&mut self) -> Result<u16, ColumnError> {
+        take!(self, U16, U16)
+    }
+    fn u32(&mut self) -> Result<u32, ColumnError> {
+        take!(self, U32, U32)
+    }
+    fn u64(&mut self) -> Result<u64, ColumnError> {
+        take!(self, U64, U64)
+    }
+    fn i32(&mut self) -> Result<i32, ColumnError> {
+        take!(self, I32, I32)
+    }
+    fn i64(&mut self) -> Result<i64, ColumnError> {
+        take!(self, I64, I64)
+    }
+    fn bool(&mut self) -> Result<bool, ColumnError> {
+        take!(self, Bool, Bool)
+    }
+    fn str(&mut self) -> Result<Arc<str>, ColumnError> {
+        let index = self.next;
+        let Some(Typed::Str(array)) = self.batch.columns.get(index) else {
+            return Err(ColumnError::Type { index, expected: Written::Str });
+        };
+        self.next += 1;
+        let value = array.value(self.row);
+        let last = &mut self.batch.last[index];
+        match last {
+            Some(shared) if **shared == *value => Ok(Arc::clone(shared)),
+            _ => {
+                let value: Arc<str> = Arc::from(value);
+                *last = Some(Arc::clone(&value));
+                Ok(value)
+            }
+        }
+    }
+    fn str_list(&mut self) -> Result<Vec<Arc<str>>, ColumnError> {
+        let index = self.next;
+        let Some(Typed::StrList(lists)) = self.batch.columns.get(index) else {
+            return Err(ColumnError::Type { index, expected: Written::StrList });
+        };
+        self.next += 1;
+        let items = lists.items(self.row).map_err(|reason| ColumnError::Value {
+            index,
+            what: "list of strings",
+            value: reason,
+        })?;
+        Ok(items.map(Arc::from).collect())
+    }
 }
 
 /// A string column handing out `Arc<str>`s; a value equal to the previous
@@ -386,11 +555,10 @@ struct Argvs<'a> {
     values: &'a StringArray,
 }
 
-impl Argvs<'_> {
-    /// Row `row`'s arguments; an error for offsets out of range (a valid
-    /// array never has them) or an argument with a NUL (no encoder writes
-    /// one: the kernel cannot pass one).
-    fn get(&self, row: usize) -> Result<Argv, String> {
+impl<'a> Argvs<'a> {
+    /// Row `row`'s items; an error for offsets out of range (a valid array
+    /// never has them).
+    fn items(&self, row: usize) -> Result<impl Iterator<Item = &'a str> + Clone + 'a, String> {
         let bounds = (self.offsets.get(row), self.offsets.get(row + 1));
         let (Some(&start), Some(&end)) = bounds else { return Err("offsets out of range".to_owned()) };
         let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else {
@@ -399,7 +567,15 @@ impl Argvs<'_> {
         if start > end || end > self.values.len() {
             return Err("offsets out of range".to_owned());
         }
-        let args = (start..end).map(|index| self.values.value(index));
+        let values = self.values;
+        Ok((start..end).map(move |index| values.value(index)))
+    }
+
+    /// Row `row`'s arguments; an error for offsets out of range or an
+    /// argument with a NUL (no encoder writes one: the kernel cannot pass
+    /// one).
+    fn get(&self, row: usize) -> Result<Argv, String> {
+        let args = self.items(row)?;
         if let Some(position) = args.clone().position(|arg| arg.contains('\0')) {
             return Err(format!("argument {position} contains a NUL"));
         }

@@ -25,19 +25,31 @@
 //! infinite one is lost), and a sketch whose `sum` overflowed to ±∞ cannot
 //! be rebuilt at all (the line is skipped as bad). The Arrow spool has no
 //! such loss.
+//!
+//! The security kinds, and an exec's attributes (present when the line has
+//! `"has_attributes":true`), are read generically: the line's object is
+//! parsed into a map and a [`ColumnReader`] hands out the values of the
+//! declaration's keys (`schemas::columns`) in order to the record's
+//! `read_columns`; a missing key is [`NdjsonError::Missing`]. Their kind is
+//! seen from the line's start (`{"kind":"…"`, as the encoder writes it), or
+//! from a first parse when a line is laid out otherwise.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+use pipeline::event::columns::{is_security, read_security, ColumnError, ColumnReader, ColumnType as Written};
+use pipeline::event::ExecAttributes;
 use pipeline::event::{
     AgentDiag, Argv, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
     ProcessFork, ProcessSample, ScanInfo, SketchEvent,
 };
 use pipeline::sketch::{LogSketch, SketchParts};
 use pipeline::{Event, EventKind, EventMeta, ProcessKey};
+use schemas::columns::{security_kind, Column, EXEC_ATTRIBUTES};
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use super::arrow::{parse_addr, parse_protocol, parse_state};
 
@@ -60,6 +72,10 @@ pub enum NdjsonError {
 
 /// Decodes one line (without its newline) written by sinks/src/ndjson.rs.
 pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
+    if let Some(kind) = declared_kind(line)? {
+        return decode_declared(kind, line);
+    }
+    let raw = line;
     let line: Line<'_> = serde_json::from_slice(line)?;
     let kind = EventKind::from_name(&line.kind.0).ok_or_else(|| NdjsonError::UnknownKind(line.kind.0.to_string()))?;
     let need = |field: &'static str| NdjsonError::Missing { kind, field };
@@ -96,7 +112,15 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
             exe: text(line.exe, "exe")?,
             argv: line.argv.ok_or(need("argv"))?.0,
             argv_truncated: line.argv_truncated.ok_or(need("argv_truncated"))?,
-            attributes: None,
+            attributes: match line.has_attributes {
+                Some(true) => {
+                    let object: Map<String, Value> = serde_json::from_slice(raw)?;
+                    let mut reader = JsonReader::new(&object, EXEC_ATTRIBUTES.columns);
+                    let read = ExecAttributes::read_columns(&mut reader);
+                    Some(Arc::new(read.map_err(|error| reader.error(kind, error))?))
+                }
+                _ => None,
+            },
         }),
         EventKind::ProcessExit => Event::ProcessExit(ProcessExit {
             meta,
@@ -193,8 +217,127 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
             event_type: text(line.event_type, "event_type")?,
             reason: text(line.reason, "reason")?,
         }),
+        // A declared kind whose line did not start with its kind (so
+        // `declared_kind` parsed it) never gets here; one that would is
+        // decoded the same way.
+        declared => return decode_declared(declared, raw),
     };
     Ok(event)
+}
+
+/// The kind of a line if it is one read through its column declaration.
+/// Cheap for the encoder's lines, which start with `{"kind":"NAME"`; any
+/// other layout costs one parse of the line for its `kind` alone.
+fn declared_kind(line: &[u8]) -> Result<Option<EventKind>, NdjsonError> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        kind: Text<'a>,
+    }
+    let prefix = line.strip_prefix(b"{\"kind\":\"").and_then(|rest| {
+        let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
+        (rest[end] == b'"').then(|| std::str::from_utf8(&rest[..end]).ok()).flatten()
+    });
+    let kind = match prefix {
+        Some(name) => EventKind::from_name(name),
+        None => {
+            let head: Head<'_> = serde_json::from_slice(line)?;
+            EventKind::from_name(&head.kind.0)
+        }
+    };
+    Ok(kind.filter(|&kind| is_security(kind)))
+}
+
+/// A line of a kind read through its column declaration.
+fn decode_declared(kind: EventKind, line: &[u8]) -> Result<Event, NdjsonError> {
+    let declared = security_kind(kind.as_str()).ok_or_else(|| NdjsonError::Value {
+        kind,
+        field: "kind",
+        reason: "no column declaration".to_owned(),
+    })?;
+    let object: Map<String, Value> = serde_json::from_slice(line)?;
+    let number = |field: &'static str| -> Result<u64, NdjsonError> {
+        let value = object.get(field).ok_or(NdjsonError::Missing { kind, field })?;
+        value.as_u64().ok_or_else(|| NdjsonError::Value { kind, field, reason: format!("{value} is not a u64") })
+    };
+    let meta = EventMeta { ts_ns: number("ts_ns")?, event_id: number("event_id")? };
+    let mut reader = JsonReader::new(&object, declared.columns);
+    match read_security(kind, meta, &mut reader) {
+        Some(Ok(event)) => Ok(event),
+        Some(Err(error)) => Err(reader.error(kind, error)),
+        None => Err(NdjsonError::UnknownKind(kind.to_string())),
+    }
+}
+
+/// A [`ColumnReader`] over one line's object: column *i*'s value is the
+/// key the declaration names for it.
+struct JsonReader<'m> {
+    object: &'m Map<String, Value>,
+    columns: &'static [Column],
+    next: usize,
+    /// The key that was absent, when reading stopped at one.
+    missing: Option<&'static str>,
+}
+
+impl<'m> JsonReader<'m> {
+    fn new(object: &'m Map<String, Value>, columns: &'static [Column]) -> JsonReader<'m> {
+        JsonReader { object, columns, next: 0, missing: None }
+    }
+
+    /// The next column's value, converted by `convert`.
+    fn take<T>(&mut self, expected: Written, convert: impl Fn(&'m Value) -> Option<T>) -> Result<T, ColumnError> {
+        let index = self.next;
+        let column = self.columns.get(index).ok_or(ColumnError::Type { index, expected })?;
+        let Some(value) = self.object.get(column.name) else {
+            self.missing = Some(column.name);
+            return Err(ColumnError::Type { index, expected });
+        };
+        let converted = convert(value).ok_or(ColumnError::Type { index, expected })?;
+        self.next += 1;
+        Ok(converted)
+    }
+
+    /// The decoding error for a record's read error.
+    fn error(&self, kind: EventKind, error: ColumnError) -> NdjsonError {
+        if let Some(field) = self.missing {
+            return NdjsonError::Missing { kind, field };
+        }
+        let index = match &error {
+            ColumnError::Type { index, .. } | ColumnError::Value { index, .. } => *index,
+        };
+        let field = self.columns.get(index).map_or("(past the declaration)", |c| c.name);
+        NdjsonError::Value { kind, field, reason: error.to_string() }
+    }
+}
+
+impl ColumnReader for JsonReader<'_> {
+    fn index(&self) -> usize {
+        self.next
+    }
+    fn u16(&mut self) -> Result<u16, ColumnError> {
+        self.take(Written::U16, |v| v.as_u64().and_then(|v| u16::try_from(v).ok()))
+    }
+    fn u32(&mut self) -> Result<u32, ColumnError> {
+        self.take(Written::U32, |v| v.as_u64().and_then(|v| u32::try_from(v).ok()))
+    }
+    fn u64(&mut self) -> Result<u64, ColumnError> {
+        self.take(Written::U64, Value::as_u64)
+    }
+    fn i32(&mut self) -> Result<i32, ColumnError> {
+        self.take(Written::I32, |v| v.as_i64().and_then(|v| i32::try_from(v).ok()))
+    }
+    fn i64(&mut self) -> Result<i64, ColumnError> {
+        self.take(Written::I64, Value::as_i64)
+    }
+    fn bool(&mut self) -> Result<bool, ColumnError> {
+        self.take(Written::Bool, Value::as_bool)
+    }
+    fn str(&mut self) -> Result<Arc<str>, ColumnError> {
+        self.take(Written::Str, |v| v.as_str().map(Arc::from))
+    }
+    fn str_list(&mut self) -> Result<Vec<Arc<str>>, ColumnError> {
+        self.take(Written::StrList, |v| v.as_array()?.iter().map(|item| item.as_str().map(Arc::from)).collect())
+    }
 }
 
 /// Every key any kind writes; which ones a line must have depends on its
@@ -221,6 +364,8 @@ struct Line<'a> {
     cgroup_id: Option<u64>,
     argv: Option<Args>,
     argv_truncated: Option<bool>,
+    /// An exec's attributes follow (read generically, see the module docs).
+    has_attributes: Option<bool>,
     exit_code: Option<i32>,
     /// An exit's CPU time, or an ephemeral row's sum of them.
     cpu_ns: Option<u64>,

@@ -209,7 +209,7 @@ impl KindCursor {
 /// and an absurd allocation aborts the whole agent.
 fn open_ipc_file(path: &Path, kind: EventKind) -> Result<FileReader<BufReader<File>>, String> {
     let schema = schemas::schema_for(kind.as_str()).ok_or_else(|| format!("no Arrow schema for {}", kind.as_str()))?;
-    schemas::spool::verify_file(path, &schema)?;
+    schemas::spool::verify_file_or_older(path, &schema)?;
     let file = File::open(path).map_err(|e| e.to_string())?;
     FileReader::try_new_buffered(file, None).map_err(|e| e.to_string())
 }

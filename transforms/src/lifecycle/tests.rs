@@ -42,6 +42,7 @@ fn exec(ts_ns: u64, process: ProcessKey, comm: &str) -> Event {
         exe: Arc::from(format!("/usr/bin/{}", if comm.is_empty() { "unnamed" } else { comm })),
         argv: Argv::from_args([comm]),
         argv_truncated: false,
+        attributes: None,
     })
 }
 

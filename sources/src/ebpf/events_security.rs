@@ -1,0 +1,98 @@
+//! The security records' events (issue #13): one arm per kind, called by
+//! [`super::events::to_event`]. Process keys are rounded as everywhere
+//! ([`super::events::process_key`]); a ptrace target that could not be
+//! resolved (the attach failed) keeps the pid asked for and start time 0.
+
+use pipeline::event::Protocol;
+use pipeline::event::{
+    BpfProgramLoad, CredentialChange, FileChange, ModuleLoad, NamespaceChange, NetAccept, NetListen, NetSend,
+    PtraceAttach,
+};
+use pipeline::{Event, EventMeta, ProcessKey};
+
+use super::events::process_key;
+use super::records_security::SecurityRecord;
+
+/// The event of a security record.
+pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
+    let meta = |ts_ns: u64| EventMeta { ts_ns, event_id };
+    match record {
+        SecurityRecord::FileChange(r) => Event::FileChange(FileChange {
+            meta: meta(r.ts_ns),
+            process: process_key(&r.proc, tick_ns),
+            op: r.op,
+            path: r.path,
+            target: r.target,
+            mode: r.mode,
+            result: r.result,
+        }),
+        SecurityRecord::Credentials(r) => Event::CredentialChange(CredentialChange {
+            meta: meta(r.ts_ns),
+            process: process_key(&r.proc, tick_ns),
+            syscall: r.syscall,
+            old: r.old,
+            new: r.new,
+            result: r.result,
+        }),
+        SecurityRecord::Namespace(r) => Event::NamespaceChange(NamespaceChange {
+            meta: meta(r.ts_ns),
+            process: process_key(&r.proc, tick_ns),
+            syscall: r.syscall,
+            flags: r.flags,
+            result: r.result,
+        }),
+        SecurityRecord::Ptrace(r) => Event::PtraceAttach(PtraceAttach {
+            meta: meta(r.ts_ns),
+            process: process_key(&r.proc, tick_ns),
+            request: r.request,
+            target: if r.target.start_boottime_ns == 0 {
+                ProcessKey { pid: r.target.tgid, start_time_ns: 0 }
+            } else {
+                process_key(&r.target, tick_ns)
+            },
+            result: r.result,
+        }),
+        SecurityRecord::Module(r) => Event::ModuleLoad(ModuleLoad {
+            meta: meta(r.ts_ns),
+            process: process_key(&r.proc, tick_ns),
+            syscall: r.syscall,
+            path: r.path,
+            params: r.params,
+            result: r.result,
+        }),
+        SecurityRecord::BpfLoad(r) => Event::BpfProgramLoad(BpfProgramLoad {
+            meta: meta(r.ts_ns),
+            process: process_key(&r.proc, tick_ns),
+            prog_type: r.prog_type,
+            prog_name: r.name,
+            insn_count: r.insn_count,
+            result: r.result,
+        }),
+        SecurityRecord::Listen(r) => Event::NetListen(NetListen {
+            meta: meta(r.ts_ns),
+            process: process_key(&r.proc, tick_ns),
+            protocol: Protocol::Tcp,
+            addr: r.addr,
+            port: r.port,
+            backlog: r.backlog,
+            result: r.result,
+        }),
+        SecurityRecord::Accept(r) => Event::NetAccept(NetAccept {
+            meta: meta(r.ts_ns),
+            process: process_key(&r.proc, tick_ns),
+            protocol: Protocol::Tcp,
+            local_addr: r.local_addr,
+            local_port: r.local_port,
+            peer_addr: r.peer_addr,
+            peer_port: r.peer_port,
+        }),
+        SecurityRecord::UdpSend(r) => Event::NetSend(NetSend {
+            meta: meta(r.ts_ns),
+            process: process_key(&r.proc, tick_ns),
+            protocol: Protocol::Udp,
+            dst_addr: r.addr,
+            dst_port: r.port,
+            bytes: r.bytes,
+        }),
+    }
+}
