@@ -38,12 +38,19 @@ struct {
     __type(value, __u32);
 } hf_select_basenames SEC(".maps");
 
-/* The path being selected, laid out as an LPM key (too big for the stack). */
+/* The path being selected, laid out as an LPM key (too big for the stack).
+ * The slack lets the basename be copied in whole words without a helper
+ * call: a word read near the end of the path stays inside the value. */
+struct hf_path_scratch {
+    struct hf_path_key key;
+    char slack[HF_BASENAME_LEN + 4];
+};
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, 1);
     __type(key, __u32);
-    __type(value, struct hf_path_key);
+    __type(value, struct hf_path_scratch);
 } hf_path_scratch SEC(".maps");
 
 struct {
@@ -105,18 +112,32 @@ static __always_inline bool hf_path_selected(struct hf_path_key *key, long len) 
     asm volatile("" : "+r"(name_len));
     if (name_len == 0 || name_len > HF_BASENAME_LEN)
         return false;
-    struct hf_basename_key name = {};
-    bpf_probe_read_kernel(name.name, name_len, &key->path[start & (HF_PATH_LEN - 1)]);
-    return bpf_map_lookup_elem(&hf_select_basenames, &name) != NULL;
+    /* Copied a word at a time (unaligned loads are fine on x86-64 and
+     * arm64), bytes past the name zeroed: cheaper than a helper call. */
+    __u64 name[HF_BASENAME_LEN / 8];
+    const char *from = &key->path[start & (HF_PATH_LEN - 1)];
+    for (__u32 w = 0; w < HF_BASENAME_LEN / 8; w++) {
+        __u32 at = w * 8;
+        __u64 word = 0;
+        if (at < name_len) {
+            word = *(const __u64 *)(from + at);
+            __u32 left = name_len - at;
+            if (left < 8)
+                word &= (1ULL << (left * 8)) - 1;
+        }
+        name[w] = word;
+    }
+    return bpf_map_lookup_elem(&hf_select_basenames, name) != NULL;
 }
 
 /* ---- file open -------------------------------------------------------- */
 
 static __always_inline int hf_open_common(const char *upath, __u32 open_flags, __s32 dfd, __u32 syscall) {
     __u32 zero = 0;
-    struct hf_path_key *key = bpf_map_lookup_elem(&hf_path_scratch, &zero);
-    if (!key)
+    struct hf_path_scratch *scratch = bpf_map_lookup_elem(&hf_path_scratch, &zero);
+    if (!scratch)
         return 0;
+    struct hf_path_key *key = &scratch->key;
     long len = bpf_probe_read_user_str(key->path, sizeof(key->path), upath);
     if (!hf_path_selected(key, len)) {
         hf_count_filtered(HF_PROG_FILE_OPEN);
@@ -179,10 +200,11 @@ static __always_inline __u32 hf_change_path(struct hf_path_key *key, struct hf_f
  * points at (NULL for chmod and unlink). Either one selects. */
 static __always_inline int hf_file_change_enter(__u32 op, const char *upath, const char *utarget, __u32 mode) {
     __u32 zero = 0;
-    struct hf_path_key *key = bpf_map_lookup_elem(&hf_path_scratch, &zero);
+    struct hf_path_scratch *scratch = bpf_map_lookup_elem(&hf_path_scratch, &zero);
     struct hf_file_change *record = bpf_map_lookup_elem(&hf_file_change_scratch, &zero);
-    if (!key || !record)
+    if (!scratch || !record)
         return 0;
+    struct hf_path_key *key = &scratch->key;
     bool selected = false;
     __u32 path_len = hf_change_path(key, record, 0, upath, &selected);
     __u32 target_len = 0;

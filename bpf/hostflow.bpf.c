@@ -275,8 +275,11 @@ static __always_inline __u32 hf_exec_file(struct hf_exec *record, struct mm_stru
         flags |= HF_EXEC_MEMFD;
     /* An overlayfs file's inode is embedded in its struct ovl_inode, whose
      * __upperdentry is set when the file exists on the upper layer
-     * (created or copied up there, i.e. not as in the image's lower layers). */
-    if (magic == HF_OVERLAYFS_SUPER_MAGIC) {
+     * (created or copied up there, i.e. not as in the image's lower layers).
+     * The field check is a load-time constant: with overlayfs built as a
+     * module its types are not in vmlinux BTF, and the branch is dropped
+     * (overlay_upper stays 0) instead of failing the whole program. */
+    if (HF_FIELD_EXISTS(((struct ovl_inode *)0)->__upperdentry) && magic == HF_OVERLAYFS_SUPER_MAGIC) {
         struct ovl_inode *ovl = (void *)inode - HF_FIELD_OFFSET(((struct ovl_inode *)0)->vfs_inode);
         struct dentry *upper;
         HF_READ_KERNEL(upper, ovl->__upperdentry);
@@ -284,6 +287,36 @@ static __always_inline __u32 hf_exec_file(struct hf_exec *record, struct mm_stru
             flags |= HF_EXEC_OVERLAY_UPPER;
     }
     return flags;
+}
+
+/* Whether kernel uid `uid` is root in `cred`'s user namespace: what the
+ * kernel's exec-time capability rules compare with (make_kuid(ns, 0)).
+ * `*known` is cleared when the namespace maps uids through more than the
+ * 5 inline extents. */
+static __always_inline bool hf_is_ns_root(const struct cred *cred, __u32 uid, bool *known) {
+    struct user_namespace *ns;
+    int level;
+    __u32 nr;
+    HF_READ_KERNEL(ns, cred->user_ns);
+    HF_READ_KERNEL(level, ns->level);
+    if (level == 0)
+        return uid == 0;
+    HF_READ_KERNEL(nr, ns->uid_map.nr_extents);
+    if (nr > 5) {
+        *known = false;
+        return false;
+    }
+#pragma unroll
+    for (int i = 0; i < 5; i++) {
+        __u32 first, lower_first;
+        if (i >= nr)
+            break;
+        HF_READ_KERNEL(first, ns->uid_map.extent[i].first);
+        HF_READ_KERNEL(lower_first, ns->uid_map.extent[i].lower_first);
+        if (first == 0)
+            return uid == lower_first;
+    }
+    return false; /* no uid maps to 0 in this namespace */
 }
 
 /* The cwd as components from the leaf up, each NUL-terminated, into `out`
@@ -399,8 +432,7 @@ static long hf_env_step(__u64 index __attribute__((unused)), void *ctx) {
         return 1;
     __u32 zero = 0;
     struct hf_env_entry *entry = bpf_map_lookup_elem(&hf_env_scratch, &zero);
-    struct hf_exec *record = bpf_map_lookup_elem(&hf_exec_scratch, &zero);
-    if (!entry || !record)
+    if (!entry)
         return 1;
     long n = bpf_probe_read_user_str(entry->bytes, sizeof(entry->bytes), (const void *)walk->uaddr);
     if (n <= 0) {
@@ -428,6 +460,9 @@ static long hf_env_step(__u64 index __attribute__((unused)), void *ctx) {
         walk->truncated = 1;
         return 0;
     }
+    struct hf_exec *record = bpf_map_lookup_elem(&hf_exec_scratch, &zero);
+    if (!record)
+        return 1;
     __u32 size = n & (2 * HF_ENV_ENTRY_LEN - 1);
     if (bpf_probe_read_kernel(record->data + base + len, size, entry->bytes) < 0)
         return 1;
@@ -477,12 +512,16 @@ int hf_exec(struct hf_tp_sched_process_exec *ctx) {
     HF_READ_KERNEL(record->cap_effective, cred->cap_effective);
     HF_READ_KERNEL(record->cap_permitted, cred->cap_permitted);
     HF_READ_KERNEL(cap_ambient, cred->cap_ambient);
-    /* File capabilities, from their effect: for a non-root exec of a file
-     * that is not setuid-root, the new permitted set is the file's
-     * permitted (and inheritable) caps plus the ambient set; anything
-     * beyond ambient came from the file. Root execs (all caps anyway) and
-     * a file whose caps the bounding set removed entirely are not flagged. */
-    if (record->uid != 0 && record->euid != 0 && (record->cap_permitted & ~cap_ambient) != 0)
+    /* File capabilities, from their effect: for an exec where neither the
+     * real nor the effective uid is root of the cred's user namespace (so
+     * not a root exec, not setuid-root), the new permitted set is the
+     * file's permitted (and inheritable) caps plus the ambient set; anything
+     * beyond ambient came from the file. Root execs (all caps anyway), a
+     * file whose caps the bounding set removed entirely, and namespaces
+     * with more than 5 uid-map extents are not flagged. */
+    bool ns_known = true;
+    if ((record->cap_permitted & ~cap_ambient) != 0 && !hf_is_ns_root(cred, record->uid, &ns_known) &&
+        !hf_is_ns_root(cred, record->euid, &ns_known) && ns_known)
         flags |= HF_EXEC_FILE_CAPS;
 
     struct mm_struct *mm;

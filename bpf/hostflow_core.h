@@ -180,7 +180,27 @@ typedef struct {
     __u64 val;
 } kernel_cap_t;
 
+/* A user namespace's uid map: up to 5 extents inline (more use
+ * forward/reverse arrays, which the exec program does not follow). The
+ * extents hold kernel uids in lower_first. */
+struct uid_gid_extent {
+    __u32 first;
+    __u32 lower_first;
+    __u32 count;
+};
+
+struct uid_gid_map {
+    struct uid_gid_extent extent[5];
+    __u32 nr_extents;
+};
+
+struct user_namespace {
+    struct uid_gid_map uid_map;
+    int level; /* 0: the initial namespace */
+};
+
 struct cred {
+    struct user_namespace *user_ns;
     kuid_t uid;
     kuid_t suid;
     kgid_t sgid;
@@ -317,7 +337,7 @@ typedef struct {
 
 typedef struct {
     __u64 val;
-} hf_kcap_t; /* kernel_cap_t: 8 bytes before and after 6.3, low bits first */
+} hf_kcap_t; /* kernel_cap_t (6.3+; read through .val: aya did not relocate one of two whole-struct reads) */
 
 struct cred___hf {
     hf_kid_t uid;

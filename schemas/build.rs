@@ -36,6 +36,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A BTreeMap encodes its entries in key order, so the same sketch always
     // gives the same bytes (deterministic replay); a HashMap would not.
-    prost_build::Config::new().btree_map([".hostflow.v1.Store.binCounts"]).compile_fds(descriptors)?;
+    // `ProcessExec.attributes` is boxed: inline, its ~30 fields would make
+    // every `SecurityEvent.detail` as large as an exec with attributes.
+    prost_build::Config::new()
+        .btree_map([".hostflow.v1.Store.binCounts"])
+        .boxed(".hostflow.v1.ProcessExec.attributes")
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -107,9 +107,9 @@ fn selection_keeps_exactly_the_chosen_kinds_and_time_range() {
     let root = ws.path("spool");
     let weights: Vec<(EventKind, u32)> = EventKind::ALL.iter().map(|&kind| (kind, 1)).collect();
     let mut stream = EventStream::new(5, weights, Some(1_000.0));
-    let events: Vec<Event> = (0..9_000).map(|_| stream.next_event(0)).collect();
+    let events: Vec<Event> = (0..20_000).map(|_| stream.next_event(0)).collect();
     spool(&root, &events);
-    let (from, to) = (events[2_000].meta().ts_ns, events[6_000].meta().ts_ns);
+    let (from, to) = (events[4_000].meta().ts_ns, events[14_000].meta().ts_ns);
     let kinds = vec![EventKind::ProcessExec, EventKind::Sketch];
     let want: Vec<&Event> =
         events.iter().filter(|e| kinds.contains(&e.kind()) && (from..to).contains(&e.meta().ts_ns)).collect();

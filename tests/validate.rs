@@ -637,8 +637,9 @@ fn producers_need_consumers() {
 
 #[test]
 fn bad_generator_values() {
-    const KNOWN_KINDS: &str =
-        "known kinds: process_exec, process_exit, process_fork, net_connect, file_open, process_sample, process_aggregate, sketch, agent_diag, process_ephemeral";
+    const KNOWN_KINDS: &str = "known kinds: process_exec, process_exit, process_fork, net_connect, file_open, \
+         process_sample, process_aggregate, sketch, agent_diag, process_ephemeral, file_change, credential_change, \
+         namespace_change, ptrace_attach, module_load, bpf_program_load, net_listen, net_accept, net_send";
     check(
         r#"
         [sources.a]

@@ -394,3 +394,30 @@ fn bad_or_empty_time_ranges_are_refused() {
     assert_eq!(output.status.code(), Some(65), "{stderr}");
     assert!(stderr.contains("is not before --until"), "{stderr}");
 }
+
+/// A security kind (issue #13) is a table like any other, with the columns
+/// of its declaration; an exec's kernel attributes are columns of
+/// `process_exec`.
+#[test]
+fn security_kinds_and_exec_attributes_are_queryable() {
+    let ws = Workspace::new();
+    let root = ws.path("spool");
+    let samples = pipeline::event::columns::security_samples(1);
+    let of = |kind: EventKind| -> Vec<Event> { samples.iter().filter(|e| e.kind() == kind).cloned().collect() };
+    write_spool_file(&root, EventKind::NetListen, 0, &of(EventKind::NetListen));
+    write_spool_file(&root, EventKind::FileChange, 0, &of(EventKind::FileChange));
+    write_spool_file(&root, EventKind::ProcessExec, 0, &of(EventKind::ProcessExec));
+    let output = query(&root, &["--format", "csv", "SELECT pid, protocol, addr, port, backlog FROM net_listen"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "pid,protocol,addr,port,backlog\n4242,udp,::ffff:10.0.0.1,65535,-1\n");
+    let sql = "SELECT op, mode FROM file_change WHERE path LIKE '%authorized_keys'";
+    let output = query(&root, &["--format", "csv", sql]);
+    assert_eq!((output.status.code(), text(&output.stdout)), (Some(0), "op,mode\nsymlink,2541\n".to_owned()));
+    let sql = "SELECT has_attributes, euid, file_memfd, stdin_type, stdin_peer_port, env_truncated FROM process_exec";
+    let output = query(&root, &["--format", "csv", sql]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "has_attributes,euid,file_memfd,stdin_type,stdin_peer_port,env_truncated\ntrue,0,true,tcp,4444,true\n"
+    );
+}

@@ -28,8 +28,13 @@ use crate::columns::{security_kind, Column, ColumnType, EXEC_ATTRIBUTES};
 /// removing, renaming or retyping a column bumps it. Version 2:
 /// `process_exec.cmdline` became `argv` (a list), with `gid`, `cgroup_id`
 /// and `argv_truncated`; `process_exit.cpu_ns`; `net_connect.result` and
-/// `has_result`; the `process_ephemeral` kind.
-pub const ARROW_SCHEMA_VERSION: &str = "2";
+/// `has_result`; the `process_ephemeral` kind. Version 3: the security
+/// kinds of [`SECURITY_KINDS`](crate::columns::SECURITY_KINDS)
+/// (`file_change` … `net_send`), and on `process_exec` `has_attributes`
+/// followed by the [`EXEC_ATTRIBUTES`] columns, appended: a version-2 file
+/// holds a prefix of every kind's version-3 columns, so it still replays
+/// (`spool::verify_file_or_older`; its execs have no attributes).
+pub const ARROW_SCHEMA_VERSION: &str = "3";
 
 /// Schema metadata key holding the event kind's name.
 pub const KIND_KEY: &str = "hostflow.kind";
@@ -268,6 +273,7 @@ mod tests {
             assert_eq!(columns, expected, "{}", declared.kind);
         }
         assert_eq!(arrow_type(ColumnType::StrList), argv_type(), "a list column is typed like argv");
+        assert_eq!(ARROW_SCHEMA_VERSION, "3", "the security kinds and exec attributes are layout 3");
     }
 
     #[test]

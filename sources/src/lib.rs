@@ -10,3 +10,4 @@ pub mod ebpf;
 pub mod generator;
 pub mod procfs;
 pub mod replay;
+pub mod scrub;

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod enrich;
 pub mod filter;
 pub mod lifecycle;
 pub mod scan;

@@ -54,7 +54,7 @@ pub fn to_event(record: Record, event_id: u64, tick_ns: u64) -> Event {
             exe: exec.filename,
             argv: exec.argv,
             argv_truncated: exec.argv_truncated || exec.argv_unreadable,
-            attributes: Some(std::sync::Arc::new(exec.attributes)),
+            attributes: Some(exec.attributes),
         }),
         Record::Exit(exit) => Event::ProcessExit(ProcessExit {
             meta: EventMeta { ts_ns: exit.ts_ns, event_id },

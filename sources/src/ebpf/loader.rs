@@ -181,8 +181,9 @@ pub struct LoadSettings {
 
 impl Default for LoadSettings {
     /// What a default `ebpf` source loads: every program, a 4 MiB ring,
-    /// a 256 KiB wake-up threshold, opens under `/etc/`, the default
-    /// `exec_env` allow-list.
+    /// a 256 KiB wake-up threshold, files under `/etc/` and the default
+    /// basenames ([`super::DEFAULT_FILE_BASENAMES`]), the default
+    /// `exec_env` allow-list, the agent's own BPF loads left out.
     fn default() -> LoadSettings {
         LoadSettings {
             programs: Program::ALL.to_vec(),

@@ -1,4 +1,6 @@
-//! `ebpf`: process exec/exit/fork, outbound connects and file opens, from
+//! `ebpf`: process exec/exit/fork, outbound connects and file opens, and
+//! the security events (file changes, credential, namespace, ptrace,
+//! module and BPF loads, inbound TCP, first UDP sends: issue #13), from
 //! programs attached to the running kernel.
 //!
 //! The programs (`bpf/hostflow.bpf.c`, compiled and committed as
@@ -7,11 +9,15 @@
 //! with aya ([`loader`]), reads the ring with tokio's `AsyncFd` in batches
 //! ([`ring`]), decodes ([`records`]) and maps each record to an event in
 //! one place ([`events::to_event`]). The kernel counts what each program
-//! submitted and lost per CPU; [`counters`] exports those as
-//! `hostflow_ebpf_events_total{program}` and
-//! `hostflow_ebpf_ringbuf_lost_events_total{program}` every second.
+//! submitted, lost and filtered per CPU; [`counters`] exports those as
+//! `hostflow_ebpf_events_total{program}`,
+//! `hostflow_ebpf_ringbuf_lost_events_total{program}` and
+//! `hostflow_ebpf_filtered_events_total{program}` every second. The
+//! security programs' parts live in `*_security.rs` files and
+//! [`selection`] (which files `file_open` and `file_change` report).
 //!
-//! Needs: Linux 5.8+ with BTF (`/sys/kernel/btf/vmlinux`), root or
+//! Needs: Linux 5.8+ with BTF (`/sys/kernel/btf/vmlinux`; `exec` needs
+//! 5.17+ for `bpf_loop`, which scans the environment), root or
 //! CAP_BPF + CAP_PERFMON, plus, when not root, CAP_DAC_READ_SEARCH to read
 //! the tracepoint ids in root-only tracefs; CAP_SYS_ADMIN only to mount
 //! tracefs when it is absent (the loader tries and reports; a service
@@ -43,9 +49,9 @@ pub mod stamp;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_kernel;
-#[cfg(test)]
 mod tests_exec;
+#[cfg(test)]
+mod tests_kernel;
 #[cfg(test)]
 mod tests_security;
 #[cfg(test)]
@@ -225,7 +231,8 @@ pub const DEFAULT_WAKEUP_THRESHOLD_BYTES: u64 = 256 << 10;
 pub use selection::{DEFAULT_FILE_BASENAMES, DEFAULT_FILE_PREFIXES};
 /// Default `exec_env`: variables that change what a program loads or where
 /// its traffic goes.
-pub const DEFAULT_EXEC_ENV: [&str; 5] = ["LD_PRELOAD", "LD_LIBRARY_PATH", "GLIBC_TUNABLES", "HTTP_PROXY", "HTTPS_PROXY"];
+pub const DEFAULT_EXEC_ENV: [&str; 5] =
+    ["LD_PRELOAD", "LD_LIBRARY_PATH", "GLIBC_TUNABLES", "HTTP_PROXY", "HTTPS_PROXY"];
 /// Largest accepted ring buffer (the kernel's limit is lower on most hosts).
 pub const MAX_RING_BUFFER_BYTES: u64 = 1 << 30;
 
@@ -466,7 +473,10 @@ fn exec_env_names(
     let mut names: Vec<String> = Vec::new();
     for name in list.get_ref() {
         let text = name.get_ref();
-        let valid_chars = text.bytes().enumerate().all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+        let valid_chars = text
+            .bytes()
+            .enumerate()
+            .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
         if text.is_empty() || text.len() > records::ENV_NAME_LEN {
             errors.push(options.error_at(
                 name.span(),

@@ -186,7 +186,6 @@ pub type RawEnvName = [u8; 48];
 /// `struct hf_env_names`: the one value of the `hf_env_names` map.
 pub type RawEnvNames = [u8; 48 * MAX_ENV_NAMES];
 
-
 // The C side asserts the same numbers (bpf/records.h).
 const _: () = {
     assert!(size_of::<RawHeader>() == 16);
@@ -238,8 +237,8 @@ pub struct ExecRecord {
     /// Length of the whole argument area in bytes.
     pub argv_full_len: u32,
     /// Credentials, file, stdio, terminal, session, cwd and allow-listed
-    /// environment at the exec.
-    pub attributes: ExecAttributes,
+    /// environment at the exec (shared: the event keeps the same value).
+    pub attributes: Arc<ExecAttributes>,
 }
 
 /// The last thread of a process exited.
@@ -515,7 +514,7 @@ fn decode_exec(fields: &Fields<'_>, ts_ns: u64) -> Result<ExecRecord, DecodeErro
         argv_unreadable: flags & EXEC_ARGV_UNREADABLE != 0,
         filename_truncated: flags & EXEC_FILENAME_TRUNCATED != 0,
         argv_full_len: fields.u32(offset_of!(RawExecFixed, argv_full_len))?,
-        attributes,
+        attributes: Arc::new(attributes),
     })
 }
 

@@ -102,7 +102,7 @@ pub fn check(
             ));
         }
     }
-    let all_empty = [prefixes, paths, basenames].iter().all(|l| l.map_or(true, |l| l.get_ref().is_empty()));
+    let all_empty = [prefixes, paths, basenames].iter().all(|l| l.is_none_or(|l| l.get_ref().is_empty()));
     let needing = [Program::FileOpen, Program::FileChange].into_iter().find(|p| programs.contains(p));
     if let (true, Some(program)) = (all_empty, needing) {
         let span = prefixes.or(paths).or(basenames).map(|l| l.span()).unwrap_or(0..0);

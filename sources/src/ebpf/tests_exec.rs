@@ -125,7 +125,7 @@ impl ExecBytes {
 
     fn attributes(&self) -> ExecAttributes {
         match decode(&self.0).expect("decodes") {
-            Record::Exec(exec) => exec.attributes,
+            Record::Exec(exec) => (*exec.attributes).clone(),
             other => panic!("{other:?}"),
         }
     }
@@ -527,6 +527,17 @@ fn a_setuid_copy_run_by_nobody_has_euid_0_and_file_caps_are_seen() {
     let pid = run(Command::new("setpriv").args(nobody).arg("/bin/true"));
     let exec = session.of_pid(pid, "/bin/true");
     assert_eq!((exec.attributes.cap_permitted, exec.attributes.file.file_caps), (0, false));
+
+    // Root of a user namespace (uid 65534 outside) gets every capability
+    // there: that is not a file capability.
+    let pid = run(Command::new("setpriv").args(nobody).args(["unshare", "-Ur"]).arg(&capped));
+    let exec = session.of_pid(pid, "hf-caps-true");
+    if exec.attributes.cap_permitted == 1 << 13 {
+        pipeline::testing::skip(test, "unshare -Ur did not enter a user namespace: namespace root not checked");
+        return;
+    }
+    assert_eq!((exec.uid, exec.attributes.file.file_caps), (65534, false), "{exec:?}");
+    assert!(exec.attributes.cap_permitted & (1 << 21) != 0, "CAP_SYS_ADMIN in its namespace");
 }
 
 #[test]

@@ -34,6 +34,8 @@ mod reader;
 mod source_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_declared;
 
 use std::fmt;
 use std::num::NonZeroUsize;

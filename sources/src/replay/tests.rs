@@ -45,12 +45,12 @@ pub(super) fn strs(values: &[&str]) -> ArrayRef {
     Arc::new(StringArray::from(values.to_vec()))
 }
 
-fn bools(values: &[bool]) -> ArrayRef {
+pub(super) fn bools(values: &[bool]) -> ArrayRef {
     Arc::new(BooleanArray::from(values.to_vec()))
 }
 
 /// An `argv` column: one list of strings per row.
-fn argvs(rows: &[&[&str]]) -> ArrayRef {
+pub(super) fn argvs(rows: &[&[&str]]) -> ArrayRef {
     let mut builder = ListBuilder::new(StringBuilder::new()).with_field(Arc::new(schemas::arrow::argv_item()));
     for args in rows {
         for arg in *args {
@@ -123,7 +123,7 @@ pub(super) fn keys(events: &[Event]) -> Vec<(EventKind, u64, u64)> {
     events.iter().map(|e| (e.kind(), e.meta().event_id, e.meta().ts_ns)).collect()
 }
 
-fn read_all_spool(dir: &Path, selection: &Selection, batch_size: usize) -> (Vec<Batch>, ReadStats) {
+pub(super) fn read_all_spool(dir: &Path, selection: &Selection, batch_size: usize) -> (Vec<Batch>, ReadStats) {
     let mut reader = read_spool(dir, selection, batch_size);
     let batches: Vec<Batch> = reader.by_ref().collect();
     (batches, reader.stats())
@@ -791,104 +791,4 @@ fn ndjson_directories_are_read_in_name_order_skipping_bad_lines() {
     let events: Vec<Event> = read_ndjson(&one_file, &selection, 10).expect("readable").flatten().collect();
     assert_eq!(events, expected_ndjson_events()[6..8].to_vec());
     assert!(read_ndjson(&dir.path().join("missing"), &Selection::all(), 10).is_err());
-}
-
-/// A `process_exec` file of layout 2 (no `has_attributes`, no attribute
-/// columns) still replays: its execs have no attributes.
-#[test]
-fn a_layout_2_exec_file_replays_without_attributes() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let v2 = batch(
-        EventKind::ProcessExec,
-        vec![
-            u64s(&[1]),
-            u64s(&[2]),
-            u32s(&[3]),
-            u64s(&[4]),
-            u32s(&[1]),
-            u32s(&[1000]),
-            u32s(&[100]),
-            u64s(&[7]),
-            strs(&["sh"]),
-            strs(&["/bin/sh"]),
-            argvs(&[&["sh", "-c", "true"]]),
-            bools(&[false]),
-        ],
-    );
-    assert!(v2.schema().column_with_name("has_attributes").is_none(), "the layout-2 prefix");
-    write_spool_file(dir.path(), EventKind::ProcessExec, 0, &[v2]);
-    let (batches, stats) = read_all_spool(dir.path(), &Selection::all(), 16);
-    assert_eq!(stats.files_skipped, 0);
-    let events: Vec<Event> = batches.into_iter().flatten().collect();
-    let [Event::ProcessExec(exec)] = &events[..] else { panic!("{events:?}") };
-    assert_eq!((exec.process.pid, exec.attributes.as_ref()), (3, None));
-}
-
-/// A security kind's batch, built column by column by hand (not by the
-/// spool's encoder), decodes through the declaration; a bad value names
-/// its column.
-#[test]
-fn security_kinds_decode_through_their_declaration() {
-    let send = |protocol: &str, addr: &str| {
-        batch(
-            EventKind::NetSend,
-            vec![
-                u64s(&[9]),
-                u64s(&[10]),
-                u32s(&[42]),
-                u64s(&[43]),
-                strs(&[protocol]),
-                strs(&[addr]),
-                Arc::new(UInt16Array::from(vec![53])),
-                u32s(&[512]),
-            ],
-        )
-    };
-    let events = decode_batch(EventKind::NetSend, &send("udp", "fd00::53")).expect("decodes");
-    assert_eq!(
-        events,
-        [Event::NetSend(pipeline::event::NetSend {
-            meta: meta(9, 10),
-            process: ProcessKey { pid: 42, start_time_ns: 43 },
-            protocol: Protocol::Udp,
-            dst_addr: "fd00::53".parse().expect("addr"),
-            dst_port: 53,
-            bytes: 512,
-        })]
-    );
-    let error = decode_batch(EventKind::NetSend, &send("sctp", "10.0.0.1")).expect_err("bad protocol");
-    assert!(error.to_string().contains("row 0, column `protocol`"), "{error}");
-    let error = decode_batch(EventKind::NetSend, &send("udp", "10.0.0.300")).expect_err("bad address");
-    assert!(error.to_string().contains("column `dst_addr`"), "{error}");
-    let error = decode_batch(EventKind::FileChange, &exits(&[(1, 2)])).expect_err("another kind's batch");
-    assert!(error.to_string().contains("file_change: no column `op`"), "{error}");
-}
-
-#[test]
-fn security_ndjson_lines_decode_by_the_declared_keys() {
-    let line = r#"{"kind":"ptrace_attach","event_id":3,"ts_ns":4,"pid":5,"start_time_ns":6,"request":16,"target_pid":7,"target_start_time_ns":8,"result":-1}"#;
-    let expected = Event::PtraceAttach(pipeline::event::PtraceAttach {
-        meta: meta(3, 4),
-        process: ProcessKey { pid: 5, start_time_ns: 6 },
-        request: 16,
-        target: ProcessKey { pid: 7, start_time_ns: 8 },
-        result: -1,
-    });
-    assert_eq!(decode_line(line.as_bytes()).expect("decodes"), expected);
-    // Keys in another order, `kind` last: the same event.
-    let reordered = r#"{"result":-1,"target_start_time_ns":8,"target_pid":7,"request":16,"start_time_ns":6,"pid":5,"ts_ns":4,"event_id":3,"kind":"ptrace_attach"}"#;
-    assert_eq!(decode_line(reordered.as_bytes()).expect("decodes"), expected);
-    let missing = line.replace(r#","target_pid":7"#, "");
-    let error = decode_line(missing.as_bytes()).expect_err("missing key");
-    assert!(matches!(error, NdjsonError::Missing { field: "target_pid", .. }), "{error}");
-    let wide = line.replace(r#""target_pid":7"#, r#""target_pid":4294967296"#);
-    let error = decode_line(wide.as_bytes()).expect_err("out of range");
-    assert!(error.to_string().contains("`target_pid`"), "{error}");
-    let module = r#"{"kind":"module_load","event_id":1,"ts_ns":2,"pid":3,"start_time_ns":4,"syscall":"load_it","path":"","params":"","result":0}"#;
-    let error = decode_line(module.as_bytes()).expect_err("unknown syscall");
-    assert!(error.to_string().contains("`syscall`") && error.to_string().contains("load_it"), "{error}");
-    // An exec that says it has attributes must carry them.
-    let exec = r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"gid":5,"cgroup_id":1,"comm":"sh","exe":"/bin/sh","argv":[],"argv_truncated":false,"has_attributes":true,"euid":0}"#;
-    let error = decode_line(exec.as_bytes()).expect_err("attributes missing");
-    assert!(matches!(error, NdjsonError::Missing { field: "suid", .. }), "{error}");
 }
