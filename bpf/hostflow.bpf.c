@@ -261,17 +261,17 @@ static __always_inline __u32 hf_exec_file(struct hf_exec *record, struct mm_stru
         HF_READ_KERNEL(nsec, inode->i_mtime_nsec);
         record->file_mtime_ns = sec * 1000000000ULL + nsec;
     }
-    /* memfd_create names its file "memfd:<name>" on the shmem (or
-     * hugetlbfs) internal mount; no on-disk file can have that name at an
-     * exec'able path's last component and also be this file. */
+    /* memfd_create names its file "memfd:<name>" (on the internal shmem or
+     * hugetlbfs mount) and it never has a link. Both together: an on-disk
+     * file literally named "memfd:..." matches only once deleted. */
     struct dentry *dentry;
     const unsigned char *name;
     char prefix[8] = {};
     HF_READ_KERNEL(dentry, exe->f_path.dentry);
     HF_READ_KERNEL(name, dentry->d_name.name);
     bpf_probe_read_kernel(prefix, 6, name);
-    if (prefix[0] == 'm' && prefix[1] == 'e' && prefix[2] == 'm' && prefix[3] == 'f' && prefix[4] == 'd' &&
-        prefix[5] == ':')
+    if (record->file_nlink == 0 && prefix[0] == 'm' && prefix[1] == 'e' && prefix[2] == 'm' && prefix[3] == 'f' &&
+        prefix[4] == 'd' && prefix[5] == ':')
         flags |= HF_EXEC_MEMFD;
     /* An overlayfs file's inode is embedded in its struct ovl_inode, whose
      * __upperdentry is set when the file exists on the upper layer

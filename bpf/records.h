@@ -54,7 +54,7 @@
 #define HF_EXEC_ARGV_UNREADABLE (1 << 1)    /* the argument pages could not be read */
 #define HF_EXEC_FILENAME_TRUNCATED (1 << 2) /* filename filled HF_FILENAME_LEN */
 #define HF_EXEC_FILE_CAPS (1 << 3)          /* non-root, not setuid-root, yet permitted caps beyond ambient */
-#define HF_EXEC_MEMFD (1 << 4)              /* the executable's dentry name starts with "memfd:" */
+#define HF_EXEC_MEMFD (1 << 4)              /* no links and a dentry name starting with "memfd:" */
 #define HF_EXEC_OVERLAY_UPPER (1 << 5)      /* overlayfs file whose ovl_inode has an upper dentry */
 #define HF_EXEC_CWD_TRUNCATED (1 << 6)      /* cwd's top components were cut (bound or depth) */
 #define HF_EXEC_CWD_UNREADABLE (1 << 7)     /* no fs_struct: cwd_len is 0 but the cwd is unknown */

@@ -421,3 +421,31 @@ fn security_kinds_and_exec_attributes_are_queryable() {
         "has_attributes,euid,file_memfd,stdin_type,stdin_peer_port,env_truncated\ntrue,0,true,tcp,4444,true\n"
     );
 }
+
+/// A `process_exec` file of layout 2 (before the exec attributes) is not
+/// read by the query command, whose tables have the current columns: it is
+/// named and skipped, and the rest answers. (The replay source still
+/// reads such files: `schemas::spool::verify_file_or_older`.)
+#[test]
+fn a_layout_2_exec_file_is_named_and_skipped() {
+    let ws = Workspace::new();
+    let root = ws.path("spool");
+    let samples = pipeline::event::columns::security_samples(1);
+    let execs: Vec<Event> = samples.iter().filter(|e| e.kind() == EventKind::ProcessExec).cloned().collect();
+    let batch = sinks::arrow_spool::encode(EventKind::ProcessExec, &execs).expect("encode");
+    let n = batch.schema().index_of("has_attributes").expect("layout 3");
+    let old = batch.project(&(0..n).collect::<Vec<_>>()).expect("the layout-2 prefix");
+    let dir = root.join("process_exec");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let schema = Arc::new(schemas::spool::with_wall_clock_anchor(&old.schema(), ANCHOR_NS));
+    let file = std::fs::File::create(dir.join(schemas::spool::finished_name("process_exec", 0))).expect("create");
+    let options = sinks::arrow_spool::ipc_options().expect("zstd");
+    let mut writer = FileWriter::try_new_with_options(file, &schema, options).expect("writer");
+    writer.write(&old.with_schema(Arc::clone(&schema)).expect("same columns")).expect("write");
+    writer.finish().expect("finish");
+    write_spool_file(&root, EventKind::ProcessExec, 1, &execs);
+    let output = query(&root, &["--format", "csv", "SELECT pid, has_attributes FROM process_exec"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "pid,has_attributes\n4242,true\n");
+    assert!(text(&output.stderr).contains("process_exec-0000000000.arrow"), "{}", text(&output.stderr));
+}

@@ -46,8 +46,12 @@ except ImportError:
     skip("python package pyarrow is not installed (pip install pyarrow)")
 
 BIN = os.environ.get("HOSTFLOW_BIN") or fail("HOSTFLOW_BIN is not set (run through testbed/test)")
+# The security kinds of issue #13, written from one column declaration
+# (schemas/src/columns.rs); pyarrow is the independent reader here.
+SECURITY_KINDS = ["file_change", "credential_change", "namespace_change", "ptrace_attach", "module_load",
+                  "bpf_program_load", "net_listen", "net_accept", "net_send"]
 KINDS = ["process_exec", "process_exit", "process_fork", "net_connect", "file_open",
-         "process_sample", "process_aggregate", "sketch", "agent_diag", "process_ephemeral"]
+         "process_sample", "process_aggregate", "sketch", "agent_diag", "process_ephemeral"] + SECURITY_KINDS
 N = 50_000
 
 
@@ -97,7 +101,14 @@ max_file_bytes = 100000
             if table.schema.metadata.get(b"hostflow.kind") != kind.encode():
                 fail(f"{path}: schema metadata {table.schema.metadata}")
             ids.extend(table.column("event_id").to_pylist())
-            if kind in ("process_exec", "process_sample", "net_connect", "file_open"):
+            if kind in SECURITY_KINDS and table.schema.field("start_time_ns").type != pyarrow.uint64():
+                fail(f"{path}: start_time_ns is {table.schema.field('start_time_ns').type}")
+            if kind == "process_exec" and table.schema.field("has_attributes").type != pyarrow.bool_():
+                fail(f"{path}: process_exec has no boolean has_attributes column")
+            if kind == "file_change" and set(table.column("op").to_pylist()) - {
+                    "chmod", "unlink", "rename", "link", "symlink"}:
+                fail(f"{path}: file ops {set(table.column('op').to_pylist())}")
+            if kind in ("process_exec", "process_sample", "net_connect", "file_open", *SECURITY_KINDS):
                 if not all(0 < pid < 1 << 22 for pid in table.column("pid").to_pylist()):
                     fail(f"{path}: a pid out of range")
             if kind == "net_connect" and set(table.column("protocol").to_pylist()) - {"tcp", "udp"}:

@@ -54,6 +54,11 @@ const LIVE: u64 = u64::MAX;
 /// a sentinel instead of `Option` saves 8 bytes per entry.
 const NO_PARENT: ProcessKey = ProcessKey { pid: u32::MAX, start_time_ns: u64::MAX };
 
+/// The ancestry depth issue #14 asks for by default: enough for any real
+/// process tree (systemd → sshd → bash → … rarely passes 15), small enough
+/// that the cycle check stays a short scan.
+pub const DEFAULT_ANCESTRY_DEPTH: usize = 32;
+
 /// Why an entry left the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EvictionReason {

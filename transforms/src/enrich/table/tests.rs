@@ -246,7 +246,7 @@ fn chain(len: u32) -> ProcessTable<u32> {
 fn ancestry_walks_to_the_root_or_the_depth_limit() {
     let mut t = chain(10);
     let leaf = key(10, 10);
-    let walk = t.ancestry(&leaf, 32);
+    let walk = t.ancestry(&leaf, DEFAULT_ANCESTRY_DEPTH);
     assert_eq!(walk.end, AncestryEnd::Root);
     assert_eq!(walk.ancestors.iter().map(|k| k.pid).collect::<Vec<_>>(), [9, 8, 7, 6, 5, 4, 3, 2, 1]);
     assert_eq!(t.ancestry(&leaf, 9).end, AncestryEnd::Root, "the limit reached exactly at the root");
