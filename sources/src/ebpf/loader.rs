@@ -484,11 +484,11 @@ fn attach_function(ebpf: &mut Ebpf, function: &Function, targets: &Targets<'_>) 
                     }
                 }
             }
-            tp.load().map_err(|e| program_error(&e))?;
+            load_retrying(|| tp.load()).map_err(|e| program_error(&e))?;
             tp.attach(category, name).map(drop).map_err(|e| program_error(&e))
         }
         (Hook::RawTracePoint { name }, AyaProgram::RawTracePoint(tp)) => {
-            tp.load().map_err(|e| program_error(&e))?;
+            load_retrying(|| tp.load()).map_err(|e| program_error(&e))?;
             tp.attach(name).map(drop).map_err(|e| program_error(&e))
         }
         (Hook::CgroupConnect, AyaProgram::CgroupSockAddr(program)) => {
@@ -497,17 +497,34 @@ fn attach_function(ebpf: &mut Ebpf, function: &Function, targets: &Targets<'_>) 
             };
             let cgroup =
                 std::fs::File::open(path).map_err(|error| format!("cannot open the cgroup {path}: {error}"))?;
-            program.load().map_err(|e| program_error(&e))?;
+            load_retrying(|| program.load()).map_err(|e| program_error(&e))?;
             // aya attaches through a BPF link (kernel ≥ 5.7), which always
             // runs beside the cgroup's other programs (systemd's, a
             // container runtime's) and takes no attach flags: the kernel
             // refuses ALLOW_MULTI on a link with EINVAL.
-            program
-                .attach(&cgroup, aya::programs::CgroupAttachMode::Single)
-                .map(drop)
-                .map_err(|e| program_error(&e))
+            program.attach(&cgroup, aya::programs::CgroupAttachMode::Single).map(drop).map_err(|e| program_error(&e))
         }
         (_, other) => Err(format!("{} has an unexpected program type {:?}", function.name, other.prog_type())),
+    }
+}
+
+/// Loads, retrying a few times when the kernel says EAGAIN: the verifier
+/// gives up with EAGAIN when a signal is pending for the loading thread (a
+/// busy agent or test process gets SIGCHLD at any time), and the longer a
+/// program takes to verify (hf_exec: ~7 ms) the likelier that is. libbpf
+/// retries the same way.
+fn load_retrying(mut load: impl FnMut() -> Result<(), ProgramError>) -> Result<(), ProgramError> {
+    const EAGAIN: i32 = 11;
+    let mut attempts = 1;
+    loop {
+        match load() {
+            Err(ProgramError::LoadError { io_error, .. })
+                if io_error.raw_os_error() == Some(EAGAIN) && attempts < 5 =>
+            {
+                attempts += 1;
+            }
+            other => return other,
+        }
     }
 }
 

@@ -337,20 +337,21 @@ impl EbpfSource {
             &mut errors,
         );
         let exec_env = exec_env_names(config.exec_env.as_ref(), options, &mut errors);
-        let connect_hook = match &config.connect_hook {
-            None => ConnectHook::default(),
-            Some(hook) => match hook.get_ref().as_str() {
-                "cgroup" => ConnectHook::Cgroup,
-                "tracepoint" => ConnectHook::Tracepoint,
-                other => {
-                    errors.push(options.error_at(
-                        hook.span(),
-                        format!("unknown connect_hook `{other}` (known: cgroup, tracepoint)"),
-                    ));
-                    ConnectHook::default()
-                }
-            },
-        };
+        let connect_hook =
+            match &config.connect_hook {
+                None => ConnectHook::default(),
+                Some(hook) => match hook.get_ref().as_str() {
+                    "cgroup" => ConnectHook::Cgroup,
+                    "tracepoint" => ConnectHook::Tracepoint,
+                    other => {
+                        errors.push(options.error_at(
+                            hook.span(),
+                            format!("unknown connect_hook `{other}` (known: cgroup, tracepoint)"),
+                        ));
+                        ConnectHook::default()
+                    }
+                },
+            };
         if let Some(path) = &config.cgroup_path {
             if !path.get_ref().starts_with('/') {
                 errors.push(options.error_at(
