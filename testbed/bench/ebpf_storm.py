@@ -321,9 +321,25 @@ class Agent:
                 n == "hostflow_ebpf_events_total" and ("program", p) in l
                 for (n, l) in samples for p in self.programs)
             if source.get("state") == "running" and attached:
+                self.wait_quiet()
                 return
             time.sleep(0.05)
         fail("the ebpf source did not attach within 30 s", self.log)
+
+    def wait_quiet(self, timeout=30):
+        """The storm's programs attach before the last of the others (with
+        --all-programs the verifier is still busy for seconds): waits until
+        the agent spends under 5 ms of CPU in half a second, so neither the
+        idle figure nor the storm carries start-up work."""
+        deadline = time.time() + timeout
+        before = cpu_seconds(self.process.pid)
+        while time.time() < deadline:
+            time.sleep(0.5)
+            now = cpu_seconds(self.process.pid)
+            if now - before < 0.005:
+                return
+            before = now
+        fail("the agent did not settle within 30 s of attaching", self.log)
 
     def snapshot(self):
         samples = self.api.metrics()
