@@ -179,7 +179,10 @@ def main():
         # The kernel events: this check itself starts processes (the query
         # command), so execs were seen — by eBPF as root, else by the fallback.
         kernel_kinds = {"process_exec", "process_exit", "process_fork", "net_connect", "file_open",
-                        "process_ephemeral", "agent_diag"}
+                        "process_ephemeral", "agent_diag",
+                        # issue #13's security kinds, from anything else on the host
+                        "file_change", "credential_change", "namespace_change", "ptrace_attach", "module_load",
+                        "bpf_program_load", "net_listen", "net_accept", "net_send"}
         if kinds - {"process_sample", "process_aggregate", "sketch"} - kernel_kinds:
             fail(f"unexpected kinds in the spool: {kinds}")
         if os.geteuid() == 0 and kernel.get("state") == "running":
@@ -188,6 +191,14 @@ def main():
                 if pid not in execs or execs[pid]["argv"] != ["/bin/true", "quickstart"]:
                     fail(f"eBPF attached, yet the spool has no exec of /bin/true quickstart for pid {pid}: "
                          f"{execs.get(pid)}")
+                # The kernel's attributes of that exec (issue #13): the
+                # executed file is /bin/true's, the cwd this checker's.
+                exec_row, true_stat = execs[pid], os.stat("/bin/true")
+                if not exec_row["has_attributes"] or exec_row["file_inode"] != true_stat.st_ino \
+                        or exec_row["cwd"] != os.getcwd() or exec_row["euid"] != os.geteuid():
+                    fail(f"exec of pid {pid} lacks its kernel attributes: has_attributes "
+                         f"{exec_row['has_attributes']}, file_inode {exec_row['file_inode']} (stat: "
+                         f"{true_stat.st_ino}), cwd {exec_row['cwd']!r} (ours: {os.getcwd()!r}), euid {exec_row['euid']}")
         first_scan = min(row["scan_id"] for row in rows if row["kind"] in ("process_sample", "process_aggregate"))
         scan_rows = [row for row in rows if row.get("scan_id") == first_scan]
         scan_size = scan_rows[0]["scan_size"]
