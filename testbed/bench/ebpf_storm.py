@@ -192,21 +192,30 @@ def counts(samples, programs):
     return int(submitted), int(lost), int(delivered)
 
 
+class CpuSample(dict):
+    """Per-thread CPU time (ns, from schedstat) at one moment. Subtracting
+    two samples gives seconds spent in between by the threads alive at the
+    later one: a thread that exited in between (tokio's blocking-pool
+    thread that loaded the programs exits 10 s after its last use, which
+    with every program attached falls inside a storm) takes only its
+    in-between time with it, not everything it ever spent."""
+
+    def __sub__(self, earlier):
+        return sum(ns - earlier.get(tid, 0) for tid, ns in self.items()) / 1e9
+
+
 def cpu_seconds(pid):
-    """The agent's CPU time so far, summed over its threads' schedstat (ns).
-    /proc/PID/stat counts in 10 ms ticks, too coarse for an agent that
-    spends tens of milliseconds on a whole storm. A thread that exits in
-    between takes its time with it; the agent's threads (tokio workers)
-    live as long as it does, and the blocking pool is used only at attach
-    and detach, outside the measured window."""
-    total_ns = 0
+    """The agent's CPU time so far, per thread (see CpuSample). /proc/PID/stat
+    counts in 10 ms ticks, too coarse for an agent that spends tens of
+    milliseconds on a whole storm."""
+    sample = CpuSample()
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total_ns += int(f.read().split()[0])
+                sample[tid] = int(f.read().split()[0])
         except (OSError, ValueError, IndexError):
             continue  # the thread exited while listed
-    return total_ns / 1e9
+    return sample
 
 
 def host_busy_ticks():
