@@ -342,49 +342,50 @@ pub enum DecodeError {
     BadField { field: &'static str, value: u64 },
 }
 
-/// Bounds-checked little-endian reads from one entry.
-struct Fields<'a>(&'a [u8]);
+/// Bounds-checked little-endian reads from one entry (shared with
+/// `records_security.rs`, which adds addresses and credentials).
+pub(super) struct Fields<'a>(pub(super) &'a [u8]);
 
 impl Fields<'_> {
-    fn array<const N: usize>(&self, offset: usize) -> Result<[u8; N], DecodeError> {
+    pub(super) fn array<const N: usize>(&self, offset: usize) -> Result<[u8; N], DecodeError> {
         self.0
             .get(offset..offset + N)
             .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
             .ok_or(DecodeError::TooShort { len: self.0.len(), need: offset + N })
     }
 
-    fn u16(&self, offset: usize) -> Result<u16, DecodeError> {
+    pub(super) fn u16(&self, offset: usize) -> Result<u16, DecodeError> {
         self.array(offset).map(u16::from_le_bytes)
     }
 
-    fn i16(&self, offset: usize) -> Result<i16, DecodeError> {
+    pub(super) fn i16(&self, offset: usize) -> Result<i16, DecodeError> {
         self.array(offset).map(i16::from_le_bytes)
     }
 
-    fn u32(&self, offset: usize) -> Result<u32, DecodeError> {
+    pub(super) fn u32(&self, offset: usize) -> Result<u32, DecodeError> {
         self.array(offset).map(u32::from_le_bytes)
     }
 
-    fn i32(&self, offset: usize) -> Result<i32, DecodeError> {
+    pub(super) fn i32(&self, offset: usize) -> Result<i32, DecodeError> {
         self.array(offset).map(i32::from_le_bytes)
     }
 
-    fn u64(&self, offset: usize) -> Result<u64, DecodeError> {
+    pub(super) fn u64(&self, offset: usize) -> Result<u64, DecodeError> {
         self.array(offset).map(u64::from_le_bytes)
     }
 
-    fn bytes(&self, offset: usize, len: usize) -> Result<&[u8], DecodeError> {
+    pub(super) fn bytes(&self, offset: usize, len: usize) -> Result<&[u8], DecodeError> {
         self.0.get(offset..offset + len).ok_or(DecodeError::TooShort { len: self.0.len(), need: offset + len })
     }
 
     /// A NUL-terminated string in a fixed field; lossy UTF-8.
-    fn c_string(&self, offset: usize, len: usize) -> Result<Arc<str>, DecodeError> {
+    pub(super) fn c_string(&self, offset: usize, len: usize) -> Result<Arc<str>, DecodeError> {
         let field = self.bytes(offset, len)?;
         let end = field.iter().position(|&byte| byte == 0).unwrap_or(field.len());
         Ok(Arc::from(String::from_utf8_lossy(&field[..end])))
     }
 
-    fn proc(&self, offset: usize) -> Result<ProcIdentity, DecodeError> {
+    pub(super) fn proc(&self, offset: usize) -> Result<ProcIdentity, DecodeError> {
         Ok(ProcIdentity {
             tgid: self.u32(offset + offset_of!(RawProc, tgid))?,
             pid: self.u32(offset + offset_of!(RawProc, pid))?,

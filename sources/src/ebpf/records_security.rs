@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use pipeline::event::{CredSyscall, Credentials, FileOp, ModuleSyscall, NamespaceSyscall};
 
-use super::records::{DecodeError, ProcIdentity, RawHeader, RawProc, Record, PATH_LEN};
+use super::records::{DecodeError, Fields, ProcIdentity, RawHeader, RawProc, Record, PATH_LEN};
 
 /// `HF_KIND_*` of the security records.
 pub mod kind {
@@ -311,48 +311,8 @@ pub enum SecurityRecord {
     UdpSend(UdpSendRecord),
 }
 
-/// Bounds-checked little-endian reads (the same as `records::Fields`).
-struct Bytes<'a>(&'a [u8]);
-
-impl Bytes<'_> {
-    fn array<const N: usize>(&self, offset: usize) -> Result<[u8; N], DecodeError> {
-        self.0
-            .get(offset..offset + N)
-            .and_then(|bytes| <[u8; N]>::try_from(bytes).ok())
-            .ok_or(DecodeError::TooShort { len: self.0.len(), need: offset + N })
-    }
-
-    fn u16(&self, offset: usize) -> Result<u16, DecodeError> {
-        self.array(offset).map(u16::from_le_bytes)
-    }
-
-    fn u32(&self, offset: usize) -> Result<u32, DecodeError> {
-        self.array(offset).map(u32::from_le_bytes)
-    }
-
-    fn i32(&self, offset: usize) -> Result<i32, DecodeError> {
-        self.array(offset).map(i32::from_le_bytes)
-    }
-
-    fn u64(&self, offset: usize) -> Result<u64, DecodeError> {
-        self.array(offset).map(u64::from_le_bytes)
-    }
-
-    fn text(&self, offset: usize, len: usize) -> Result<Arc<str>, DecodeError> {
-        let bytes =
-            self.0.get(offset..offset + len).ok_or(DecodeError::TooShort { len: self.0.len(), need: offset + len })?;
-        let end = bytes.iter().position(|&byte| byte == 0).unwrap_or(bytes.len());
-        Ok(Arc::from(String::from_utf8_lossy(&bytes[..end])))
-    }
-
-    fn proc(&self, offset: usize) -> Result<ProcIdentity, DecodeError> {
-        Ok(ProcIdentity {
-            tgid: self.u32(offset + offset_of!(RawProc, tgid))?,
-            pid: self.u32(offset + offset_of!(RawProc, pid))?,
-            start_boottime_ns: self.u64(offset + offset_of!(RawProc, start_boottime))?,
-        })
-    }
-
+/// Reads this file's records add to `records::Fields`.
+impl Fields<'_> {
     fn addr(&self, family: u16, offset: usize) -> Result<IpAddr, DecodeError> {
         let addr: [u8; 16] = self.array(offset)?;
         match family {
@@ -399,7 +359,7 @@ pub fn decode(kind: u16, entry: &[u8]) -> Result<Record, DecodeError> {
     if entry.len() < fixed {
         return Err(DecodeError::TooShort { len: entry.len(), need: fixed });
     }
-    let b = Bytes(entry);
+    let b = Fields(entry);
     let ts_ns = b.u64(offset_of!(RawHeader, ts_ns))?;
     Ok(Record::Security(match kind {
         kind::FILE_CHANGE => SecurityRecord::FileChange(decode_file_change(&b, ts_ns)?),
@@ -451,7 +411,7 @@ pub fn decode(kind: u16, entry: &[u8]) -> Result<Record, DecodeError> {
                 proc: b.proc(offset_of!(RawBpfLoad, proc))?,
                 prog_type: b.u32(offset_of!(RawBpfLoad, prog_type))?,
                 insn_count: b.u32(offset_of!(RawBpfLoad, insn_cnt))?,
-                name: b.text(offset_of!(RawBpfLoad, name), 16)?,
+                name: b.c_string(offset_of!(RawBpfLoad, name), 16)?,
                 result: b.i32(offset_of!(RawBpfLoad, ret))?,
             })
         }
@@ -503,7 +463,7 @@ fn exact_size(entry: &[u8], size: usize) -> Result<(), DecodeError> {
 
 /// A variable tail of `lens` parts right after `fixed` bytes: the entry
 /// ends exactly after them.
-fn tail_parts(b: &Bytes<'_>, fixed: usize, lens: [usize; 2]) -> Result<[Arc<str>; 2], DecodeError> {
+fn tail_parts(b: &Fields<'_>, fixed: usize, lens: [usize; 2]) -> Result<[Arc<str>; 2], DecodeError> {
     let total = fixed + lens[0] + lens[1];
     if b.0.len() != total {
         return Err(DecodeError::SizeMismatch { declared: total, actual: b.0.len() });
@@ -513,7 +473,7 @@ fn tail_parts(b: &Bytes<'_>, fixed: usize, lens: [usize; 2]) -> Result<[Arc<str>
     Ok([Arc::from(String::from_utf8_lossy(first)), Arc::from(String::from_utf8_lossy(second))])
 }
 
-fn decode_file_change(b: &Bytes<'_>, ts_ns: u64) -> Result<FileChangeRecord, DecodeError> {
+fn decode_file_change(b: &Fields<'_>, ts_ns: u64) -> Result<FileChangeRecord, DecodeError> {
     let op = match b.u32(offset_of!(RawFileChangeFixed, op))? {
         n @ 0..=4 => FileOp::ALL[n as usize],
         other => return Err(DecodeError::BadField { field: "op", value: u64::from(other) }),
@@ -537,7 +497,7 @@ fn decode_file_change(b: &Bytes<'_>, ts_ns: u64) -> Result<FileChangeRecord, Dec
     })
 }
 
-fn decode_module(b: &Bytes<'_>, ts_ns: u64) -> Result<ModuleRecord, DecodeError> {
+fn decode_module(b: &Fields<'_>, ts_ns: u64) -> Result<ModuleRecord, DecodeError> {
     let syscall = match b.u32(offset_of!(RawModuleFixed, syscall))? {
         0 => ModuleSyscall::InitModule,
         1 => ModuleSyscall::FinitModule,

@@ -73,7 +73,7 @@ fn options(table: &str) -> ComponentOptions {
     config.components.into_iter().find(|c| c.name == "p").expect("ebpf declared").options
 }
 
-fn build_ebpf(table: &str) -> Result<EbpfSource, Vec<ConfigError>> {
+pub(super) fn build_ebpf(table: &str) -> Result<EbpfSource, Vec<ConfigError>> {
     let options = options(table);
     let config: EbpfConfig = options.deserialize().map_err(|e| vec![e])?;
     EbpfSource::new(config, &options)
@@ -81,7 +81,7 @@ fn build_ebpf(table: &str) -> Result<EbpfSource, Vec<ConfigError>> {
 
 /// Builds from `table` and expects exactly one error at `line:column`
 /// whose message contains `message`.
-fn check_error(table: &str, line: usize, column: usize, message: &str) {
+pub(super) fn check_error(table: &str, line: usize, column: usize, message: &str) {
     let errors = build_ebpf(table).expect_err(table);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0].position, Some((line, column)), "{}", errors[0]);

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use aya::maps::{MapData, RingBuf};
 use pipeline::event::{ExecAttributes, FdKind, StdioFd};
-use pipeline::{Event, SourceFile, TopologyConfig};
+use pipeline::Event;
 
 use super::loader::{self, Loaded, ProgramState};
 use super::records::*;
@@ -29,21 +29,7 @@ use super::*;
 
 // ---- configuration --------------------------------------------------------
 
-fn build_ebpf(table: &str) -> Result<EbpfSource, Vec<ConfigError>> {
-    let text = format!("[sources.p]\ntype = \"ebpf\"\n{table}\n[sinks.out]\ntype = \"blackhole\"\ninputs = [\"p\"]\n");
-    let config = TopologyConfig::parse(SourceFile::new("t.toml", text)).expect("valid TOML");
-    let options = config.components.into_iter().find(|c| c.name == "p").expect("ebpf declared").options;
-    let config: EbpfConfig = options.deserialize().map_err(|e| vec![e])?;
-    EbpfSource::new(config, &options)
-}
-
-/// Expects exactly one error at `line:column` containing `message`.
-fn check_error(table: &str, line: usize, column: usize, message: &str) {
-    let errors = build_ebpf(table).expect_err(table);
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert_eq!(errors[0].position, Some((line, column)), "{}", errors[0]);
-    assert!(errors[0].to_string().contains(message), "{}", errors[0]);
-}
+use super::tests::{build_ebpf, check_error};
 
 #[test]
 fn exec_env_defaults_and_accepts_valid_names() {
