@@ -41,6 +41,11 @@ pub const COMPONENTS: &[ComponentSpec] = &[
         build: BuildFn::Transform(transforms::filter::build),
     },
     ComponentSpec {
+        type_name: "enrich",
+        summary: "attach one shared process context (exe, argv, user, container, ancestry) to process events",
+        build: BuildFn::Transform(transforms::enrich::build),
+    },
+    ComponentSpec {
         type_name: "topn",
         summary: "rank the N highest-scoring processes of each scan (score: weighted cpu% and RSS)",
         build: BuildFn::Transform(transforms::topn::build),

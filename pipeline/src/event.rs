@@ -16,11 +16,14 @@ use crate::sketch::LogSketch;
 
 mod argv;
 pub mod columns;
+pub mod context;
 pub mod security;
 pub use argv::Argv;
+pub use context::{Ancestor, ContextOrigin, HashState, Lineage, ProcessContext};
 pub use security::{
-    BpfProgramLoad, CredSyscall, CredentialChange, Credentials, ExecAttributes, ExecFile, FdKind, FileChange, FileOp,
-    ModuleLoad, ModuleSyscall, NamespaceChange, NamespaceSyscall, NetAccept, NetListen, NetSend, PtraceAttach, StdioFd,
+    BpfProgramLoad, CredSyscall, CredentialChange, Credentials, ExeHash, ExecAttributes, ExecFile, FdKind, FileChange,
+    FileOp, ModuleLoad, ModuleSyscall, NamespaceChange, NamespaceSyscall, NetAccept, NetListen, NetSend,
+    ProcessSnapshot, PtraceAttach, StdioFd,
 };
 
 /// What travels on an edge: a batch of events, never a single one.
@@ -73,6 +76,8 @@ pub struct ProcessExec {
     /// session, cwd, chosen environment); `None` from sources that cannot
     /// see it (the /proc fallback, the generator's plain mix).
     pub attributes: Option<Arc<ExecAttributes>>,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 /// A process ended.
@@ -84,6 +89,8 @@ pub struct ProcessExit {
     /// User + system CPU time of the whole thread group, in nanoseconds;
     /// 0 when unknown.
     pub cpu_ns: u64,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 /// A process created a child.
@@ -92,6 +99,8 @@ pub struct ProcessFork {
     pub meta: EventMeta,
     pub parent: ProcessKey,
     pub child: ProcessKey,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 /// Transport protocol of a connection.
@@ -123,6 +132,8 @@ pub struct NetConnect {
     /// `ECONNREFUSED`, -115 `EINPROGRESS` for a non-blocking socket, …);
     /// `None` when the source did not observe it.
     pub result: Option<i32>,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 /// A process opened a file.
@@ -133,6 +144,8 @@ pub struct FileOpen {
     pub path: Arc<str>,
     /// `open(2)` flags as the kernel saw them.
     pub flags: u32,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 /// Which scan of `/proc` a row belongs to. Transforms that work per scan
@@ -259,6 +272,8 @@ pub enum Event {
     NetListen(NetListen),
     NetAccept(NetAccept),
     NetSend(NetSend),
+    ProcessSnapshot(ProcessSnapshot),
+    ExeHash(ExeHash),
 }
 
 /// The kind of an [`Event`], without its payload.
@@ -283,11 +298,13 @@ pub enum EventKind {
     NetListen,
     NetAccept,
     NetSend,
+    ProcessSnapshot,
+    ExeHash,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 19] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::ProcessExec,
         EventKind::ProcessExit,
         EventKind::ProcessFork,
@@ -307,6 +324,8 @@ impl EventKind {
         EventKind::NetListen,
         EventKind::NetAccept,
         EventKind::NetSend,
+        EventKind::ProcessSnapshot,
+        EventKind::ExeHash,
     ];
 
     /// The snake_case name used in topology.toml and in every output format.
@@ -331,6 +350,8 @@ impl EventKind {
             EventKind::NetListen => "net_listen",
             EventKind::NetAccept => "net_accept",
             EventKind::NetSend => "net_send",
+            EventKind::ProcessSnapshot => "process_snapshot",
+            EventKind::ExeHash => "exe_hash",
         }
     }
 
@@ -374,6 +395,8 @@ impl Event {
             Event::NetListen(_) => EventKind::NetListen,
             Event::NetAccept(_) => EventKind::NetAccept,
             Event::NetSend(_) => EventKind::NetSend,
+            Event::ProcessSnapshot(_) => EventKind::ProcessSnapshot,
+            Event::ExeHash(_) => EventKind::ExeHash,
         }
     }
 
@@ -399,6 +422,8 @@ impl Event {
             Event::NetListen(e) => &e.meta,
             Event::NetAccept(e) => &e.meta,
             Event::NetSend(e) => &e.meta,
+            Event::ProcessSnapshot(e) => &e.meta,
+            Event::ExeHash(e) => &e.meta,
         }
     }
 
@@ -420,8 +445,71 @@ impl Event {
             Event::NetListen(e) => Some(&e.process),
             Event::NetAccept(e) => Some(&e.process),
             Event::NetSend(e) => Some(&e.process),
+            Event::ProcessSnapshot(e) => Some(&e.process),
+            Event::ExeHash(e) => Some(&e.process),
 
             Event::ProcessAggregate(_) | Event::Sketch(_) | Event::AgentDiag(_) | Event::ProcessEphemeral(_) => None,
+        }
+    }
+
+    /// The process context enrichment attached (see [`ProcessContext`]):
+    /// the one match every format and transform goes through. The outer
+    /// `None`: this kind carries no process context at all.
+    pub fn context_slot(&self) -> Option<&Option<Arc<ProcessContext>>> {
+        match self {
+            Event::ProcessExec(e) => Some(&e.context),
+            Event::ProcessExit(e) => Some(&e.context),
+            Event::ProcessFork(e) => Some(&e.context),
+            Event::NetConnect(e) => Some(&e.context),
+            Event::FileOpen(e) => Some(&e.context),
+            Event::FileChange(e) => Some(&e.context),
+            Event::CredentialChange(e) => Some(&e.context),
+            Event::NamespaceChange(e) => Some(&e.context),
+            Event::PtraceAttach(e) => Some(&e.context),
+            Event::ModuleLoad(e) => Some(&e.context),
+            Event::BpfProgramLoad(e) => Some(&e.context),
+            Event::NetListen(e) => Some(&e.context),
+            Event::NetAccept(e) => Some(&e.context),
+            Event::NetSend(e) => Some(&e.context),
+            Event::ProcessSnapshot(e) => Some(&e.context),
+            Event::ExeHash(e) => Some(&e.context),
+            Event::ProcessSample(_)
+            | Event::ProcessAggregate(_)
+            | Event::Sketch(_)
+            | Event::AgentDiag(_)
+            | Event::ProcessEphemeral(_) => None,
+        }
+    }
+
+    /// The attached process context, if any.
+    pub fn context(&self) -> Option<&Arc<ProcessContext>> {
+        self.context_slot()?.as_ref()
+    }
+
+    /// Where enrichment puts the context; `None` for kinds without one.
+    pub fn context_mut(&mut self) -> Option<&mut Option<Arc<ProcessContext>>> {
+        match self {
+            Event::ProcessExec(e) => Some(&mut e.context),
+            Event::ProcessExit(e) => Some(&mut e.context),
+            Event::ProcessFork(e) => Some(&mut e.context),
+            Event::NetConnect(e) => Some(&mut e.context),
+            Event::FileOpen(e) => Some(&mut e.context),
+            Event::FileChange(e) => Some(&mut e.context),
+            Event::CredentialChange(e) => Some(&mut e.context),
+            Event::NamespaceChange(e) => Some(&mut e.context),
+            Event::PtraceAttach(e) => Some(&mut e.context),
+            Event::ModuleLoad(e) => Some(&mut e.context),
+            Event::BpfProgramLoad(e) => Some(&mut e.context),
+            Event::NetListen(e) => Some(&mut e.context),
+            Event::NetAccept(e) => Some(&mut e.context),
+            Event::NetSend(e) => Some(&mut e.context),
+            Event::ProcessSnapshot(e) => Some(&mut e.context),
+            Event::ExeHash(e) => Some(&mut e.context),
+            Event::ProcessSample(_)
+            | Event::ProcessAggregate(_)
+            | Event::Sketch(_)
+            | Event::AgentDiag(_)
+            | Event::ProcessEphemeral(_) => None,
         }
     }
 
@@ -727,7 +815,7 @@ mod tests {
 
     #[test]
     fn fields_are_read_from_the_right_kind() {
-        let connect = Event::NetConnect(NetConnect {
+        let connect = Event::NetConnect(NetConnect { context: None,
             meta: EventMeta { ts_ns: 5, event_id: 9 },
             process: ProcessKey { pid: 42, start_time_ns: 7 },
             protocol: Protocol::Tcp,
@@ -747,7 +835,7 @@ mod tests {
         assert_eq!(Event::NetConnect(unobserved).field(Field::Result), None, "no result, no field");
 
         let argv = Argv::from_args(["sh", "-c", "echo hi"]);
-        let exec = Event::ProcessExec(ProcessExec {
+        let exec = Event::ProcessExec(ProcessExec { context: None,
             meta: EventMeta { ts_ns: 1, event_id: 2 },
             process: ProcessKey { pid: 3, start_time_ns: 4 },
             ppid: 1,

@@ -21,7 +21,7 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 
-use crate::columns::{security_kind, Column, ColumnType, EXEC_ATTRIBUTES};
+use crate::columns::{carries_context, security_kind, Column, ColumnType, EXEC_ATTRIBUTES, PROCESS_CONTEXT};
 
 /// Version of the Arrow layout of every kind, stored in each schema's
 /// metadata under [`SCHEMA_VERSION_KEY`]. Columns are only ever appended;
@@ -33,8 +33,15 @@ use crate::columns::{security_kind, Column, ColumnType, EXEC_ATTRIBUTES};
 /// (`file_change` … `net_send`), and on `process_exec` `has_attributes`
 /// followed by the [`EXEC_ATTRIBUTES`] columns, appended: a version-2 file
 /// holds a prefix of every kind's version-3 columns, so it still replays
-/// (`spool::verify_file_or_older`; its execs have no attributes).
-pub const ARROW_SCHEMA_VERSION: &str = "3";
+/// (`spool::verify_file_or_older`; its execs have no attributes). Version
+/// 4: every kind of [`CONTEXT_KINDS`](crate::columns::CONTEXT_KINDS) ends
+/// with `has_context` and the [`PROCESS_CONTEXT`] columns (`ctx_…`), and
+/// the kinds `process_snapshot` and `exe_hash`; a version-3 file is again
+/// a prefix (its events come back without a context).
+pub const ARROW_SCHEMA_VERSION: &str = "4";
+
+/// The column that starts the process-context group of a kind.
+pub const HAS_CONTEXT: &str = "has_context";
 
 /// Schema metadata key holding the event kind's name.
 pub const KIND_KEY: &str = "hostflow.kind";
@@ -63,6 +70,8 @@ pub const KINDS: &[&str] = &[
     "net_listen",
     "net_accept",
     "net_send",
+    "process_snapshot",
+    "exe_hash",
 ];
 
 /// The Arrow schema of one event kind; `None` for a name not in [`KINDS`].
@@ -79,6 +88,12 @@ static SCHEMAS: LazyLock<Vec<(&'static str, SchemaRef)>> =
 fn build(kind: &'static str) -> Schema {
     let mut fields = vec![u64_field("event_id"), u64_field("ts_ns")];
     fields.extend(columns(kind));
+    if carries_context(kind) {
+        // Whether an enrich transform attached a context; when false the
+        // `ctx_` columns hold `ProcessContext::unknown()`'s values.
+        fields.push(Field::new(HAS_CONTEXT, DataType::Boolean, false));
+        fields.extend(declared(PROCESS_CONTEXT.columns));
+    }
     let metadata = HashMap::from([
         (KIND_KEY.to_owned(), kind.to_owned()),
         (SCHEMA_VERSION_KEY.to_owned(), ARROW_SCHEMA_VERSION.to_owned()),
@@ -232,11 +247,23 @@ mod tests {
     use super::*;
     use crate::columns::SECURITY_KINDS;
 
-    /// Column names and types of one kind, as `name:Type` strings.
+    /// Column names and types of one kind, as `name:Type` strings; a kind
+    /// that carries a context ends with the context group.
     fn check(kind: &str, expected: &[&str]) {
         let schema = schema_for(kind).unwrap_or_else(|| panic!("no schema for {kind}"));
         let actual: Vec<String> = schema.fields().iter().map(|f| format!("{}:{}", f.name(), f.data_type())).collect();
+        let mut expected: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        if carries_context(kind) {
+            expected.extend(context_group());
+        }
         assert_eq!(actual, expected, "{kind}");
+    }
+
+    /// `has_context` and the declared context columns.
+    fn context_group() -> Vec<String> {
+        std::iter::once("has_context:Boolean".to_owned())
+            .chain(PROCESS_CONTEXT.columns.iter().map(|c| format!("{}:{}", c.name, arrow_type(c.ty))))
+            .collect()
     }
 
     #[test]
@@ -266,14 +293,26 @@ mod tests {
         for declared in SECURITY_KINDS {
             assert!(KINDS.contains(&declared.kind), "{} in KINDS", declared.kind);
             let schema = schema_for(declared.kind).expect("schema");
-            let columns: Vec<(&str, &DataType)> =
-                schema.fields().iter().skip(2).map(|f| (f.name().as_str(), f.data_type())).collect();
+            let columns: Vec<(&str, &DataType)> = schema
+                .fields()
+                .iter()
+                .skip(2)
+                .take(declared.columns.len())
+                .map(|f| (f.name().as_str(), f.data_type()))
+                .collect();
+            let rest: Vec<String> = schema
+                .fields()
+                .iter()
+                .skip(2 + declared.columns.len())
+                .map(|f| format!("{}:{}", f.name(), f.data_type()))
+                .collect();
+            assert_eq!(rest, context_group(), "{} ends with the context group", declared.kind);
             let expected: Vec<(&str, DataType)> = declared.columns.iter().map(|c| (c.name, arrow_type(c.ty))).collect();
             let expected: Vec<(&str, &DataType)> = expected.iter().map(|(n, t)| (*n, t)).collect();
             assert_eq!(columns, expected, "{}", declared.kind);
         }
         assert_eq!(arrow_type(ColumnType::StrList), argv_type(), "a list column is typed like argv");
-        assert_eq!(ARROW_SCHEMA_VERSION, "3", "the security kinds and exec attributes are layout 3");
+        assert_eq!(ARROW_SCHEMA_VERSION, "4", "the process context is layout 4");
     }
 
     #[test]

@@ -111,8 +111,75 @@ pub const EXEC_ATTRIBUTES: KindColumns = KindColumns {
         c("cwd_truncated", Bool, 29),
         c("env", StrList, 30),
         c("env_truncated", Bool, 31),
+        c("user", Str, 32),
+        c("cgroup_path", Str, 33),
+        c("exe_sha256", Str, 34),
+        c("exe_hash", Str, 35),
     ],
 };
+
+/// The process context enrichment attaches to every process-bearing kind
+/// ([`CONTEXT_KINDS`]): appended to each such kind's Arrow columns after
+/// `has_context`, NDJSON keys after `"has_context":true`, and
+/// `SecurityEvent.context` ([`PROCESS_CONTEXT_TAG`]) on the protobuf wire.
+/// Prefixed `ctx_` so no name collides with a kind's own column. Ancestors
+/// are three parallel lists, nearest first; a key is `pid:start_time_ns`.
+pub const PROCESS_CONTEXT: KindColumns = KindColumns {
+    kind: "process_context",
+    message: "ProcessContext",
+    detail_tag: 0,
+    columns: &[
+        c("ctx_exe", Str, 1),
+        c("ctx_argv", StrList, 2),
+        c("ctx_uid", U32, 3),
+        c("ctx_user", Str, 4),
+        c("ctx_euid", U32, 5),
+        c("ctx_cwd", Str, 6),
+        c("ctx_tty", Str, 7),
+        c("ctx_loginuid", U32, 8),
+        c("ctx_session_id", U32, 9),
+        c("ctx_cgroup_path", Str, 10),
+        c("ctx_container_runtime", Str, 11),
+        c("ctx_container_id", Str, 12),
+        c("ctx_pod_uid", Str, 13),
+        c("ctx_exe_sha256", Str, 14),
+        c("ctx_exe_hash", Str, 15),
+        c("ctx_lineage", Str, 16),
+        c("ctx_origin", Str, 17),
+        c("ctx_ancestor_keys", StrList, 18),
+        c("ctx_ancestor_exes", StrList, 19),
+        c("ctx_ancestor_args", StrList, 20),
+    ],
+};
+
+/// The field of `SecurityEvent` that holds [`PROCESS_CONTEXT`].
+pub const PROCESS_CONTEXT_TAG: u32 = 34;
+
+/// The kinds that carry a process context (the engine's
+/// `Event::context_slot` is `Some` for exactly these).
+pub const CONTEXT_KINDS: &[&str] = &[
+    "process_exec",
+    "process_exit",
+    "process_fork",
+    "net_connect",
+    "file_open",
+    "file_change",
+    "credential_change",
+    "namespace_change",
+    "ptrace_attach",
+    "module_load",
+    "bpf_program_load",
+    "net_listen",
+    "net_accept",
+    "net_send",
+    "process_snapshot",
+    "exe_hash",
+];
+
+/// Whether `kind` carries a process context.
+pub fn carries_context(kind: &str) -> bool {
+    CONTEXT_KINDS.contains(&kind)
+}
 
 /// The protobuf field of `ProcessExec` that holds [`EXEC_ATTRIBUTES`].
 pub const EXEC_ATTRIBUTES_TAG: u32 = 22;
@@ -249,6 +316,46 @@ pub const SECURITY_KINDS: &[KindColumns] = &[
         detail_tag: 31,
         columns: &[PID, START, c("protocol", Str, 1), c("dst_addr", Str, 2), c("dst_port", U16, 3), c("bytes", U32, 4)],
     },
+    KindColumns {
+        kind: "process_snapshot",
+        message: "ProcessSnapshot",
+        detail_tag: 32,
+        columns: &[
+            PID,
+            START,
+            c("parent_pid", U32, 1),
+            c("parent_start_time_ns", U64, 2),
+            c("uid", U32, 3),
+            c("euid", U32, 4),
+            c("gid", U32, 5),
+            c("user", Str, 6),
+            c("comm", Str, 7),
+            c("exe", Str, 8),
+            c("argv", StrList, 9),
+            c("argv_truncated", Bool, 10),
+            c("cwd", Str, 11),
+            c("tty", Str, 12),
+            c("loginuid", U32, 13),
+            c("session_id", U32, 14),
+            c("cgroup_path", Str, 15),
+            c("exe_sha256", Str, 16),
+            c("exe_hash", Str, 17),
+        ],
+    },
+    KindColumns {
+        kind: "exe_hash",
+        message: "ExeHash",
+        detail_tag: 33,
+        columns: &[
+            PID,
+            START,
+            c("exe", Str, 1),
+            c("dev", U64, 2),
+            c("inode", U64, 3),
+            c("sha256", Str, 4),
+            c("state", Str, 5),
+        ],
+    },
 ];
 
 /// The declaration of a security kind, by its name.
@@ -307,7 +414,7 @@ mod tests {
         let message = |name: &str| {
             messages.iter().find(|m| m.name() == name).unwrap_or_else(|| panic!("no message {name} in security.proto"))
         };
-        for declared in SECURITY_KINDS.iter().chain([&EXEC_ATTRIBUTES]) {
+        for declared in SECURITY_KINDS.iter().chain([&EXEC_ATTRIBUTES, &PROCESS_CONTEXT]) {
             let mut compiled: Vec<_> = message(declared.message).field.iter().map(render).collect();
             compiled.sort();
             let mut expected: Vec<_> = declared
@@ -335,11 +442,14 @@ mod tests {
         assert_eq!(render(attributes), (22, "attributes".to_owned(), "hostflow.v1.ExecAttributes".to_owned()));
         let exec_detail = envelope.field.iter().find(|f| f.number() == EXEC_ATTRIBUTES.detail_tag as i32);
         assert_eq!(exec_detail.map(|f| render(f).2).as_deref(), Some("hostflow.v1.ProcessExec"));
+        let context = envelope.field.iter().find(|f| f.number() == PROCESS_CONTEXT_TAG as i32).expect("context");
+        assert_eq!(render(context), (34, "context".to_owned(), "hostflow.v1.ProcessContext".to_owned()));
+        assert_eq!(context.oneof_index, None, "context is beside the detail, not in it");
     }
 
     #[test]
     fn names_and_tags_are_unique_per_kind_and_keys_come_first() {
-        for declared in SECURITY_KINDS.iter().chain([&EXEC_ATTRIBUTES]) {
+        for declared in SECURITY_KINDS.iter().chain([&EXEC_ATTRIBUTES, &PROCESS_CONTEXT]) {
             let mut names: Vec<_> = declared.columns.iter().map(|c| c.name).collect();
             names.sort_unstable();
             names.dedup();

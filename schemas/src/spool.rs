@@ -292,11 +292,20 @@ mod tests {
         std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 
+    /// `process_exit`'s columns before the process context (layout 3): a
+    /// prefix of the current schema, so readers of older files accept it.
+    fn exit_schema_without_context() -> std::sync::Arc<arrow_schema::Schema> {
+        let current = crate::schema_for("process_exit").expect("schema");
+        let fields = current.fields().iter().take_while(|f| f.name() != crate::arrow::HAS_CONTEXT).cloned();
+        std::sync::Arc::new(arrow_schema::Schema::new_with_metadata(fields.collect::<Vec<_>>(), current.metadata().clone()))
+    }
+
     /// A spool-like file of `batches` batches of `rows` rows of the
-    /// `process_exit` schema, zstd-compressed as the sink writes it.
+    /// `process_exit` schema (without the context columns),
+    /// zstd-compressed as the sink writes it.
     fn exit_file(batches: usize, rows: usize) -> Vec<u8> {
         use arrow_array::{ArrayRef, Int32Array, RecordBatch, UInt32Array, UInt64Array};
-        let schema = crate::schema_for("process_exit").expect("schema");
+        let schema = exit_schema_without_context();
         let options = arrow_ipc::writer::IpcWriteOptions::default()
             .try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))
             .expect("zstd");
@@ -325,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_sound_file_is_summarised_and_a_cut_one_refused() {
-        let schema = crate::schema_for("process_exit").expect("schema");
+        let schema = exit_schema_without_context();
         let bytes = exit_file(3, 500);
         let path = write_temp("sound", &bytes);
         assert_eq!(verify_file(&path, &schema), Ok(FileSummary { batches: 3, rows: 1500, wall_clock_anchor_ns: None }));

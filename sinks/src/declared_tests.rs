@@ -13,7 +13,7 @@ use pipeline::event::columns::{
     is_security, security_samples, write_security, ColumnType as Written, ColumnWriter, TypeRecorder,
 };
 use pipeline::event::{Event, EventKind, ExecAttributes};
-use schemas::columns::{security_kind, ColumnType, EXEC_ATTRIBUTES, SECURITY_KINDS};
+use schemas::columns::{security_kind, ColumnType, EXEC_ATTRIBUTES, PROCESS_CONTEXT_TAG, SECURITY_KINDS};
 use schemas::prost::Message as _;
 use schemas::v1;
 use schemas::v1::security_event::Detail;
@@ -124,14 +124,23 @@ fn protobuf_bytes_decode_with_prost_to_every_value() {
             "{}",
             event.kind()
         );
-        assert_eq!((decoded.entity_guid.as_str(), decoded.schema_version.as_str()), ("guid-7", "1.2"));
+        assert_eq!((decoded.entity_guid.as_str(), decoded.schema_version.as_str()), ("guid-7", "1.3"));
         let detail = decoded.detail.clone().expect("a detail");
         let mut reencoded = Vec::new();
         detail.encode(&mut reencoded);
-        assert_eq!(reencoded, declared.detail, "{}: prost read every field of the detail", event.kind());
+        match (event.context(), &decoded.context) {
+            (Some(context), Some(decoded)) => {
+                schemas::prost::encoding::message::encode(PROCESS_CONTEXT_TAG, decoded, &mut reencoded);
+                check_context(context, decoded);
+            }
+            (None, None) => {}
+            (expected, decoded) => panic!("{}: context {expected:?} decoded as {decoded:?}", event.kind()),
+        }
+        assert_eq!(reencoded, declared.detail, "{}: prost read every field of the detail and context", event.kind());
         check_detail(event, &detail);
         let mut envelope = decoded.clone();
         envelope.detail = None;
+        envelope.context = None;
         assert_eq!(envelope, declared.envelope, "{}", event.kind());
     }
 }
@@ -191,6 +200,20 @@ fn check_detail(event: &Event, detail: &Detail) {
             (d.protocol.as_str(), d.dst_addr.clone(), d.dst_port, d.bytes),
             (e.protocol.as_str(), e.dst_addr.to_string(), u32::from(e.dst_port), e.bytes)
         ),
+        (Event::ProcessSnapshot(e), Detail::ProcessSnapshot(d)) => {
+            assert_eq!((d.parent_pid, d.parent_start_time_ns), (e.parent.pid, e.parent.start_time_ns));
+            assert_eq!([d.uid, d.euid, d.gid, d.loginuid, d.session_id], [e.uid, e.euid, e.gid, e.loginuid, e.session_id]);
+            assert_eq!(
+                [d.user.as_str(), d.comm.as_str(), d.exe.as_str(), d.cwd.as_str(), d.tty.as_str(), d.cgroup_path.as_str()],
+                [&*e.user, &*e.comm, &*e.exe, &*e.cwd, &*e.tty, &*e.cgroup_path]
+            );
+            assert_eq!((d.argv.clone(), d.argv_truncated), (e.argv.iter().map(str::to_owned).collect(), e.argv_truncated));
+            assert_eq!((d.exe_sha256.as_str(), d.exe_hash.as_str()), (&*e.exe_sha256, e.exe_hash.as_str()));
+        }
+        (Event::ExeHash(e), Detail::ExeHash(d)) => assert_eq!(
+            (d.exe.as_str(), d.dev, d.inode, d.sha256.as_str(), d.state.as_str()),
+            (&*e.exe, e.dev, e.inode, &*e.sha256, e.state.as_str())
+        ),
         (Event::ProcessExec(e), Detail::Exec(d)) => {
             assert_eq!((d.exe.as_str(), d.argv_truncated), (&*e.exe, e.argv_truncated));
             assert_eq!(d.argv, e.argv.iter().collect::<Vec<_>>());
@@ -221,6 +244,10 @@ fn check_detail(event: &Event, detail: &Detail) {
             assert_eq!((wire.stderr_type.clone(), wire.stderr_peer_addr.clone(), wire.stderr_peer_port), fd(2));
             assert_eq!((wire.tty.as_str(), wire.cwd.as_str()), (&*a.tty, &*a.cwd));
             assert_eq!(wire.env, a.env.iter().map(|v| v.to_string()).collect::<Vec<_>>());
+            assert_eq!(
+                (wire.user.as_str(), wire.cgroup_path.as_str(), wire.exe_sha256.as_str(), wire.exe_hash.as_str()),
+                (&*a.user, &*a.cgroup_path, &*a.exe_sha256, a.exe_hash.as_str())
+            );
         }
         (event, detail) => panic!("{}: unexpected detail {detail:?}", event.kind()),
     }
@@ -229,11 +256,40 @@ fn check_detail(event: &Event, detail: &Detail) {
 /// An exec without attributes is encoded as before (prost, no field 22).
 #[test]
 fn an_exec_without_attributes_is_a_plain_security_event() {
-    let mut samples = security_samples(1);
-    let Some(Event::ProcessExec(exec)) = samples.pop() else { panic!("the exec comes last") };
+    let samples = security_samples(1);
+    let Some(exec) = samples.into_iter().find_map(|e| match e {
+        Event::ProcessExec(exec) => Some(exec),
+        _ => None,
+    }) else {
+        panic!("the samples hold an exec")
+    };
+    assert!(exec.context.is_none(), "this sample has no context");
     let plain = pipeline::event::ProcessExec { attributes: None, ..exec };
     let messages = encode_batch(&[Event::ProcessExec(plain)], &cx());
     let [WireMessage::Security(message)] = &messages[..] else { panic!("{messages:?}") };
     let Some(Detail::Exec(detail)) = &message.detail else { panic!("exec") };
     assert_eq!(detail.attributes, None);
+}
+
+/// Every value of a context, as prost decoded it.
+fn check_context(context: &pipeline::event::ProcessContext, decoded: &v1::ProcessContext) {
+    let strs = |values: Vec<&str>| values.into_iter().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(decoded.ctx_exe, &*context.exe);
+    assert_eq!(decoded.ctx_argv, strs(context.argv.iter().collect()));
+    assert_eq!((decoded.ctx_uid, decoded.ctx_user.as_str(), decoded.ctx_euid), (context.uid, &*context.user, context.euid));
+    assert_eq!((decoded.ctx_cwd.as_str(), decoded.ctx_tty.as_str()), (&*context.cwd, &*context.tty));
+    assert_eq!((decoded.ctx_loginuid, decoded.ctx_session_id), (context.loginuid, context.session_id));
+    assert_eq!(decoded.ctx_cgroup_path, &*context.cgroup_path);
+    assert_eq!(
+        (decoded.ctx_container_runtime.as_str(), decoded.ctx_container_id.as_str(), decoded.ctx_pod_uid.as_str()),
+        (&*context.container_runtime, &*context.container_id, &*context.pod_uid)
+    );
+    assert_eq!((decoded.ctx_exe_sha256.as_str(), decoded.ctx_exe_hash.as_str()), (&*context.exe_sha256, context.exe_hash.as_str()));
+    assert_eq!((decoded.ctx_lineage.as_str(), decoded.ctx_origin.as_str()), (context.lineage.as_str(), context.origin.as_str()));
+    let keys: Vec<String> =
+        context.ancestry.iter().map(|a| format!("{}:{}", a.process.pid, a.process.start_time_ns)).collect();
+    assert_eq!(decoded.ctx_ancestor_keys, keys);
+    assert_eq!(decoded.ctx_ancestor_exes, strs(context.ancestry.iter().map(|a| &*a.exe).collect()));
+    assert_eq!(decoded.ctx_ancestor_args, strs(context.ancestry.iter().map(|a| &*a.args).collect()));
+    assert!(!context.ancestry.is_empty(), "the sample has ancestors");
 }

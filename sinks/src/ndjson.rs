@@ -13,7 +13,10 @@
 //! (`schemas::columns`): flat keys like every other kind's, in declaration
 //! order, a list column as an array of strings. An exec with attributes
 //! gets `"has_attributes":true` and the attribute keys after its own; an
-//! exec without them is written exactly as before attributes existed.
+//! exec without them is written exactly as before attributes existed. The
+//! same way, an event with a process context (after an enrich transform)
+//! ends with `"has_context":true` and the `ctx_` keys of
+//! `schemas::columns::PROCESS_CONTEXT`, whatever its kind.
 
 use pipeline::event::{
     AgentDiag, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
@@ -23,7 +26,7 @@ use std::io::Write as _;
 
 use pipeline::event::columns::{write_security, ColumnWriter};
 use pipeline::{Event, EventMeta, ProcessKey};
-use schemas::columns::{security_kind, Column, EXEC_ATTRIBUTES};
+use schemas::columns::{security_kind, Column, EXEC_ATTRIBUTES, PROCESS_CONTEXT};
 
 /// Appends one line per event to `out`.
 pub fn encode_batch(events: &[Event], out: &mut Vec<u8>) {
@@ -49,6 +52,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
             argv,
             argv_truncated,
             attributes,
+            context: _,
         }) => {
             w.process(process);
             w.uint("ppid", u64::from(*ppid));
@@ -64,17 +68,17 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
                 attributes.write_columns(&mut DeclaredKeys::new(&mut w, EXEC_ATTRIBUTES.columns));
             }
         }
-        Event::ProcessExit(ProcessExit { meta: _, process, exit_code, cpu_ns }) => {
+        Event::ProcessExit(ProcessExit { meta: _, process, exit_code, cpu_ns, context: _ }) => {
             w.process(process);
             w.int("exit_code", i64::from(*exit_code));
             w.uint("cpu_ns", *cpu_ns);
         }
-        Event::ProcessFork(ProcessFork { meta: _, parent, child }) => {
+        Event::ProcessFork(ProcessFork { meta: _, parent, child, context: _ }) => {
             w.process(parent);
             w.uint("child_pid", u64::from(child.pid));
             w.uint("child_start_time_ns", child.start_time_ns);
         }
-        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port, result }) => {
+        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port, result, context: _ }) => {
             w.process(process);
             w.text("protocol", protocol.as_str());
             w.address("dst_addr", dst_addr);
@@ -84,7 +88,7 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
                 None => w.null("result"),
             }
         }
-        Event::FileOpen(FileOpen { meta: _, process, path, flags }) => {
+        Event::FileOpen(FileOpen { meta: _, process, path, flags, context: _ }) => {
             w.process(process);
             w.text("path", path);
             w.uint("flags", u64::from(*flags));
@@ -183,6 +187,10 @@ pub fn encode(event: &Event, out: &mut Vec<u8>) {
                 write_security(security, &mut DeclaredKeys::new(&mut w, declared.columns));
             }
         }
+    }
+    if let Some(context) = event.context() {
+        w.bool("has_context", true);
+        context.write_columns(&mut DeclaredKeys::new(&mut w, PROCESS_CONTEXT.columns));
     }
     w.finish();
 }
@@ -387,7 +395,7 @@ mod tests {
         let meta = EventMeta { ts_ns: 5, event_id: 7 };
         let process = ProcessKey { pid: 42, start_time_ns: 99 };
         check(
-            Event::NetConnect(NetConnect {
+            Event::NetConnect(NetConnect { context: None,
                 meta,
                 process,
                 protocol: Protocol::Udp,
@@ -398,7 +406,7 @@ mod tests {
             r#"{"kind":"net_connect","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"protocol":"udp","dst_addr":"10.0.0.1","dst_port":53,"result":null}"#,
         );
         check(
-            Event::NetConnect(NetConnect {
+            Event::NetConnect(NetConnect { context: None,
                 meta,
                 process,
                 protocol: Protocol::Tcp,
@@ -409,7 +417,7 @@ mod tests {
             r#"{"kind":"net_connect","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"protocol":"tcp","dst_addr":"::1","dst_port":1,"result":-111}"#,
         );
         check(
-            Event::ProcessExec(ProcessExec {
+            Event::ProcessExec(ProcessExec { context: None,
                 meta,
                 process,
                 ppid: 1,
@@ -425,7 +433,7 @@ mod tests {
             r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"gid":5,"cgroup_id":8589934592,"comm":"sh","exe":"/bin/sh","argv":["sh","-c","\"echo\ttab\"",""],"argv_truncated":false}"#,
         );
         check(
-            Event::ProcessExec(ProcessExec {
+            Event::ProcessExec(ProcessExec { context: None,
                 meta,
                 process,
                 ppid: 1,
@@ -441,7 +449,7 @@ mod tests {
             r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"gid":0,"cgroup_id":0,"comm":"","exe":"/x","argv":[],"argv_truncated":true}"#,
         );
         check(
-            Event::ProcessExit(ProcessExit { meta, process, exit_code: -1, cpu_ns: 1_500_000 }),
+            Event::ProcessExit(ProcessExit { context: None, meta, process, exit_code: -1, cpu_ns: 1_500_000 }),
             r#"{"kind":"process_exit","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"exit_code":-1,"cpu_ns":1500000}"#,
         );
         check(

@@ -17,7 +17,9 @@
 //! `security.proto`. Such an event is a [`DeclaredSecurityEvent`]: the
 //! envelope encoded by prost with no detail, followed by the detail field's
 //! bytes (protobuf fields may come in any order, so any reader — prost's
-//! generated `v1::SecurityEvent` included — sees one message).
+//! generated `v1::SecurityEvent` included — sees one message). The process
+//! context enrichment attaches is appended the same way, as
+//! `SecurityEvent.context`, whatever the kind.
 
 use pipeline::event::columns::{write_security, ColumnWriter};
 use pipeline::event::{
@@ -25,7 +27,9 @@ use pipeline::event::{
     ProcessFork, ProcessSample, Protocol,
 };
 use pipeline::{Event, ProcessKey};
-use schemas::columns::{security_kind, Column, ColumnType, EXEC_ATTRIBUTES, EXEC_ATTRIBUTES_TAG};
+use schemas::columns::{
+    security_kind, Column, ColumnType, EXEC_ATTRIBUTES, EXEC_ATTRIBUTES_TAG, PROCESS_CONTEXT, PROCESS_CONTEXT_TAG,
+};
 use schemas::prost::encoding::{self as pb, WireType};
 use schemas::prost::Message as _;
 use schemas::v1;
@@ -51,13 +55,15 @@ pub enum WireMessage {
     DeclaredSecurity(DeclaredSecurityEvent),
 }
 
-/// A `SecurityEvent` as its envelope (`detail` unset) and the encoded
-/// detail field (key, length and message) appended to it on the wire.
+/// A `SecurityEvent` as its envelope, encoded by prost, and fields
+/// encoded from the declaration appended to it on the wire: the `detail`
+/// oneof's field when the envelope has none, and `context` (34) when the
+/// event carries a process context.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeclaredSecurityEvent {
-    /// Every field but `detail`.
+    /// Every field not in `detail`.
     pub envelope: v1::SecurityEvent,
-    /// The `detail` oneof's field, encoded.
+    /// The appended fields (key, length and message each).
     pub detail: Vec<u8>,
 }
 
@@ -299,6 +305,23 @@ fn agent_diag(diag: &AgentDiag, cx: &EnvelopeContext) -> v1::AgentDiagEvent {
 }
 
 fn security_event(event: &Event, cx: &EnvelopeContext) -> Option<WireMessage> {
+    let message = security_event_without_context(event, cx)?;
+    let Some(context) = event.context() else { return Some(message) };
+    // The context (field 34) from the declaration, appended like a
+    // declared detail: one place for every kind.
+    let mut fields = ProtoFields::new(PROCESS_CONTEXT.columns);
+    context.write_columns(&mut fields);
+    let encoded = checked(fields, "process context")?;
+    let mut declared = match message {
+        WireMessage::Security(envelope) => DeclaredSecurityEvent { envelope, detail: Vec::new() },
+        WireMessage::DeclaredSecurity(declared) => declared,
+        other => return Some(other),
+    };
+    length_delimited(PROCESS_CONTEXT_TAG, &encoded.body, &mut declared.detail);
+    Some(WireMessage::DeclaredSecurity(declared))
+}
+
+fn security_event_without_context(event: &Event, cx: &EnvelopeContext) -> Option<WireMessage> {
     use v1::security_event::Detail;
     let envelope = |process: &ProcessKey, detail: Option<Detail>| v1::SecurityEvent {
         event_id: event.meta().event_id,
@@ -324,6 +347,7 @@ fn security_event(event: &Event, cx: &EnvelopeContext) -> Option<WireMessage> {
             argv,
             argv_truncated,
             attributes,
+            context: _,
         }) => {
             let exec = v1::ProcessExec {
                 exe: exe.to_string(),
@@ -358,14 +382,14 @@ fn security_event(event: &Event, cx: &EnvelopeContext) -> Option<WireMessage> {
                 }
             }
         }
-        Event::ProcessExit(ProcessExit { meta: _, process, exit_code, cpu_ns }) => {
+        Event::ProcessExit(ProcessExit { meta: _, process, exit_code, cpu_ns, context: _ }) => {
             message(process, Detail::Exit(v1::ProcessExit { exit_code: *exit_code, cpu_ns: *cpu_ns }))
         }
-        Event::ProcessFork(ProcessFork { meta: _, parent, child }) => message(
+        Event::ProcessFork(ProcessFork { meta: _, parent, child, context: _ }) => message(
             parent,
             Detail::Fork(v1::ProcessFork { child_pid: child.pid, child_start_time_ns: child.start_time_ns }),
         ),
-        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port, result }) => message(
+        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port, result, context: _ }) => message(
             process,
             Detail::NetConnect(v1::NetConnect {
                 protocol: match protocol {
@@ -377,7 +401,7 @@ fn security_event(event: &Event, cx: &EnvelopeContext) -> Option<WireMessage> {
                 result: *result,
             }),
         ),
-        Event::FileOpen(FileOpen { meta: _, process, path, flags }) => {
+        Event::FileOpen(FileOpen { meta: _, process, path, flags, context: _ }) => {
             message(process, Detail::FileOpen(v1::FileOpen { path: path.to_string(), flags: *flags }))
         }
         other => {

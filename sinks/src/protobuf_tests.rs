@@ -103,7 +103,7 @@ fn security_and_diag_events_round_trip() {
     let meta = EventMeta { ts_ns: 5, event_id: 6 };
     let process = ProcessKey { pid: 42, start_time_ns: 9 };
     let events = vec![
-        Event::ProcessExec(ProcessExec {
+        Event::ProcessExec(ProcessExec { context: None,
             meta,
             process,
             ppid: 1,
@@ -116,9 +116,9 @@ fn security_and_diag_events_round_trip() {
             argv_truncated: true,
             attributes: None,
         }),
-        Event::ProcessExit(ProcessExit { meta, process, exit_code: -9, cpu_ns: 3_000_000 }),
-        Event::ProcessFork(ProcessFork { meta, parent: process, child: ProcessKey { pid: 43, start_time_ns: 10 } }),
-        Event::NetConnect(NetConnect {
+        Event::ProcessExit(ProcessExit { context: None, meta, process, exit_code: -9, cpu_ns: 3_000_000 }),
+        Event::ProcessFork(ProcessFork { context: None, meta, parent: process, child: ProcessKey { pid: 43, start_time_ns: 10 } }),
+        Event::NetConnect(NetConnect { context: None,
             meta,
             process,
             protocol: Protocol::Udp,
@@ -126,7 +126,7 @@ fn security_and_diag_events_round_trip() {
             dst_port: 53,
             result: Some(-111),
         }),
-        Event::FileOpen(FileOpen { meta, process, path: Arc::from("/etc/shadow"), flags: 2 }),
+        Event::FileOpen(FileOpen { context: None, meta, process, path: Arc::from("/etc/shadow"), flags: 2 }),
         Event::AgentDiag(AgentDiag {
             meta,
             module: Arc::from("ebpf"),
@@ -141,7 +141,7 @@ fn security_and_diag_events_round_trip() {
     }
     let WireMessage::Security(exec) = &messages[0] else { panic!() };
     assert_eq!((exec.pid, exec.ppid, exec.comm.as_str(), exec.exe.as_str()), (42, 1, "curl", "/usr/bin/curl"));
-    assert_eq!((exec.gid, exec.cgroup_id, exec.schema_version.as_str()), (27, 4242, "1.2"));
+    assert_eq!((exec.gid, exec.cgroup_id, exec.schema_version.as_str()), (27, 4242, "1.3"));
     let Some(v1::security_event::Detail::Exec(detail)) = &exec.detail else { panic!() };
     assert_eq!(detail.argv, ["curl", "-H", "X-A: b", "example.org"], "each argument exactly");
     assert_eq!((detail.cmdline.as_str(), detail.argv_truncated), ("curl -H X-A: b example.org", true));

@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pipeline::event::{
     AgentDiag, Argv, BpfProgramLoad, CredSyscall, CredentialChange, Credentials, EventMeta, FileChange, FileOp,
-    FileOpen, ModuleLoad, ModuleSyscall, NamespaceChange, NamespaceSyscall, NetAccept, NetConnect, NetListen, NetSend,
+    ExeHash, FileOpen, HashState, ModuleLoad, ModuleSyscall, ProcessSnapshot, NamespaceChange, NamespaceSyscall, NetAccept, NetConnect, NetListen, NetSend,
     ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit, ProcessFork, ProcessSample, Protocol,
     PtraceAttach, ScanInfo, SketchEvent,
 };
@@ -299,7 +299,7 @@ impl EventStream {
         match kind {
             EventKind::ProcessExec => {
                 let uid = if (r >> 32).is_multiple_of(4) { 0 } else { 1000 };
-                Event::ProcessExec(ProcessExec {
+                Event::ProcessExec(ProcessExec { context: None,
                     meta,
                     process,
                     ppid: 1 + ((r >> 24) % 100) as u32,
@@ -313,7 +313,7 @@ impl EventStream {
                     attributes: None,
                 })
             }
-            EventKind::ProcessExit => Event::ProcessExit(ProcessExit {
+            EventKind::ProcessExit => Event::ProcessExit(ProcessExit { context: None,
                 meta,
                 process,
                 exit_code: ((r >> 24) % 3) as i32,
@@ -321,13 +321,13 @@ impl EventStream {
             }),
             EventKind::ProcessFork => {
                 let child_pid = 100 + ((r >> 24) % PID_SPACE) as u32;
-                Event::ProcessFork(ProcessFork {
+                Event::ProcessFork(ProcessFork { context: None,
                     meta,
                     parent: process,
                     child: ProcessKey { pid: child_pid, start_time_ns: meta.ts_ns },
                 })
             }
-            EventKind::NetConnect => Event::NetConnect(NetConnect {
+            EventKind::NetConnect => Event::NetConnect(NetConnect { context: None,
                 meta,
                 process,
                 protocol: if (r >> 40).is_multiple_of(5) { Protocol::Udp } else { Protocol::Tcp },
@@ -338,7 +338,7 @@ impl EventStream {
                 result: [Some(0), Some(0), Some(0), Some(0), Some(0), Some(-111), Some(-115), None]
                     [((r >> 56) % 8) as usize],
             }),
-            EventKind::FileOpen => Event::FileOpen(FileOpen {
+            EventKind::FileOpen => Event::FileOpen(FileOpen { context: None,
                 meta,
                 process,
                 path: Arc::clone(&pools.paths[((r >> 24) % PATHS.len() as u64) as usize]),
@@ -409,7 +409,7 @@ impl EventStream {
             EventKind::FileChange => {
                 let op = FileOp::ALL[((r >> 24) % FileOp::ALL.len() as u64) as usize];
                 let path = |shift: u32| Arc::clone(&pools.paths[((r >> shift) % PATHS.len() as u64) as usize]);
-                Event::FileChange(FileChange {
+                Event::FileChange(FileChange { context: None,
                     meta,
                     process,
                     op,
@@ -443,7 +443,7 @@ impl EventStream {
                     0 => (user(1000, 0), user(0, 0x1ff_ffff_ffff)),
                     _ => (user(0, 0x1ff_ffff_ffff), user(1000 + ((r >> 40) % 8) as u32, 0)),
                 };
-                Event::CredentialChange(CredentialChange {
+                Event::CredentialChange(CredentialChange { context: None,
                     meta,
                     process,
                     syscall,
@@ -452,7 +452,7 @@ impl EventStream {
                     result: [0, 0, 0, -1][((r >> 48) % 4) as usize],
                 })
             }
-            EventKind::NamespaceChange => Event::NamespaceChange(NamespaceChange {
+            EventKind::NamespaceChange => Event::NamespaceChange(NamespaceChange { context: None,
                 meta,
                 process,
                 syscall: NamespaceSyscall::ALL[((r >> 24) % NamespaceSyscall::ALL.len() as u64) as usize],
@@ -461,7 +461,7 @@ impl EventStream {
             }),
             EventKind::PtraceAttach => {
                 let target = 100 + ((r >> 24) % PID_SPACE) as u32;
-                Event::PtraceAttach(PtraceAttach {
+                Event::PtraceAttach(PtraceAttach { context: None,
                     meta,
                     process,
                     // PTRACE_ATTACH, PTRACE_SEIZE.
@@ -472,7 +472,7 @@ impl EventStream {
             }
             EventKind::ModuleLoad => {
                 let syscall = ModuleSyscall::ALL[((r >> 24) % ModuleSyscall::ALL.len() as u64) as usize];
-                Event::ModuleLoad(ModuleLoad {
+                Event::ModuleLoad(ModuleLoad { context: None,
                     meta,
                     process,
                     syscall,
@@ -484,7 +484,7 @@ impl EventStream {
                     result: [0, 0, -17, -1][((r >> 36) % 4) as usize],
                 })
             }
-            EventKind::BpfProgramLoad => Event::BpfProgramLoad(BpfProgramLoad {
+            EventKind::BpfProgramLoad => Event::BpfProgramLoad(BpfProgramLoad { context: None,
                 meta,
                 process,
                 prog_type: [1, 2, 5, 6, 8, 26][((r >> 24) % 6) as usize],
@@ -492,7 +492,7 @@ impl EventStream {
                 insn_count: 8 + ((r >> 32) % 4000) as u32,
                 result: [3, 4, 5, -1, -13][((r >> 44) % 5) as usize],
             }),
-            EventKind::NetListen => Event::NetListen(NetListen {
+            EventKind::NetListen => Event::NetListen(NetListen { context: None,
                 meta,
                 process,
                 protocol: Protocol::Tcp,
@@ -505,7 +505,7 @@ impl EventStream {
                 backlog: [128, 511, 4096][((r >> 32) % 3) as usize],
                 result: [0, 0, 0, -98][((r >> 36) % 4) as usize],
             }),
-            EventKind::NetAccept => Event::NetAccept(NetAccept {
+            EventKind::NetAccept => Event::NetAccept(NetAccept { context: None,
                 meta,
                 process,
                 protocol: Protocol::Tcp,
@@ -514,7 +514,7 @@ impl EventStream {
                 peer_addr: IpAddr::from([10, ((r >> 28) & 0xff) as u8, ((r >> 36) & 0xff) as u8, 7]),
                 peer_port: 32_768 + ((r >> 44) % 28_000) as u16,
             }),
-            EventKind::NetSend => Event::NetSend(NetSend {
+            EventKind::NetSend => Event::NetSend(NetSend { context: None,
                 meta,
                 process,
                 protocol: Protocol::Udp,
@@ -525,6 +525,40 @@ impl EventStream {
                 ][((r >> 24) % 3) as usize],
                 dst_port: [53, 123, 514][((r >> 28) % 3) as usize],
                 bytes: 28 + ((r >> 32) % 1400) as u32,
+            }),
+            EventKind::ProcessSnapshot => {
+                let uid = if (r >> 32).is_multiple_of(4) { 0 } else { 1000 };
+                Event::ProcessSnapshot(ProcessSnapshot {
+                    context: None,
+                    meta,
+                    process,
+                    parent: ProcessKey { pid: 1, start_time_ns: 0 },
+                    uid,
+                    euid: uid,
+                    gid: uid,
+                    user: Arc::clone(&pools.empty),
+                    comm: Arc::clone(&pools.comms[program]),
+                    exe: Arc::clone(&pools.exes[program]),
+                    argv: pools.argvs[program].clone(),
+                    argv_truncated: false,
+                    cwd: Arc::clone(&pools.paths[0]),
+                    tty: Arc::clone(&pools.empty),
+                    loginuid: u32::MAX,
+                    session_id: u32::MAX,
+                    cgroup_path: Arc::clone(&pools.empty),
+                    exe_sha256: Arc::clone(&pools.empty),
+                    exe_hash: HashState::NotRequested,
+                })
+            }
+            EventKind::ExeHash => Event::ExeHash(ExeHash {
+                context: None,
+                meta,
+                process,
+                exe: Arc::clone(&pools.exes[program]),
+                dev: 2049,
+                inode: 1_000 + program as u64,
+                sha256: Arc::clone(&pools.empty),
+                state: HashState::Unavailable,
             }),
         }
     }

@@ -7,7 +7,9 @@
 
 pub mod agent_diag;
 pub mod ebpf;
+pub mod exe_hash;
 pub mod generator;
+pub mod identity;
 pub mod procfs;
 pub mod replay;
 pub mod scrub;

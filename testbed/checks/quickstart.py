@@ -124,7 +124,7 @@ def main():
             time.sleep(0.2)
         if status != 200:
             fail(f"/health: {status} {body}")
-        expected = {"procfs", "top", "rest", "sketches", "kernel", "lifecycle", "diag", "spool"}
+        expected = {"procfs", "top", "rest", "sketches", "kernel", "enrich", "lifecycle", "diag", "spool"}
         if set(health["components"]) != expected:
             fail(f"/health components: {sorted(health['components'])}, expected {sorted(expected)}")
         # Without root (or the service's capabilities) the ebpf source runs on
@@ -182,7 +182,9 @@ def main():
                         "process_ephemeral", "agent_diag",
                         # issue #13's security kinds, from anything else on the host
                         "file_change", "credential_change", "namespace_change", "ptrace_attach", "module_load",
-                        "bpf_program_load", "net_listen", "net_accept", "net_send"}
+                        "bpf_program_load", "net_listen", "net_accept", "net_send",
+                        # issue #14: the processes running at start, and late exe hashes
+                        "process_snapshot", "exe_hash"}
         if kinds - {"process_sample", "process_aggregate", "sketch"} - kernel_kinds:
             fail(f"unexpected kinds in the spool: {kinds}")
         if os.geteuid() == 0 and kernel.get("state") == "running":
@@ -199,6 +201,17 @@ def main():
                     fail(f"exec of pid {pid} lacks its kernel attributes: has_attributes "
                          f"{exec_row['has_attributes']}, file_inode {exec_row['file_inode']} (stat: "
                          f"{true_stat.st_ino}), cwd {exec_row['cwd']!r} (ours: {os.getcwd()!r}), euid {exec_row['euid']}")
+                # The process context (issue #14): the default topology
+                # enriches kernel events; this checker started before the
+                # agent, so it is known from the start-up snapshot and is
+                # the exec's parent, and the lineage reaches PID 1.
+                ancestors = [int(key.split(":")[0]) for key in exec_row["ctx_ancestor_keys"]]
+                if not exec_row["has_context"] or exec_row["ctx_lineage"] != "complete" \
+                        or ancestors[:1] != [os.getpid()] or ancestors[-1:] != [1] \
+                        or exec_row["ctx_exe"] != "/usr/bin/true" and exec_row["ctx_exe"] != "/bin/true":
+                    fail(f"exec of pid {pid} lacks its process context: has_context {exec_row['has_context']}, "
+                         f"lineage {exec_row['ctx_lineage']}, ancestors {ancestors} (checker pid {os.getpid()}), "
+                         f"exe {exec_row['ctx_exe']!r}")
         first_scan = min(row["scan_id"] for row in rows if row["kind"] in ("process_sample", "process_aggregate"))
         scan_rows = [row for row in rows if row.get("scan_id") == first_scan]
         scan_size = scan_rows[0]["scan_size"]

@@ -49,7 +49,9 @@ BIN = os.environ.get("HOSTFLOW_BIN") or fail("HOSTFLOW_BIN is not set (run throu
 # The security kinds of issue #13, written from one column declaration
 # (schemas/src/columns.rs); pyarrow is the independent reader here.
 SECURITY_KINDS = ["file_change", "credential_change", "namespace_change", "ptrace_attach", "module_load",
-                  "bpf_program_load", "net_listen", "net_accept", "net_send"]
+                  "bpf_program_load", "net_listen", "net_accept", "net_send", "process_snapshot", "exe_hash"]
+# Kinds that end with the process context group (has_context + ctx_ columns).
+CONTEXT_KINDS = ["process_exec", "process_exit", "process_fork", "net_connect", "file_open", *SECURITY_KINDS]
 KINDS = ["process_exec", "process_exit", "process_fork", "net_connect", "file_open",
          "process_sample", "process_aggregate", "sketch", "agent_diag", "process_ephemeral"] + SECURITY_KINDS
 N = 50_000
@@ -105,6 +107,14 @@ max_file_bytes = 100000
                 fail(f"{path}: start_time_ns is {table.schema.field('start_time_ns').type}")
             if kind == "process_exec" and table.schema.field("has_attributes").type != pyarrow.bool_():
                 fail(f"{path}: process_exec has no boolean has_attributes column")
+            if kind in CONTEXT_KINDS:
+                names = table.schema.names
+                if "has_context" not in names or not names[names.index("has_context") + 1].startswith("ctx_"):
+                    fail(f"{path}: no has_context followed by ctx_ columns: {names}")
+                if table.schema.field("ctx_ancestor_exes").type != pyarrow.list_(pyarrow.field("item", pyarrow.string(), nullable=False)):
+                    fail(f"{path}: ctx_ancestor_exes is {table.schema.field('ctx_ancestor_exes').type}")
+                if any(table.column("has_context").to_pylist()):
+                    fail(f"{path}: a generated event has a context without an enrich transform")
             if kind == "file_change" and set(table.column("op").to_pylist()) - {
                     "chmod", "unlink", "rename", "link", "symlink"}:
                 fail(f"{path}: file ops {set(table.column('op').to_pylist())}")

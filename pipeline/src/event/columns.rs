@@ -243,7 +243,9 @@ macro_rules! security_kinds {
             BpfProgramLoad,
             NetListen,
             NetAccept,
-            NetSend
+            NetSend,
+            ProcessSnapshot,
+            ExeHash
         )
     };
 }
@@ -329,6 +331,10 @@ pub fn sample_exec_attributes() -> ExecAttributesSample {
         cwd_truncated: true,
         env: vec!["LD_PRELOAD=/tmp/x.so".into(), "HTTP_PROXY=http://[::1]:3128".into(), "".into()],
         env_truncated: true,
+        user: "al\"ice".into(),
+        cgroup_path: "/kubepods.slice/pod1/cri-containerd-x.scope".into(),
+        exe_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
+        exe_hash: super::HashState::Ok,
     })
 }
 
@@ -356,7 +362,7 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
         cap_permitted: u64::MAX,
     };
     vec![
-        Event::FileChange(FileChange {
+        Event::FileChange(FileChange { context: None,
             meta: meta(0),
             process,
             op: FileOp::Symlink,
@@ -365,7 +371,7 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             mode: 0o4755,
             result: -13,
         }),
-        Event::CredentialChange(CredentialChange {
+        Event::CredentialChange(CredentialChange { context: None,
             meta: meta(1),
             process,
             syscall: CredSyscall::Setresuid,
@@ -373,21 +379,21 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             new: credentials(7),
             result: -1,
         }),
-        Event::NamespaceChange(NamespaceChange {
+        Event::NamespaceChange(NamespaceChange { context: None,
             meta: meta(2),
             process,
             syscall: NamespaceSyscall::Unshare,
             flags: 0x4000_0000 | (1 << 40),
             result: -22,
         }),
-        Event::PtraceAttach(PtraceAttach {
+        Event::PtraceAttach(PtraceAttach { context: None,
             meta: meta(3),
             process,
             request: 0x4206,
             target: ProcessKey { pid: 31_337, start_time_ns: u64::MAX - 1 },
             result: -1,
         }),
-        Event::ModuleLoad(ModuleLoad {
+        Event::ModuleLoad(ModuleLoad { context: None,
             meta: meta(4),
             process,
             syscall: ModuleSyscall::FinitModule,
@@ -395,7 +401,7 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             params: "hide=1 name=\"x\"".into(),
             result: -17,
         }),
-        Event::BpfProgramLoad(BpfProgramLoad {
+        Event::BpfProgramLoad(BpfProgramLoad { context: None,
             meta: meta(5),
             process,
             prog_type: 26,
@@ -403,7 +409,7 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             insn_count: 4096,
             result: -13,
         }),
-        Event::NetListen(NetListen {
+        Event::NetListen(NetListen { context: None,
             meta: meta(6),
             process,
             protocol: Protocol::Udp,
@@ -412,7 +418,7 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             backlog: -1,
             result: -98,
         }),
-        Event::NetAccept(NetAccept {
+        Event::NetAccept(NetAccept { context: None,
             meta: meta(7),
             process,
             protocol: Protocol::Udp,
@@ -421,7 +427,7 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             peer_addr: v6("fe80::1"),
             peer_port: 61_000,
         }),
-        Event::NetSend(NetSend {
+        Event::NetSend(NetSend { context: None,
             meta: meta(8),
             process,
             protocol: Protocol::Udp,
@@ -429,7 +435,7 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             dst_port: 53,
             bytes: u32::MAX,
         }),
-        Event::ProcessExec(super::ProcessExec {
+        Event::ProcessExec(super::ProcessExec { context: None,
             meta: meta(9),
             process,
             ppid: 1,
@@ -442,5 +448,49 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             argv_truncated: true,
             attributes: Some(sample_exec_attributes()),
         }),
+        Event::ProcessSnapshot(ProcessSnapshot {
+            meta: meta(10),
+            context: None,
+            process,
+            parent: ProcessKey { pid: 1, start_time_ns: 20_000_000 },
+            uid: 1000,
+            euid: 0,
+            gid: 100,
+            user: "bob".into(),
+            comm: "sshd".into(),
+            exe: "/usr/sbin/sshd".into(),
+            argv: super::Argv::from_args(["sshd: bob [priv]", ""]),
+            argv_truncated: true,
+            cwd: "/".into(),
+            tty: "pts/0".into(),
+            loginuid: 1000,
+            session_id: 3,
+            cgroup_path: "/user.slice".into(),
+            exe_sha256: "".into(),
+            exe_hash: super::HashState::Pending,
+        }),
+        Event::ExeHash(ExeHash {
+            meta: meta(11),
+            context: None,
+            process,
+            exe: "/tmp/x".into(),
+            dev: 2049,
+            inode: 77,
+            sha256: "ab".repeat(32).into(),
+            state: super::HashState::Ok,
+        }),
     ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, mut event)| {
+        // Every other sample carries a context (the first one too), so each
+        // format's round trip covers both `has_context` values.
+        if i % 2 == 0 {
+            if let Some(slot) = event.context_mut() {
+                *slot = Some(super::context::sample_context());
+            }
+        }
+        event
+    })
+    .collect()
 }

@@ -15,31 +15,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::columns::{write_key, ColumnError, ColumnReader, ColumnWriter, Columns};
-use super::{EventMeta, ProcessKey, Protocol};
+use super::context::HashState;
+use super::{Argv, EventMeta, ProcessContext, ProcessKey, Protocol};
 
-/// Declares a closed enum with its wire names, `as_str` and `from_name`.
-macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The name used in every output format.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            /// The value with this wire name.
-            pub fn from_name(name: &str) -> Option<$name> {
-                match name { $($text => Some($name::$variant),)+ _ => None }
-            }
-        }
-    };
-}
+use super::context::wire_enum;
 
 fn protocol(r: &mut dyn ColumnReader) -> Result<Protocol, ColumnError> {
     r.parsed("protocol", |text| match text {
@@ -150,6 +129,13 @@ pub struct ExecAttributes {
     pub env: Vec<Arc<str>>,
     /// A variable or value was cut at the source's bound.
     pub env_truncated: bool,
+    /// The name of the real uid, as the source resolved it (`""` unknown).
+    pub user: Arc<str>,
+    /// The cgroup v2 path of `cgroup_id` (`""` when it could not be found).
+    pub cgroup_path: Arc<str>,
+    /// SHA-256 of the executed file when `exe_hash` is `ok`.
+    pub exe_sha256: Arc<str>,
+    pub exe_hash: HashState,
 }
 
 impl Default for ExecAttributes {
@@ -170,6 +156,10 @@ impl Default for ExecAttributes {
             cwd_truncated: false,
             env: Vec::new(),
             env_truncated: false,
+            user: "".into(),
+            cgroup_path: "".into(),
+            exe_sha256: "".into(),
+            exe_hash: HashState::NotRequested,
         }
     }
 }
@@ -212,6 +202,10 @@ impl ExecAttributes {
         w.bool(self.cwd_truncated);
         w.str_list(&self.env);
         w.bool(self.env_truncated);
+        w.str(&self.user);
+        w.str(&self.cgroup_path);
+        w.str(&self.exe_sha256);
+        w.str(self.exe_hash.as_str());
     }
 
     /// Reads what [`ExecAttributes::write_columns`] wrote.
@@ -262,6 +256,10 @@ impl ExecAttributes {
             cwd_truncated: r.bool()?,
             env: r.str_list()?,
             env_truncated: r.bool()?,
+            user: r.str()?,
+            cgroup_path: r.str()?,
+            exe_sha256: r.str()?,
+            exe_hash: r.parsed("hash state", HashState::from_name)?,
         })
     }
 }
@@ -297,6 +295,8 @@ pub struct FileChange {
     pub mode: u32,
     /// The syscall's return: 0 or a negative errno.
     pub result: i32,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 impl Columns for FileChange {
@@ -318,6 +318,7 @@ impl Columns for FileChange {
             target: r.str()?,
             mode: r.u32()?,
             result: r.i32()?,
+            context: None,
         })
     }
 }
@@ -388,6 +389,8 @@ pub struct CredentialChange {
     pub old: Credentials,
     pub new: Credentials,
     pub result: i32,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 impl Columns for CredentialChange {
@@ -407,6 +410,7 @@ impl Columns for CredentialChange {
             old: Credentials::read(r)?,
             new: Credentials::read(r)?,
             result: r.i32()?,
+            context: None,
         })
     }
 }
@@ -428,6 +432,8 @@ pub struct NamespaceChange {
     /// `CLONE_NEW*` flags asked for (setns: its `nstype`, 0 = any).
     pub flags: u64,
     pub result: i32,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 impl Columns for NamespaceChange {
@@ -445,6 +451,7 @@ impl Columns for NamespaceChange {
             syscall: r.parsed("namespace syscall", NamespaceSyscall::from_name)?,
             flags: r.u64()?,
             result: r.i32()?,
+            context: None,
         })
     }
 }
@@ -459,6 +466,8 @@ pub struct PtraceAttach {
     /// The traced process; start time 0 when it could not be resolved.
     pub target: ProcessKey,
     pub result: i32,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 impl Columns for PtraceAttach {
@@ -470,7 +479,14 @@ impl Columns for PtraceAttach {
     }
 
     fn read_columns(meta: EventMeta, r: &mut dyn ColumnReader) -> Result<PtraceAttach, ColumnError> {
-        Ok(PtraceAttach { meta, process: r.key()?, request: r.u64()?, target: r.key()?, result: r.i32()? })
+        Ok(PtraceAttach {
+            meta,
+            process: r.key()?,
+            request: r.u64()?,
+            target: r.key()?,
+            result: r.i32()?,
+            context: None,
+        })
     }
 }
 
@@ -493,6 +509,8 @@ pub struct ModuleLoad {
     /// The parameters string passed (bounded).
     pub params: Arc<str>,
     pub result: i32,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 impl Columns for ModuleLoad {
@@ -512,6 +530,7 @@ impl Columns for ModuleLoad {
             path: r.str()?,
             params: r.str()?,
             result: r.i32()?,
+            context: None,
         })
     }
 }
@@ -528,6 +547,8 @@ pub struct BpfProgramLoad {
     pub insn_count: u32,
     /// The new program's fd, or a negative errno.
     pub result: i32,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 impl Columns for BpfProgramLoad {
@@ -547,6 +568,7 @@ impl Columns for BpfProgramLoad {
             prog_name: r.str()?,
             insn_count: r.u32()?,
             result: r.i32()?,
+            context: None,
         })
     }
 }
@@ -564,6 +586,8 @@ pub struct NetListen {
     pub port: u16,
     pub backlog: i32,
     pub result: i32,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 impl Columns for NetListen {
@@ -585,6 +609,7 @@ impl Columns for NetListen {
             port: r.u16()?,
             backlog: r.i32()?,
             result: r.i32()?,
+            context: None,
         })
     }
 }
@@ -599,6 +624,8 @@ pub struct NetAccept {
     pub local_port: u16,
     pub peer_addr: IpAddr,
     pub peer_port: u16,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 impl Columns for NetAccept {
@@ -620,6 +647,7 @@ impl Columns for NetAccept {
             local_port: r.u16()?,
             peer_addr: r.ip()?,
             peer_port: r.u16()?,
+            context: None,
         })
     }
 }
@@ -636,6 +664,8 @@ pub struct NetSend {
     pub dst_port: u16,
     /// Bytes of this first datagram.
     pub bytes: u32,
+    /// Set by enrichment (see [`ProcessContext`]).
+    pub context: Option<Arc<ProcessContext>>,
 }
 
 impl Columns for NetSend {
@@ -655,6 +685,127 @@ impl Columns for NetSend {
             dst_addr: r.ip()?,
             dst_port: r.u16()?,
             bytes: r.u32()?,
+            context: None,
+        })
+    }
+}
+
+// ---- process context inputs (issue #14) ----------------------------------------
+
+/// A process that was already running when the kernel source started:
+/// read from `/proc` once, oldest first, so enrichment knows every live
+/// process and its ancestry from the first second. Not an exec: rules that
+/// match execs do not see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessSnapshot {
+    pub meta: EventMeta,
+    pub process: ProcessKey,
+    /// The parent's key (pid 0 for the kernel's own first tasks).
+    pub parent: ProcessKey,
+    pub uid: u32,
+    pub euid: u32,
+    pub gid: u32,
+    /// Name of `uid` (`""` unknown).
+    pub user: Arc<str>,
+    pub comm: Arc<str>,
+    /// `""` for kernel threads and when `/proc/PID/exe` is unreadable.
+    pub exe: Arc<str>,
+    /// Scrubbed at capture.
+    pub argv: Argv,
+    pub argv_truncated: bool,
+    pub cwd: Arc<str>,
+    pub tty: Arc<str>,
+    pub loginuid: u32,
+    pub session_id: u32,
+    pub cgroup_path: Arc<str>,
+    pub exe_sha256: Arc<str>,
+    pub exe_hash: HashState,
+    pub context: Option<Arc<ProcessContext>>,
+}
+
+impl Columns for ProcessSnapshot {
+    fn write_columns(&self, w: &mut dyn ColumnWriter) {
+        write_key(w, &self.process);
+        write_key(w, &self.parent);
+        w.u32(self.uid);
+        w.u32(self.euid);
+        w.u32(self.gid);
+        w.str(&self.user);
+        w.str(&self.comm);
+        w.str(&self.exe);
+        let argv: Vec<Arc<str>> = self.argv.iter().map(Arc::from).collect();
+        w.str_list(&argv);
+        w.bool(self.argv_truncated);
+        w.str(&self.cwd);
+        w.str(&self.tty);
+        w.u32(self.loginuid);
+        w.u32(self.session_id);
+        w.str(&self.cgroup_path);
+        w.str(&self.exe_sha256);
+        w.str(self.exe_hash.as_str());
+    }
+
+    fn read_columns(meta: EventMeta, r: &mut dyn ColumnReader) -> Result<ProcessSnapshot, ColumnError> {
+        Ok(ProcessSnapshot {
+            meta,
+            process: r.key()?,
+            parent: r.key()?,
+            uid: r.u32()?,
+            euid: r.u32()?,
+            gid: r.u32()?,
+            user: r.str()?,
+            comm: r.str()?,
+            exe: r.str()?,
+            argv: Argv::from_args(r.str_list()?.iter().map(|a| &**a)),
+            argv_truncated: r.bool()?,
+            cwd: r.str()?,
+            tty: r.str()?,
+            loginuid: r.u32()?,
+            session_id: r.u32()?,
+            cgroup_path: r.str()?,
+            exe_sha256: r.str()?,
+            exe_hash: r.parsed("hash state", HashState::from_name)?,
+            context: None,
+        })
+    }
+}
+
+/// The hash of an executable that was not ready when its exec left the
+/// source: it follows the exec, so a hash rule still matches, and
+/// enrichment puts it into the process's context for later events.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExeHash {
+    pub meta: EventMeta,
+    pub process: ProcessKey,
+    pub exe: Arc<str>,
+    pub dev: u64,
+    pub inode: u64,
+    /// Lower-case hex when `state` is `ok`, else `""`.
+    pub sha256: Arc<str>,
+    pub state: HashState,
+    pub context: Option<Arc<ProcessContext>>,
+}
+
+impl Columns for ExeHash {
+    fn write_columns(&self, w: &mut dyn ColumnWriter) {
+        write_key(w, &self.process);
+        w.str(&self.exe);
+        w.u64(self.dev);
+        w.u64(self.inode);
+        w.str(&self.sha256);
+        w.str(self.state.as_str());
+    }
+
+    fn read_columns(meta: EventMeta, r: &mut dyn ColumnReader) -> Result<ExeHash, ColumnError> {
+        Ok(ExeHash {
+            meta,
+            process: r.key()?,
+            exe: r.str()?,
+            dev: r.u64()?,
+            inode: r.u64()?,
+            sha256: r.str()?,
+            state: r.parsed("hash state", HashState::from_name)?,
+            context: None,
         })
     }
 }

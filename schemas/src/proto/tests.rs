@@ -150,6 +150,7 @@ fn security_event(detail: Detail) -> SecurityEvent {
         schema_version: SECURITY_EVENT_SCHEMA_VERSION.to_owned(),
         gid: 100,
         cgroup_id: 0x2_0000_1234,
+        context: None,
     }
 }
 
@@ -326,6 +327,6 @@ fn store_bytes_match_datadog_ddsketch_proto() {
 #[test]
 fn versions_are_the_documented_ones() {
     assert_eq!(PROCESS_ENVELOPE_SCHEMA_VERSION, "2.2");
-    assert_eq!(SECURITY_EVENT_SCHEMA_VERSION, "1.2");
+    assert_eq!(SECURITY_EVENT_SCHEMA_VERSION, "1.3");
     assert_eq!(SKETCH_VERSION, 1);
 }

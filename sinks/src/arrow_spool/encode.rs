@@ -6,7 +6,9 @@
 //! list with one item per argument; a connect's optional `result` as the
 //! value (0 when absent) and `has_result`.
 //!
-//! The security kinds and an exec's attributes have no mapping here: their
+//! The security kinds, an exec's attributes and the process context of
+//! every process-bearing kind (`has_context` + `ctx_` columns, after the
+//! kind's own) have no mapping here: their
 //! records write their values through `pipeline::event::columns`, and
 //! [`BuilderWriter`] appends them to builders typed by the declaration in
 //! `schemas::columns`, so a field or kind added there needs no change in
@@ -24,12 +26,16 @@ use arrow_array::{
 };
 use arrow_schema::ArrowError;
 use pipeline::event::columns::{write_security, ColumnWriter};
-use pipeline::event::{Event, EventKind, ExecAttributes};
-use schemas::columns::{security_kind, Column, ColumnType, EXEC_ATTRIBUTES};
+use pipeline::event::{Event, EventKind, ExecAttributes, ProcessContext};
+use schemas::columns::{carries_context, security_kind, Column, ColumnType, EXEC_ATTRIBUTES, PROCESS_CONTEXT};
 
 /// What an exec without attributes stores in the attribute columns (with
 /// `has_attributes` false): built once, not per row.
 static NO_ATTRIBUTES: LazyLock<ExecAttributes> = LazyLock::new(ExecAttributes::default);
+
+/// What an event without a context stores in the `ctx_` columns (with
+/// `has_context` false).
+static NO_CONTEXT: LazyLock<ProcessContext> = LazyLock::new(ProcessContext::unknown);
 
 /// Encodes `events` (all of kind `kind`; others are skipped) as one batch.
 pub fn encode(kind: EventKind, events: &[Event]) -> Result<RecordBatch, ArrowError> {
@@ -196,6 +202,17 @@ pub fn encode(kind: EventKind, events: &[Event]) -> Result<RecordBatch, ArrowErr
             }
             columns.extend(writer.finish());
         }
+    }
+    if carries_context(kind.as_str()) {
+        let contexts: Vec<Option<&Arc<ProcessContext>>> =
+            events.iter().filter(|e| e.kind() == kind).map(Event::context).collect();
+        columns.push(bools(contexts.iter().map(Option::is_some)));
+        let mut writer = BuilderWriter::new(kind, PROCESS_CONTEXT.columns, contexts.len());
+        for context in &contexts {
+            context.map_or(&*NO_CONTEXT, |c| &**c).write_columns(&mut writer);
+            writer.end_row()?;
+        }
+        columns.extend(writer.finish());
     }
     RecordBatch::try_new(schema, columns)
 }

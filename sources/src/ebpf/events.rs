@@ -55,17 +55,20 @@ pub fn to_event(record: Record, event_id: u64, tick_ns: u64) -> Event {
             argv: exec.argv,
             argv_truncated: exec.argv_truncated || exec.argv_unreadable,
             attributes: Some(exec.attributes),
+            context: None,
         }),
         Record::Exit(exit) => Event::ProcessExit(ProcessExit {
             meta: EventMeta { ts_ns: exit.ts_ns, event_id },
             process: key(&exit.proc),
             exit_code: exit.exit_status(),
             cpu_ns: exit.cpu_ns,
+            context: None,
         }),
         Record::Fork(fork) => Event::ProcessFork(ProcessFork {
             meta: EventMeta { ts_ns: fork.ts_ns, event_id },
             parent: key(&fork.parent),
             child: key(&fork.child),
+            context: None,
         }),
         Record::Connect(connect) => Event::NetConnect(NetConnect {
             meta: EventMeta { ts_ns: connect.ts_ns, event_id },
@@ -74,12 +77,14 @@ pub fn to_event(record: Record, event_id: u64, tick_ns: u64) -> Event {
             dst_addr: connect.addr,
             dst_port: connect.port,
             result: connect.result,
+            context: None,
         }),
         Record::Open(open) => Event::FileOpen(FileOpen {
             meta: EventMeta { ts_ns: open.ts_ns, event_id },
             process: key(&open.proc),
             path: open.path,
             flags: open.flags,
+            context: None,
         }),
         Record::Security(record) => super::events_security::to_event(record, event_id, tick_ns),
     }

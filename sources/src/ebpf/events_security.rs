@@ -25,6 +25,7 @@ pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
             target: r.target,
             mode: r.mode,
             result: r.result,
+            context: None,
         }),
         SecurityRecord::Credentials(r) => Event::CredentialChange(CredentialChange {
             meta: meta(r.ts_ns),
@@ -33,6 +34,7 @@ pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
             old: r.old,
             new: r.new,
             result: r.result,
+            context: None,
         }),
         SecurityRecord::Namespace(r) => Event::NamespaceChange(NamespaceChange {
             meta: meta(r.ts_ns),
@@ -40,6 +42,7 @@ pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
             syscall: r.syscall,
             flags: r.flags,
             result: r.result,
+            context: None,
         }),
         SecurityRecord::Ptrace(r) => Event::PtraceAttach(PtraceAttach {
             meta: meta(r.ts_ns),
@@ -51,6 +54,7 @@ pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
                 process_key(&r.target, tick_ns)
             },
             result: r.result,
+            context: None,
         }),
         SecurityRecord::Module(r) => Event::ModuleLoad(ModuleLoad {
             meta: meta(r.ts_ns),
@@ -59,6 +63,7 @@ pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
             path: r.path,
             params: r.params,
             result: r.result,
+            context: None,
         }),
         SecurityRecord::BpfLoad(r) => Event::BpfProgramLoad(BpfProgramLoad {
             meta: meta(r.ts_ns),
@@ -67,6 +72,7 @@ pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
             prog_name: r.name,
             insn_count: r.insn_count,
             result: r.result,
+            context: None,
         }),
         SecurityRecord::Listen(r) => Event::NetListen(NetListen {
             meta: meta(r.ts_ns),
@@ -76,6 +82,7 @@ pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
             port: r.port,
             backlog: r.backlog,
             result: r.result,
+            context: None,
         }),
         SecurityRecord::Accept(r) => Event::NetAccept(NetAccept {
             meta: meta(r.ts_ns),
@@ -85,6 +92,7 @@ pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
             local_port: r.local_port,
             peer_addr: r.peer_addr,
             peer_port: r.peer_port,
+            context: None,
         }),
         SecurityRecord::UdpSend(r) => Event::NetSend(NetSend {
             meta: meta(r.ts_ns),
@@ -93,6 +101,7 @@ pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
             dst_addr: r.addr,
             dst_port: r.port,
             bytes: r.bytes,
+            context: None,
         }),
     }
 }

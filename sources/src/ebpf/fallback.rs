@@ -15,6 +15,9 @@
 //! connects and file opens, and exit codes. The source is marked degraded
 //! while it runs on this.
 //!
+//! Exec argv is scrubbed of secrets as it is read ([`Detector::scrubbing`];
+//! the default rules unless the source's `scrub` table says otherwise).
+//!
 //! Blocking file I/O: [`Detector::scan`] runs on tokio's blocking pool.
 
 use std::collections::{HashMap, HashSet};
@@ -25,7 +28,8 @@ use std::sync::Arc;
 use pipeline::event::{Argv, ProcessExec, ProcessExit};
 use pipeline::{Event, EventMeta, ProcessKey};
 
-use crate::procfs::parse_stat;
+use crate::procfs::{parse_stat, scrub_options};
+use crate::scrub::{ScrubConfig, Scrubber};
 
 use super::records::ARGV_LEN;
 
@@ -55,6 +59,9 @@ pub struct Detector {
     /// name is set and before the new argument pages are, and then reads
     /// an empty `cmdline`. A process that still shows none is reported as is.
     deferred: HashSet<(u32, u64)>,
+    scrubber: Arc<Scrubber>,
+    /// Values scrubbed since [`Detector::take_scrubbed`].
+    scrubbed: u64,
 }
 
 impl Detector {
@@ -69,7 +76,20 @@ impl Detector {
             event_id_prefix,
             next_sequence: 0,
             deferred: HashSet::new(),
+            scrubber: scrub_options::compile(&ScrubConfig::default()),
+            scrubbed: 0,
         }
+    }
+
+    /// Scrubs exec argv with these rules instead of the defaults.
+    pub fn scrubbing(mut self, scrubber: Arc<Scrubber>) -> Detector {
+        self.scrubber = scrubber;
+        self
+    }
+
+    /// Values scrubbed since the last call.
+    pub fn take_scrubbed(&mut self) -> u64 {
+        std::mem::take(&mut self.scrubbed)
     }
 
     /// The next sequence number this detector would use.
@@ -103,7 +123,7 @@ impl Detector {
                 let exe = std::fs::read_link(dir.join("exe"))
                     .map(|target| Arc::from(target.to_string_lossy()))
                     .unwrap_or_else(|_| Arc::from(""));
-                let (argv, argv_truncated) = read_argv(&dir.join("cmdline"));
+                let (mut argv, argv_truncated) = read_argv(&dir.join("cmdline"));
                 if argv.is_empty() && !self.deferred.contains(&(pid, start_time_ns)) {
                     // Kept as it was before this scan, so the next one looks again.
                     deferred_now.insert((pid, start_time_ns));
@@ -112,6 +132,7 @@ impl Detector {
                     }
                     continue;
                 }
+                self.scrubbed += scrub_options::scrub_argv(&self.scrubber, &mut argv) as u64;
                 let (uid, gid) = std::fs::metadata(&dir).map(|m| (m.uid(), m.gid())).unwrap_or((u32::MAX, u32::MAX));
                 let event_id = self.next_event_id();
                 events.push(Event::ProcessExec(ProcessExec {
@@ -126,6 +147,7 @@ impl Detector {
                     argv,
                     argv_truncated,
                     attributes: None,
+                    context: None,
                 }));
             }
             current.insert(pid, seen);
@@ -145,6 +167,7 @@ impl Detector {
                     process: ProcessKey { pid, start_time_ns: old.start_time_ns },
                     exit_code: EXIT_CODE_UNKNOWN,
                     cpu_ns: ticks_to_ns(old.cpu_ticks, self.clk_tck),
+                    context: None,
                 }));
             }
         }

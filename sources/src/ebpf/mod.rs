@@ -25,6 +25,24 @@
 //! open; a raw tracepoint for fork. A missing capability is named in the
 //! load error, `hostflow probe` and `/health` (`bpf/README.md`).
 //!
+//! Process context (issue #14). Process keys are `(tgid, start time)`
+//! with the kernel's nanosecond `start_boottime` rounded down to a whole
+//! `/proc` clock tick ([`events::process_key`], the one place every record
+//! gets its keys), so the kernel's keys, the snapshot's and the procfs
+//! source's agree for the same process. With `snapshot = true` (default),
+//! once the programs are attached and before the first drain, the reader
+//! sends every process already running as a `ProcessSnapshot` event
+//! ([`snapshot`]). Before a batch leaves, every exec gets its real uid's
+//! user name and its cgroup's path (`crate::identity`), the SHA-256 of its
+//! executable (`crate::exe_hash`: from a cache, or computed on a thread,
+//! waited for at most `exe_hash_wait_ms`, else `pending` and followed by
+//! an `ExeHash` event), and secrets are scrubbed from argv and the
+//! captured environment, as they are from the snapshot's and the
+//! fallback's argv (`scrub` table; [`attributes`]). Metrics:
+//! `hostflow_exe_hash_total{result}`, `hostflow_scrubbed_values_total`,
+//! `hostflow_ebpf_identity_errors_total{what}`; an unreadable passwd,
+//! cgroup mount or `/proc` makes the source `degraded` with the reason.
+//!
 //! When eBPF cannot be used at all (a target without programs, no privilege,
 //! every program refused), the source says why — log, `/health`
 //! (`degraded` with the reason) and an `ebpf_fallback` diagnostic — and
@@ -32,6 +50,7 @@
 //! topology keeps running. When only some programs fail, the others run and
 //! the source is `degraded` with the failures as the reason.
 
+pub mod attributes;
 pub mod counters;
 pub mod events;
 pub mod events_security;
@@ -44,10 +63,13 @@ pub mod records;
 pub mod records_security;
 pub mod ring;
 pub mod selection;
+pub mod snapshot;
 pub mod stamp;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_context;
 #[cfg(test)]
 mod tests_exec;
 #[cfg(test)]
@@ -66,6 +88,9 @@ use pipeline::health::ComponentState;
 use pipeline::{ComponentError, ComponentOptions, ConfigError, Source, SourceContext};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
+
+use crate::procfs::ScrubOptions;
+use crate::scrub::ScrubConfig;
 
 pub use loader::{ConnectHook, LoadReport, LoadSettings};
 pub use probe::{probe, ProbeReport};
@@ -212,6 +237,67 @@ pub struct EbpfConfig {
     /// processes below it). Default: the cgroup2 mount's root, every process.
     #[serde(default)]
     pub cgroup_path: Option<Spanned<String>>,
+    /// Send every process already running as a `ProcessSnapshot` event at
+    /// start (after the programs are attached). Default true.
+    #[serde(default = "default_true")]
+    pub snapshot: bool,
+    /// Compute the SHA-256 of every executed file (cached by device,
+    /// inode, size and mtime; off the hot path). Default true.
+    #[serde(default = "default_true")]
+    pub exe_hash: bool,
+    /// Files bigger than this are not hashed (`too_large`), 1 to 2^40.
+    /// Default 64 MiB.
+    #[serde(default = "default_exe_hash_max_bytes")]
+    pub exe_hash_max_bytes: Spanned<u64>,
+    /// How long a batch waits for its execs' hashes, in milliseconds (0
+    /// to 1000); those not ready leave as `pending` and an `ExeHash` event
+    /// follows. Default 5.
+    #[serde(default = "default_exe_hash_wait_ms")]
+    pub exe_hash_wait_ms: Spanned<u64>,
+    /// Secret scrubbing of argv and environment (`[sources.NAME.scrub]`:
+    /// `enabled`, `extra_flags`, `extra_key_patterns`). On by default.
+    #[serde(default)]
+    pub scrub: Option<ScrubOptions>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_exe_hash_max_bytes() -> Spanned<u64> {
+    Spanned::new(0..0, crate::exe_hash::DEFAULT_MAX_BYTES)
+}
+
+fn default_exe_hash_wait_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 5)
+}
+
+/// Largest accepted `exe_hash_max_bytes` (1 TiB).
+pub const MAX_EXE_HASH_BYTES: u64 = 1 << 40;
+
+/// What the reader adds to the kernel's events (issue #14): the snapshot,
+/// exe hashes and secret scrubbing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContextSettings {
+    pub snapshot: bool,
+    pub exe_hash: bool,
+    pub exe_hash_max_bytes: u64,
+    pub exe_hash_wait: Duration,
+    pub scrub: ScrubConfig,
+}
+
+impl Default for ContextSettings {
+    /// The options' defaults: snapshot and hashes on, 64 MiB, 5 ms, the
+    /// default scrub rules.
+    fn default() -> ContextSettings {
+        ContextSettings {
+            snapshot: true,
+            exe_hash: true,
+            exe_hash_max_bytes: crate::exe_hash::DEFAULT_MAX_BYTES,
+            exe_hash_wait: Duration::from_millis(5),
+            scrub: ScrubConfig::default(),
+        }
+    }
 }
 
 fn default_ring_buffer_bytes() -> Spanned<u64> {
@@ -252,6 +338,7 @@ pub struct EbpfSource {
     fallback_interval: Duration,
     proc_root: PathBuf,
     forced_fallback: Option<String>,
+    context: ContextSettings,
 }
 
 impl EbpfSource {
@@ -360,6 +447,21 @@ impl EbpfSource {
                 ));
             }
         }
+        let max_bytes = *config.exe_hash_max_bytes.get_ref();
+        if !(1..=MAX_EXE_HASH_BYTES).contains(&max_bytes) {
+            errors.push(options.error_at(
+                config.exe_hash_max_bytes.span(),
+                format!("exe_hash_max_bytes must be 1 to {MAX_EXE_HASH_BYTES}, got {max_bytes} (exe_hash = false turns hashing off)"),
+            ));
+        }
+        let wait_ms = *config.exe_hash_wait_ms.get_ref();
+        if wait_ms > 1000 {
+            errors.push(options.error_at(
+                config.exe_hash_wait_ms.span(),
+                format!("exe_hash_wait_ms must be 0 to 1000, got {wait_ms}"),
+            ));
+        }
+        let scrub = ScrubOptions::check(config.scrub.as_ref(), options, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -380,6 +482,13 @@ impl EbpfSource {
             fallback_interval: Duration::from_millis(fallback_ms),
             proc_root: PathBuf::from("/proc"),
             forced_fallback: None,
+            context: ContextSettings {
+                snapshot: config.snapshot,
+                exe_hash: config.exe_hash,
+                exe_hash_max_bytes: max_bytes,
+                exe_hash_wait: Duration::from_millis(wait_ms),
+                scrub,
+            },
         })
     }
 
@@ -391,12 +500,24 @@ impl EbpfSource {
             fallback_interval,
             proc_root: PathBuf::from("/proc"),
             forced_fallback: None,
+            context: ContextSettings::default(),
         }
+    }
+
+    /// The same source with these snapshot, hash and scrub settings.
+    pub fn with_context(mut self, context: ContextSettings) -> EbpfSource {
+        self.context = context;
+        self
     }
 
     /// What the source will load.
     pub fn settings(&self) -> &LoadSettings {
         &self.settings
+    }
+
+    /// What the reader adds to events.
+    pub fn context(&self) -> &ContextSettings {
+        &self.context
     }
 
     /// Skips loading and runs the `/proc` fallback with this reason, as if
@@ -411,7 +532,8 @@ impl EbpfSource {
 #[async_trait]
 impl Source for EbpfSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let EbpfSource { settings, drain_interval, fallback_interval, proc_root, forced_fallback } = *self;
+        let EbpfSource { settings, drain_interval, fallback_interval, proc_root, forced_fallback, context } = *self;
+        let scrubber = crate::procfs::scrub_options::compile(&context.scrub);
         // Load, then gather the host facts around that attempt for /health
         // (the same report `hostflow probe` prints), all off the async workers.
         let (outcome, facts) = tokio::task::spawn_blocking(move || {
@@ -436,20 +558,22 @@ impl Source for EbpfSource {
             Ok(loaded) => {
                 let problems = loaded.report.problems().unwrap_or_default();
                 let reason = format!("no eBPF program could be attached ({problems})");
-                return run_fallback(cx, reason, proc_root, fallback_interval).await;
+                return run_fallback(cx, reason, proc_root, fallback_interval, scrubber).await;
             }
-            Err(reason) => return run_fallback(cx, reason, proc_root, fallback_interval).await,
+            Err(reason) => return run_fallback(cx, reason, proc_root, fallback_interval, scrubber).await,
         };
+        let mut programs_problem = None;
         if let Some(problems) = loaded.report.problems() {
             let reason = format!("some eBPF programs are not running: {problems}");
             tracing::warn!(source = %cx.name, %reason, "ebpf source degraded");
             cx.health.set(ComponentState::Degraded, Some(reason.clone()));
-            pipeline::diag::emit(&cx.name, "ebpf_partial", reason);
+            pipeline::diag::emit(&cx.name, "ebpf_partial", reason.clone());
+            programs_problem = Some(reason);
         }
         let running: Vec<&str> = loaded.report.running().map(Program::as_str).collect();
         tracing::info!(source = %cx.name, programs = ?running, ring_buffer_bytes = loaded.report.ring_buffer_bytes,
             "eBPF programs attached");
-        reader::run(loaded, cx, drain_interval).await
+        reader::run(loaded, cx, drain_interval, context, proc_root, programs_problem).await
     }
 }
 
@@ -504,10 +628,11 @@ async fn run_fallback(
     reason: String,
     proc_root: PathBuf,
     interval: Duration,
+    scrubber: std::sync::Arc<crate::scrub::Scrubber>,
 ) -> Result<(), ComponentError> {
     let reason = format!("eBPF unavailable, running the /proc exec/exit fallback: {reason}");
     tracing::warn!(source = %cx.name, %reason, "ebpf source degraded");
     cx.health.set(ComponentState::Degraded, Some(reason.clone()));
     pipeline::diag::emit(&cx.name, "ebpf_fallback", reason);
-    reader::run_fallback(cx, proc_root, interval).await
+    reader::run_fallback(cx, proc_root, interval, scrubber).await
 }

@@ -2,18 +2,27 @@
 //! scanning `/proc` (the fallback). Both send one batch per drain or scan,
 //! stamp event ids from the source's context, and stop on shutdown after
 //! a last drain.
+//!
+//! With eBPF running, the reader first sends the snapshot of the processes
+//! already running ([`super::snapshot`]), then drains; every batch of
+//! records goes through [`Additions::complete`] (scrubbing, user names,
+//! cgroup paths, exe hashes) before it is sent, and a finished hash job
+//! wakes the loop to send its `ExeHash` events.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pipeline::{ComponentError, SourceContext};
+use pipeline::{ComponentError, Event, SourceContext};
 use tokio::time::MissedTickBehavior;
 
+use super::attributes::Additions;
 use super::counters::Counters;
 use super::events::{self, to_event};
 use super::fallback::Detector;
 use super::loader::Loaded;
 use super::ring::RingReader;
+use super::snapshot;
+use super::ContextSettings;
 
 /// Most records per batch: a storm still yields batches of a bounded size.
 pub const MAX_BATCH: usize = 4096;
@@ -21,23 +30,35 @@ pub const MAX_BATCH: usize = 4096;
 const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reads the ring until shutdown. `loaded` is kept alive to the end:
-/// dropping it detaches the programs.
-pub async fn run(mut loaded: Loaded, mut cx: SourceContext, drain_interval: Duration) -> Result<(), ComponentError> {
+/// dropping it detaches the programs. `programs_problem`: why the source
+/// is already degraded (programs that are not running).
+pub async fn run(
+    mut loaded: Loaded,
+    mut cx: SourceContext,
+    drain_interval: Duration,
+    settings: ContextSettings,
+    proc_root: PathBuf,
+    programs_problem: Option<String>,
+) -> Result<(), ComponentError> {
     let failed = |e: super::loader::LoadError| ComponentError::Failed(e.to_string());
     let mut ring = RingReader::new(loaded.take_ring().map_err(failed)?)
         .map_err(|e| ComponentError::io("registering the eBPF ring buffer with the reactor", e))?;
     let mut counters = Counters::new(loaded.take_counters().map_err(failed)?, &cx.name);
     let tick_ns = events::tick_ns();
+    let additions = Additions::start(&cx.name, cx.health.clone(), &settings, programs_problem).await?;
+    let mut sending = Sending { sequence: 0, batch_capacity: 64, tick_ns, additions };
+    if settings.snapshot {
+        sending.snapshot(&mut cx, proc_root).await?;
+    }
     let mut drain_ticker = tokio::time::interval(drain_interval);
     drain_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut counter_ticker = tokio::time::interval(COUNTER_INTERVAL);
     counter_ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut shutdown = cx.shutdown.clone();
-    let mut sending = Sending { sequence: 0, batch_capacity: 64, tick_ns };
     loop {
         // The timers come before the ring, so a ring that is always ready
-        // (a storm) cannot starve the counter export. Every branch ends in
-        // a drain.
+        // (a storm) cannot starve the counter export. Every branch but a
+        // finished hash ends in a drain.
         let stopping = tokio::select! {
             biased;
             _ = shutdown.wait() => true,
@@ -50,8 +71,13 @@ pub async fn run(mut loaded: Loaded, mut cx: SourceContext, drain_interval: Dura
                 ready.map_err(|e| ComponentError::io("waiting on the eBPF ring buffer", e))?;
                 false
             }
+            Some(done) = sending.additions.next_hash() => {
+                let later = sending.additions.hash_events(done);
+                sending.send(later, &mut cx).await;
+                continue;
+            }
         };
-        sending.drain(&mut ring, &mut cx).await;
+        sending.drain(&mut ring, &mut cx).await?;
         if stopping {
             break;
         }
@@ -65,7 +91,7 @@ pub async fn run(mut loaded: Loaded, mut cx: SourceContext, drain_interval: Dura
     })
     .await
     .map_err(|e| ComponentError::Failed(format!("eBPF detach task failed: {e}")))?;
-    sending.drain(&mut ring, &mut cx).await;
+    sending.drain(&mut ring, &mut cx).await?;
     export(&mut counters, &cx.name);
     tracing::debug!(source = %cx.name, events = sending.sequence, decode_errors = ring.decode_errors(),
         "ebpf source finished");
@@ -80,12 +106,14 @@ struct Sending {
     /// Capacity for the next batch: the last batch's size, rounded up.
     batch_capacity: usize,
     tick_ns: u64,
+    additions: Additions,
 }
 
 impl Sending {
     /// Sends everything waiting in the ring, in batches of at most
-    /// [`MAX_BATCH`].
-    async fn drain(&mut self, ring: &mut RingReader, cx: &mut SourceContext) {
+    /// [`MAX_BATCH`] records (plus the `ExeHash` events of earlier execs
+    /// that finished while the batch waited for its own).
+    async fn drain(&mut self, ring: &mut RingReader, cx: &mut SourceContext) -> Result<(), ComponentError> {
         loop {
             let mut batch = Vec::with_capacity(self.batch_capacity);
             let (sequence, tick_ns) = (&mut self.sequence, self.tick_ns);
@@ -95,14 +123,85 @@ impl Sending {
             });
             if !batch.is_empty() {
                 self.batch_capacity = batch.len().next_power_of_two().min(MAX_BATCH);
+                let mut later = Vec::new();
+                self.additions.complete(&mut batch, &mut later).await?;
+                self.stamp(&mut later, cx);
+                batch.append(&mut later);
                 // Never abandoned half-way, even at shutdown: downstream
                 // keeps draining until this source is gone.
                 cx.out.send(batch).await;
             }
             if !drained.more {
-                break;
+                return Ok(());
             }
         }
+    }
+
+    /// Gives events the next ids.
+    fn stamp(&mut self, events: &mut [Event], cx: &SourceContext) {
+        for event in events {
+            let id = cx.event_id(self.sequence);
+            self.sequence += 1;
+            match event {
+                Event::ExeHash(e) => e.meta.event_id = id,
+                Event::ProcessSnapshot(e) => e.meta.event_id = id,
+                _ => {}
+            }
+        }
+    }
+
+    /// Stamps and sends events made outside a drain.
+    async fn send(&mut self, mut events: Vec<Event>, cx: &mut SourceContext) {
+        if events.is_empty() {
+            return;
+        }
+        self.stamp(&mut events, cx);
+        cx.out.send(events).await;
+    }
+
+    /// Reads `/proc` once (blocking pool) and sends every process as a
+    /// `ProcessSnapshot`, oldest first, in batches of at most
+    /// [`MAX_BATCH`]. An unreadable `/proc` degrades the source; it goes
+    /// on without a snapshot.
+    async fn snapshot(&mut self, cx: &mut SourceContext, proc_root: PathBuf) -> Result<(), ComponentError> {
+        let Some(mut identity) = self.additions.take_identity() else { return Ok(()) };
+        let scrubber = self.additions.scrubber().clone();
+        let root = proc_root.clone();
+        let (identity, result) = tokio::task::spawn_blocking(move || {
+            let result = snapshot::read(&root, &mut identity.users, &scrubber, pipeline::diag::boottime_ns());
+            (identity, result)
+        })
+        .await
+        .map_err(|e| ComponentError::Failed(format!("process snapshot task failed: {e}")))?;
+        self.additions.return_identity(identity);
+        let snapshot = match result {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                let reason = format!("no process snapshot: cannot list {}: {error}", proc_root.display());
+                self.additions.note_proc(Some(reason));
+                return Ok(());
+            }
+        };
+        self.additions.count_scrubbed(snapshot.scrubbed as u64);
+        let problem = snapshot.first_unreadable.as_ref().map(|first| {
+            format!("process snapshot: {} processes partly unreadable (first: {first})", snapshot.unreadable)
+        });
+        self.additions.note_proc(problem);
+        tracing::info!(source = %cx.name, processes = snapshot.processes.len(), vanished = snapshot.vanished,
+            unreadable = snapshot.unreadable, restricted = snapshot.restricted,
+            first_restricted = snapshot.first_restricted.as_deref().unwrap_or(""),
+            elapsed_ms = snapshot.elapsed.as_secs_f64() * 1e3, "sending the snapshot of running processes");
+        let mut batch = Vec::with_capacity(snapshot.processes.len().min(MAX_BATCH));
+        for (mut process, file) in snapshot.processes.into_iter().zip(snapshot.files) {
+            self.additions.hash_snapshot(&mut process, file);
+            batch.push(Event::ProcessSnapshot(process));
+            if batch.len() == MAX_BATCH {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+                self.send(full, cx).await;
+            }
+        }
+        self.send(batch, cx).await;
+        Ok(())
     }
 }
 
@@ -112,9 +211,16 @@ fn export(counters: &mut Counters, name: &str) {
     }
 }
 
-/// Scans `/proc` every `interval` until shutdown.
-pub async fn run_fallback(mut cx: SourceContext, proc_root: PathBuf, interval: Duration) -> Result<(), ComponentError> {
-    let mut detector = Some(Detector::new(proc_root, cx.event_id_prefix));
+/// Scans `/proc` every `interval` until shutdown; exec argv is scrubbed
+/// with `scrubber` (counted).
+pub async fn run_fallback(
+    mut cx: SourceContext,
+    proc_root: PathBuf,
+    interval: Duration,
+    scrubber: std::sync::Arc<crate::scrub::Scrubber>,
+) -> Result<(), ComponentError> {
+    let scrubbed = crate::procfs::scrub_options::scrubbed_counter(&cx.name);
+    let mut detector = Some(Detector::new(proc_root, cx.event_id_prefix).scrubbing(scrubber));
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut shutdown = cx.shutdown.clone();
@@ -125,12 +231,13 @@ pub async fn run_fallback(mut cx: SourceContext, proc_root: PathBuf, interval: D
             _ = ticker.tick() => {}
         }
         let Some(mut state) = detector.take() else { break };
-        let (state, result) = tokio::task::spawn_blocking(move || {
+        let (mut state, result) = tokio::task::spawn_blocking(move || {
             let result = state.scan(pipeline::diag::boottime_ns());
             (state, result)
         })
         .await
         .map_err(|e| ComponentError::Failed(format!("/proc fallback scan task failed: {e}")))?;
+        scrubbed.increment(state.take_scrubbed());
         detector = Some(state);
         match result {
             Ok(batch) if !batch.is_empty() => cx.out.send(batch).await,

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use super::records_security::SecurityRecord;
-use pipeline::event::{Argv, ExecAttributes, ExecFile, FdKind, StdioFd};
+use pipeline::event::{Argv, ExecAttributes, ExecFile, FdKind, HashState, StdioFd};
 
 /// `HF_RECORD_VERSION`: bumped with every layout change.
 pub const RECORD_VERSION: u16 = 2;
@@ -500,6 +500,11 @@ fn decode_exec(fields: &Fields<'_>, ts_ns: u64) -> Result<ExecRecord, DecodeErro
         cwd_truncated: flags & EXEC_CWD_TRUNCATED != 0,
         env,
         env_truncated: flags & EXEC_ENV_TRUNCATED != 0,
+        // Filled by the reader (identity, exe hash), not the kernel.
+        user: Arc::from(""),
+        cgroup_path: Arc::from(""),
+        exe_sha256: Arc::from(""),
+        exe_hash: HashState::NotRequested,
     };
     Ok(ExecRecord {
         ts_ns,

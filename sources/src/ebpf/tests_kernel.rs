@@ -454,6 +454,7 @@ fn the_ebpf_process_key_equals_the_procfs_one() {
         proc_root: fake.path().to_owned(),
         cmdline_max_bytes: 64,
         max_open_fds: None,
+        scrub: Default::default(),
     })
     .expect("scanner");
     let outcome = scanner.scan(0).expect("scan");

@@ -12,6 +12,11 @@
 //! between being listed and being read is skipped and counted
 //! (`hostflow_procfs_vanished_processes_total`), never logged as an error.
 //!
+//! Secrets in command lines (`--password=…`, `TOKEN=…`, URL credentials)
+//! are scrubbed as each command line is read, argument by argument, before
+//! it is joined into `cmdline` ([`crate::scrub`]; the `scrub` table,
+//! [`ScrubOptions`]); the count goes to `hostflow_scrubbed_values_total`.
+//!
 //! Failure modes: a `proc_root` that cannot be listed at start stops the
 //! source with an error naming the path; a proc mount with `hidepid` (for
 //! a non-root agent), processes that cannot be read, or a listing that
@@ -19,11 +24,12 @@
 //! the reason, and it keeps scanning what it can see.
 
 mod scanner;
+pub mod scrub_options;
 mod stat;
 mod visibility;
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -37,7 +43,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 pub use scanner::{boottime_ns, raise_open_file_limit, ProcfsError, ScanOutcome, Scanner, ScannerSettings};
-pub use stat::{clean_cmdline, parse_stat, StatFields};
+pub use scrub_options::ScrubOptions;
+pub use stat::{clean_cmdline, parse_stat, tty_name, StatFields};
 
 /// `[sources.NAME] type = "procfs"`.
 #[derive(Debug, Deserialize)]
@@ -54,6 +61,10 @@ pub struct ProcfsConfig {
     /// The proc filesystem to walk.
     #[serde(default = "default_proc_root")]
     pub proc_root: Spanned<PathBuf>,
+    /// Secret scrubbing of command lines (`[sources.NAME.scrub]`; on by
+    /// default).
+    #[serde(default)]
+    pub scrub: Option<ScrubOptions>,
 }
 
 /// Shortest accepted interval: below this a scan would never rest.
@@ -114,6 +125,7 @@ impl Procfs {
         if config.proc_root.get_ref().as_os_str().is_empty() {
             errors.push(options.error_at(config.proc_root.span(), "proc_root must not be empty"));
         }
+        let scrub = ScrubOptions::check(config.scrub.as_ref(), options, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -123,6 +135,7 @@ impl Procfs {
                 proc_root: config.proc_root.into_inner(),
                 cmdline_max_bytes,
                 max_open_fds: None,
+                scrub,
             },
         })
     }
@@ -202,6 +215,7 @@ struct ScanMetrics {
     duration: Histogram,
     scanned: Gauge,
     vanished: Counter,
+    scrubbed: Counter,
 }
 
 impl ScanMetrics {
@@ -219,6 +233,7 @@ impl ScanMetrics {
             duration: metrics::histogram!(names::PROCFS_SCAN_DURATION_SECONDS, labels.clone()),
             scanned: metrics::gauge!(names::PROCFS_SCANNED_PROCESSES, labels.clone()),
             vanished: metrics::counter!(names::PROCFS_VANISHED_PROCESSES_TOTAL, labels),
+            scrubbed: scrub_options::scrubbed_counter(component),
         }
     }
 
@@ -226,6 +241,7 @@ impl ScanMetrics {
         self.duration.record(elapsed.as_secs_f64());
         self.scanned.set(outcome.scanned() as f64);
         self.vanished.increment(outcome.vanished);
+        self.scrubbed.increment(outcome.scrubbed);
     }
 }
 

@@ -19,6 +19,7 @@
 //! process the slow way, open+read+close, so a host with more processes
 //! than descriptors is scanned completely, only at a higher cost.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read as _};
@@ -31,6 +32,7 @@ use pipeline::event::{EventMeta, ProcessSample, ScanInfo};
 use pipeline::{Batch, Event, ProcessKey};
 
 use super::stat::{clean_cmdline, exe_basename, parse_stat, StatFields};
+use crate::scrub::{ScrubConfig, Scrubber};
 
 /// What a [`Scanner`] reads and how much of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,11 +44,19 @@ pub struct ScannerSettings {
     /// Most `stat` descriptors kept open between scans; `None`: derived
     /// from the soft `RLIMIT_NOFILE` when the scanner is made.
     pub max_open_fds: Option<usize>,
+    /// Secrets scrubbed from command lines as they are read (checked by
+    /// the source's configuration; on by default).
+    pub scrub: ScrubConfig,
 }
 
 impl Default for ScannerSettings {
     fn default() -> Self {
-        ScannerSettings { proc_root: PathBuf::from("/proc"), cmdline_max_bytes: 4096, max_open_fds: None }
+        ScannerSettings {
+            proc_root: PathBuf::from("/proc"),
+            cmdline_max_bytes: 4096,
+            max_open_fds: None,
+            scrub: ScrubConfig::default(),
+        }
     }
 }
 
@@ -86,6 +96,8 @@ pub struct ScanOutcome {
     /// `stat` descriptors closed during this scan (exits and PID reuse);
     /// both counts leave out the descriptors of processes read the slow way.
     pub closed: u64,
+    /// Secret values scrubbed from the command lines read in this scan.
+    pub scrubbed: u64,
 }
 
 impl ScanOutcome {
@@ -124,6 +136,9 @@ struct Config {
     max_open_fds: usize,
     /// Shared by every empty name and command line.
     empty: Arc<str>,
+    scrubber: Arc<Scrubber>,
+    /// Values scrubbed since the last scan's outcome took the count.
+    scrubbed: Cell<u64>,
 }
 
 /// A process seen by an earlier scan.
@@ -170,7 +185,7 @@ const STAT_BUF_BYTES: usize = 1024;
 impl Scanner {
     /// Checks that `proc_root` can be listed and prepares an empty state.
     pub fn new(settings: ScannerSettings) -> Result<Scanner, ProcfsError> {
-        let ScannerSettings { proc_root, cmdline_max_bytes, max_open_fds } = settings;
+        let ScannerSettings { proc_root, cmdline_max_bytes, max_open_fds, scrub } = settings;
         std::fs::read_dir(&proc_root).map_err(|source| ProcfsError::List { path: proc_root.clone(), source })?;
         let units = Units {
             clk_tck: rustix::param::clock_ticks_per_second().max(1),
@@ -183,6 +198,8 @@ impl Scanner {
                 units,
                 max_open_fds: max_open_fds.unwrap_or_else(default_max_open_fds),
                 empty: Arc::from(""),
+                scrubber: super::scrub_options::compile(&scrub),
+                scrubbed: Cell::new(0),
             },
             tracked: HashMap::new(),
             n_open_fds: 0,
@@ -215,6 +232,7 @@ impl Scanner {
             first_unreadable: None,
             opened: 0,
             closed: 0,
+            scrubbed: 0,
         };
         for &pid in &pids {
             match self.read_process(pid, scan_id, ts_ns, &mut outcome) {
@@ -239,6 +257,7 @@ impl Scanner {
         });
         self.n_open_fds -= n_closed;
         outcome.closed += n_closed as u64;
+        outcome.scrubbed = self.config.scrubbed.take();
         let scan_size = u32::try_from(outcome.events.len()).unwrap_or(u32::MAX);
         for event in &mut outcome.events {
             if let Event::ProcessSample(sample) = event {
@@ -361,7 +380,7 @@ fn reread(
     } else if tracked.cmdline_retries > 0 {
         tracked.cmdline_retries -= 1;
         let path = config.proc_root.join(pid.to_string()).join("cmdline");
-        if let Some(cmdline) = read_cmdline(&path, config.cmdline_max_bytes) {
+        if let Some(cmdline) = read_cmdline(&path, config) {
             tracked.cmdline = Arc::from(cmdline);
             tracked.cmdline_retries = 0;
         }
@@ -524,16 +543,20 @@ fn describe(dir: &Path, comm: &[u8], config: &Config) -> (Arc<str>, Arc<str>) {
     let cmdline = if cmdline_max_bytes == 0 {
         Arc::clone(empty)
     } else {
-        read_cmdline(&dir.join("cmdline"), cmdline_max_bytes).map_or_else(|| Arc::clone(empty), Arc::from)
+        read_cmdline(&dir.join("cmdline"), config).map_or_else(|| Arc::clone(empty), Arc::from)
     };
     (name, cmdline)
 }
 
-/// At most `max_bytes` (plus a few, so that a character cut by the read is
-/// not mistaken for invalid UTF-8) of a command line, cleaned.
-fn read_cmdline(path: &Path, max_bytes: usize) -> Option<String> {
+/// At most `cmdline_max_bytes` (plus a few, so that a character cut by the
+/// read is not mistaken for invalid UTF-8) of a command line, scrubbed
+/// argument by argument (counted in `config.scrubbed`), then cleaned.
+fn read_cmdline(path: &Path, config: &Config) -> Option<String> {
+    let max_bytes = config.cmdline_max_bytes;
     let mut raw = Vec::new();
     File::open(path).ok()?.take(max_bytes as u64 + 4).read_to_end(&mut raw).ok()?;
+    let (raw, scrubbed) = super::scrub_options::scrub_cmdline_bytes(&config.scrubber, raw);
+    config.scrubbed.set(config.scrubbed.get() + scrubbed as u64);
     let line = clean_cmdline(&raw, max_bytes);
     (!line.is_empty()).then_some(line)
 }

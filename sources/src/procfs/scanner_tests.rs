@@ -9,8 +9,13 @@ use super::*;
 use crate::procfs::test_support::{real_proc_lock, Children, FakeProc, FakeStat};
 
 fn scanner(proc_root: &Path, cmdline_max_bytes: usize) -> Scanner {
-    Scanner::new(ScannerSettings { proc_root: proc_root.to_owned(), cmdline_max_bytes, max_open_fds: None })
-        .expect("scanner")
+    Scanner::new(ScannerSettings {
+        proc_root: proc_root.to_owned(),
+        cmdline_max_bytes,
+        max_open_fds: None,
+        scrub: Default::default(),
+    })
+    .expect("scanner")
 }
 
 fn find(outcome: &ScanOutcome, pid: u32) -> Option<&ProcessSample> {
@@ -233,7 +238,12 @@ fn beyond_the_descriptor_budget_processes_are_read_the_slow_way() {
     for pid in [30, 31, 32] {
         fake.set(pid, &FakeStat { utime: 10, start_ticks: 100 + u64::from(pid), ..FakeStat::default() }, b"x");
     }
-    let settings = ScannerSettings { proc_root: fake.root().to_owned(), cmdline_max_bytes: 16, max_open_fds: Some(2) };
+    let settings = ScannerSettings {
+        proc_root: fake.root().to_owned(),
+        cmdline_max_bytes: 16,
+        max_open_fds: Some(2),
+        scrub: Default::default(),
+    };
     let mut scanner = Scanner::new(settings).expect("scanner");
     let first = scanner.scan(0).expect("scan");
     assert_eq!((first.scanned(), first.opened, scanner.open_descriptors()), (3, 2, 2));
@@ -256,20 +266,28 @@ fn beyond_the_descriptor_budget_processes_are_read_the_slow_way() {
 #[test]
 fn an_unlistable_proc_root_is_a_clear_error() {
     let missing = Path::new("/nonexistent/hostflow-proc");
-    let error =
-        Scanner::new(ScannerSettings { proc_root: missing.to_owned(), cmdline_max_bytes: 0, max_open_fds: None })
-            .err()
-            .expect("missing root fails");
+    let error = Scanner::new(ScannerSettings {
+        proc_root: missing.to_owned(),
+        cmdline_max_bytes: 0,
+        max_open_fds: None,
+        scrub: Default::default(),
+    })
+    .err()
+    .expect("missing root fails");
     assert!(matches!(error, ProcfsError::List { ref path, .. } if path == missing));
     assert_eq!(
         error.to_string(),
         "cannot list processes in /nonexistent/hostflow-proc: No such file or directory (os error 2)"
     );
     let file = tempfile::NamedTempFile::new().expect("temp file");
-    let error =
-        Scanner::new(ScannerSettings { proc_root: file.path().to_owned(), cmdline_max_bytes: 0, max_open_fds: None })
-            .err()
-            .expect("a file is not a proc root");
+    let error = Scanner::new(ScannerSettings {
+        proc_root: file.path().to_owned(),
+        cmdline_max_bytes: 0,
+        max_open_fds: None,
+        scrub: Default::default(),
+    })
+    .err()
+    .expect("a file is not a proc root");
     assert!(error.to_string().contains("Not a directory"), "{error}");
 
     // A root that disappears after start-up fails the scan, not the process.

@@ -44,13 +44,23 @@ fn defaults() {
     assert_eq!(procfs.interval, Duration::from_secs(10));
     assert_eq!(
         procfs.settings,
-        ScannerSettings { proc_root: "/proc".into(), cmdline_max_bytes: 4096, max_open_fds: None }
+        ScannerSettings {
+            proc_root: "/proc".into(),
+            cmdline_max_bytes: 4096,
+            max_open_fds: None,
+            scrub: Default::default()
+        }
     );
     let procfs = build_procfs("interval_secs = 0.25\ncmdline_max_bytes = 0\nproc_root = \"/host/proc\"").expect("ok");
     assert_eq!(procfs.interval, Duration::from_millis(250));
     assert_eq!(
         procfs.settings,
-        ScannerSettings { proc_root: "/host/proc".into(), cmdline_max_bytes: 0, max_open_fds: None }
+        ScannerSettings {
+            proc_root: "/host/proc".into(),
+            cmdline_max_bytes: 0,
+            max_open_fds: None,
+            scrub: Default::default()
+        }
     );
     assert_eq!(build_procfs("interval_secs = 2").expect("an integer is seconds too").interval, Duration::from_secs(2));
 }
@@ -119,7 +129,12 @@ fn state(health: &Health) -> (ComponentState, Option<String>) {
 fn procfs(proc_root: &Path, interval: Duration) -> Box<Procfs> {
     Box::new(Procfs::with_settings(
         interval,
-        ScannerSettings { proc_root: proc_root.to_owned(), cmdline_max_bytes: 64, max_open_fds: None },
+        ScannerSettings {
+            proc_root: proc_root.to_owned(),
+            cmdline_max_bytes: 64,
+            max_open_fds: None,
+            scrub: Default::default(),
+        },
     ))
 }
 
@@ -213,4 +228,59 @@ fn scans_the_real_proc_through_the_engine_path() {
         }
         assert_eq!(state(&health).0, ComponentState::Starting, "not degraded on an ordinary /proc as root");
     });
+}
+
+#[test]
+fn scrub_options_map_onto_the_scrubber_and_bad_extras_are_located() {
+    let procfs = build_procfs("[sources.p.scrub]\nextra_flags = [\"--db-pw\"]\nextra_key_patterns = [\"*_PW\"]")
+        .expect("valid extras");
+    let scrub = &procfs.settings.scrub;
+    assert!(scrub.enabled);
+    assert_eq!(
+        (scrub.extra_flags.as_slice(), scrub.extra_key_patterns.as_slice()),
+        (&["--db-pw".to_owned()][..], &["*_PW".to_owned()][..])
+    );
+    assert!(!build_procfs("[sources.p.scrub]\nenabled = false").expect("off").settings.scrub.enabled);
+    check_error(
+        "[sources.p.scrub]\nextra_key_patterns = [\"OK_*\", \"a b\"]",
+        4,
+        31,
+        "invalid scrub key pattern `a b`",
+    );
+    check_error(
+        "[sources.p.scrub]\nextra_flags = [\"db-pw\"]",
+        4,
+        16,
+        "invalid scrub flag `db-pw`: a flag starts with `-`",
+    );
+    check_error("[sources.p.scrub]\nextra_key_patterns = [\"**\"]", 4, 23, "matches every key");
+    check_error("[sources.p.scrub]\npatterns = []", 4, 1, "unknown field `patterns`");
+}
+
+/// The example: a real process with a password, a glued `-p` and
+/// a secret-looking `KEY=VALUE` in its arguments. The flag names stay.
+#[test]
+fn secrets_in_a_real_command_line_are_scrubbed_at_capture() {
+    let _lock = real_proc_lock();
+    let mut children = crate::procfs::test_support::Children::default();
+    let args = ["-c", "import time; time.sleep(30)", "--password=Hunter2", "-pHunter2", "TOKEN=Hunter2"];
+    let pid = children.spawn("python3", &args);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(7).any(|w| w == b"Hunter2")) {
+        assert!(std::time::Instant::now() < deadline, "python3 never showed its arguments");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut scanner = Scanner::new(ScannerSettings::default()).expect("scanner");
+    let outcome = scanner.scan(0).expect("scan");
+    let row = outcome.samples().find(|s| s.process.pid == pid).expect("the child is listed");
+    assert!(!row.cmdline.contains("Hunter2"), "{}", row.cmdline);
+    assert!(row.cmdline.contains("--password=***") && row.cmdline.contains("TOKEN=***"), "{}", row.cmdline);
+    assert!(outcome.scrubbed >= 3, "counted: {}", outcome.scrubbed);
+    let off = ScannerSettings {
+        scrub: crate::scrub::ScrubConfig { enabled: false, ..Default::default() },
+        ..Default::default()
+    };
+    let outcome = Scanner::new(off).expect("scanner").scan(0).expect("scan");
+    let row = outcome.samples().find(|s| s.process.pid == pid).expect("listed");
+    assert!(row.cmdline.contains("--password=Hunter2") && outcome.scrubbed == 0, "scrub.enabled = false keeps it");
 }

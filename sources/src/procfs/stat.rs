@@ -16,6 +16,9 @@ pub struct StatFields<'a> {
     pub state: u8,
     /// Field 4.
     pub ppid: u32,
+    /// Field 7, the controlling terminal's device number (0: none); see
+    /// [`tty_name`].
+    pub tty_nr: u32,
     /// Field 9, the kernel's `PF_*` flags.
     pub flags: u32,
     /// Fields 14 + 15, user and system time in clock ticks.
@@ -32,6 +35,7 @@ pub struct StatFields<'a> {
 // is at index N - 3 (field 3, the state, comes first).
 const STATE: usize = 0;
 const PPID: usize = 1;
+const TTY_NR: usize = 4;
 const FLAGS: usize = 6;
 const UTIME: usize = 11;
 const STIME: usize = 12;
@@ -58,14 +62,24 @@ pub fn parse_stat(line: &[u8]) -> Option<StatFields<'_>> {
     }
     let comm = &line[open + 1..close];
     let mut fields = line[close + 1..].split(|&b| b == b' ' || b == b'\n').filter(|field| !field.is_empty());
-    let mut parsed =
-        StatFields { comm, state: 0, ppid: 0, flags: 0, cpu_ticks: 0, threads: 0, start_ticks: 0, rss_pages: 0 };
+    let mut parsed = StatFields {
+        comm,
+        state: 0,
+        ppid: 0,
+        tty_nr: 0,
+        flags: 0,
+        cpu_ticks: 0,
+        threads: 0,
+        start_ticks: 0,
+        rss_pages: 0,
+    };
     let mut utime = 0;
     for index in 0..=RSS {
         let field = fields.next()?;
         match index {
             STATE => parsed.state = *field.first()?,
             PPID => parsed.ppid = u32::try_from(parse_u64(field)?).ok()?,
+            TTY_NR => parsed.tty_nr = u32::try_from(parse_i64(field)?).unwrap_or(0),
             FLAGS => parsed.flags = u32::try_from(parse_u64(field)?).ok()?,
             UTIME => utime = parse_u64(field)?,
             STIME => parsed.cpu_ticks = utime.checked_add(parse_u64(field)?)?,
@@ -76,6 +90,23 @@ pub fn parse_stat(line: &[u8]) -> Option<StatFields<'_>> {
         }
     }
     Some(parsed)
+}
+
+/// The name of a controlling terminal from `stat`'s `tty_nr` as the
+/// kernel names it (and the ebpf exec record reports it): `pts/N` for the
+/// Unix98 pty slaves (majors 136–143), `ttyN` for virtual consoles (major
+/// 4, minor below 64), `ttySN` for serial ports (major 4, minors 64–255);
+/// `""` for none or any other device.
+pub fn tty_name(tty_nr: u32) -> String {
+    let major = (tty_nr >> 8) & 0xfff;
+    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+    match major {
+        0 => String::new(),
+        136..=143 => format!("pts/{}", (major - 136) * 256 + minor),
+        4 if minor < 64 => format!("tty{minor}"),
+        4 if minor < 256 => format!("ttyS{}", minor - 64),
+        _ => String::new(),
+    }
 }
 
 /// A decimal number of ASCII digits, without sign; `None` on anything else
@@ -151,6 +182,7 @@ mod tests {
                 comm: b"cat",
                 state: b'R',
                 ppid: 4200,
+                tty_nr: 34816,
                 flags: 4_194_304,
                 cpu_ticks: 8,
                 threads: 1,
@@ -169,6 +201,7 @@ mod tests {
                 comm: b"a) (b c)",
                 state: b'S',
                 ppid: 1,
+                tty_nr: 0,
                 flags: 4_194_560,
                 cpu_ticks: 150,
                 threads: 4,
@@ -184,6 +217,17 @@ mod tests {
         assert!(!parse_stat(CAT).is_some_and(|s| s.is_kernel_thread()));
         let paren = b"6 ()) R 2 0 0 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 43 0 7 0\n";
         assert_eq!(parse_stat(paren).map(|s| (s.comm, s.cpu_ticks, s.rss_pages)), Some((&b")"[..], 3, 7)));
+    }
+
+    #[test]
+    fn tty_numbers_are_named_as_the_kernel_names_them() {
+        assert_eq!(tty_name(34816), "pts/0", "major 136, minor 0");
+        assert_eq!(tty_name((137 << 8) | 5), "pts/261");
+        assert_eq!(tty_name((3 << 20) | (136 << 8) | 0x10), "pts/784", "minor 0x310: its high bits");
+        assert_eq!(tty_name((4 << 8) | 1), "tty1");
+        assert_eq!(tty_name((4 << 8) | 64), "ttyS0");
+        assert_eq!(tty_name(0), "");
+        assert_eq!(tty_name((5 << 8) | 1), "", "/dev/console is not named");
     }
 
     #[test]

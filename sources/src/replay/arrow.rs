@@ -30,14 +30,15 @@ use arrow_array::{
 };
 use arrow_schema::DataType;
 use pipeline::event::columns::{read_security, ColumnError, ColumnReader, ColumnType as Written};
-use pipeline::event::ExecAttributes;
+use pipeline::event::{ExecAttributes, ProcessContext};
 use pipeline::event::{
     AgentDiag, Argv, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
     ProcessFork, ProcessSample, Protocol, ScanInfo, SketchEvent,
 };
 use pipeline::sketch::{LogSketch, SketchParts};
 use pipeline::{Event, EventKind, EventMeta, ProcessKey};
-use schemas::columns::{security_kind, Column, ColumnType, EXEC_ATTRIBUTES};
+use schemas::arrow::HAS_CONTEXT;
+use schemas::columns::{carries_context, security_kind, Column, ColumnType, EXEC_ATTRIBUTES, PROCESS_CONTEXT};
 
 use super::reader::Selection;
 
@@ -83,6 +84,7 @@ pub(crate) fn decode_selected(
     if rows.is_empty() {
         return Ok(events);
     }
+    let selected = rows.clone();
     match kind {
         EventKind::ProcessExec => {
             let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
@@ -103,7 +105,7 @@ pub(crate) fn decode_selected(
                     }
                     _ => None,
                 };
-                events.push(Event::ProcessExec(ProcessExec {
+                events.push(Event::ProcessExec(ProcessExec { context: None,
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     ppid: ppid.value(row),
@@ -122,7 +124,7 @@ pub(crate) fn decode_selected(
             let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
             let (exit_code, cpu_ns) = (c.i32("exit_code")?, c.u64("cpu_ns")?);
             for row in rows {
-                events.push(Event::ProcessExit(ProcessExit {
+                events.push(Event::ProcessExit(ProcessExit { context: None,
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     exit_code: exit_code.value(row),
@@ -134,7 +136,7 @@ pub(crate) fn decode_selected(
             let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
             let (child_pid, child_start) = (c.u32("child_pid")?, c.u64("child_start_time_ns")?);
             for row in rows {
-                events.push(Event::ProcessFork(ProcessFork {
+                events.push(Event::ProcessFork(ProcessFork { context: None,
                     meta: meta(row),
                     parent: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     child: ProcessKey { pid: child_pid.value(row), start_time_ns: child_start.value(row) },
@@ -147,7 +149,7 @@ pub(crate) fn decode_selected(
             let dst_port = c.column::<UInt16Array>("dst_port", "UInt16")?;
             let (result, has_result) = (c.i32("result")?, c.bool("has_result")?);
             for row in rows {
-                events.push(Event::NetConnect(NetConnect {
+                events.push(Event::NetConnect(NetConnect { context: None,
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     protocol: parse_protocol(protocol.value(row)).map_err(|reason| c.value(row, "protocol", reason))?,
@@ -167,7 +169,7 @@ pub(crate) fn decode_selected(
             let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
             let (mut path, flags) = (c.str("path")?, c.u32("flags")?);
             for row in rows {
-                events.push(Event::FileOpen(FileOpen {
+                events.push(Event::FileOpen(FileOpen { context: None,
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     path: path.get(row),
@@ -284,6 +286,22 @@ pub(crate) fn decode_selected(
                     Some(Err(error)) => return Err(c.column_error(row, declared.columns, error)),
                     None => return Err(DecodeError::Undeclared { kind }),
                 }
+            }
+        }
+    }
+    // The process context, after the kind's own columns; absent in files
+    // of layout 3 and older (their events come back without one).
+    if carries_context(kind.as_str()) && c.batch.column_by_name(HAS_CONTEXT).is_some() {
+        let has_context = c.bool("has_context")?;
+        let mut columns = c.declared(PROCESS_CONTEXT.columns)?;
+        for (event, &row) in events.iter_mut().zip(&selected) {
+            if !has_context.value(row) {
+                continue;
+            }
+            let context = ProcessContext::read_columns(&mut columns.row(row))
+                .map_err(|e| c.column_error(row, PROCESS_CONTEXT.columns, e))?;
+            if let Some(slot) = event.context_mut() {
+                *slot = Some(Arc::new(context));
             }
         }
     }

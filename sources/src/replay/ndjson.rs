@@ -32,21 +32,22 @@
 //! declaration's keys (`schemas::columns`) in order to the record's
 //! `read_columns`; a missing key is [`NdjsonError::Missing`]. Their kind is
 //! seen from the line's start (`{"kind":"…"`, as the encoder writes it), or
-//! from a first parse when a line is laid out otherwise.
+//! from a first parse when a line is laid out otherwise. A process context
+//! (`"has_context":true`, any kind) is read the same way after the kind.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
 use pipeline::event::columns::{is_security, read_security, ColumnError, ColumnReader, ColumnType as Written};
-use pipeline::event::ExecAttributes;
+use pipeline::event::{ExecAttributes, ProcessContext};
 use pipeline::event::{
     AgentDiag, Argv, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
     ProcessFork, ProcessSample, ScanInfo, SketchEvent,
 };
 use pipeline::sketch::{LogSketch, SketchParts};
 use pipeline::{Event, EventKind, EventMeta, ProcessKey};
-use schemas::columns::{security_kind, Column, EXEC_ATTRIBUTES};
+use schemas::columns::{security_kind, Column, EXEC_ATTRIBUTES, PROCESS_CONTEXT};
 use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -101,7 +102,7 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
         value.map(|value| value.unwrap_or(f64::NAN)).ok_or(need(field))
     };
     let event = match kind {
-        EventKind::ProcessExec => Event::ProcessExec(ProcessExec {
+        EventKind::ProcessExec => Event::ProcessExec(ProcessExec { context: None,
             meta,
             process: process()?,
             ppid: line.ppid.ok_or(need("ppid"))?,
@@ -122,14 +123,14 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
                 _ => None,
             },
         }),
-        EventKind::ProcessExit => Event::ProcessExit(ProcessExit {
+        EventKind::ProcessExit => Event::ProcessExit(ProcessExit { context: None,
             meta,
             process: process()?,
             exit_code: line.exit_code.ok_or(need("exit_code"))?,
             // Absent in lines written before exits carried it: unknown.
             cpu_ns: line.cpu_ns.unwrap_or(0),
         }),
-        EventKind::ProcessFork => Event::ProcessFork(ProcessFork {
+        EventKind::ProcessFork => Event::ProcessFork(ProcessFork { context: None,
             meta,
             parent: process()?,
             child: ProcessKey {
@@ -137,7 +138,7 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
                 start_time_ns: line.child_start_time_ns.ok_or(need("child_start_time_ns"))?,
             },
         }),
-        EventKind::NetConnect => Event::NetConnect(NetConnect {
+        EventKind::NetConnect => Event::NetConnect(NetConnect { context: None,
             meta,
             process: process()?,
             protocol: parse_protocol(&line.protocol.ok_or(need("protocol"))?.0).map_err(invalid("protocol"))?,
@@ -146,7 +147,7 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
             // Absent in lines written before connects carried it: not observed.
             result: line.result.flatten(),
         }),
-        EventKind::FileOpen => Event::FileOpen(FileOpen {
+        EventKind::FileOpen => Event::FileOpen(FileOpen { context: None,
             meta,
             process: process()?,
             path: text(line.path, "path")?,
@@ -222,6 +223,11 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
         // decoded the same way.
         declared => return decode_declared(declared, raw),
     };
+    let mut event = event;
+    if line.has_context == Some(true) {
+        let object: Map<String, Value> = serde_json::from_slice(raw)?;
+        attach_context(&mut event, &object)?;
+    }
     Ok(event)
 }
 
@@ -262,11 +268,28 @@ fn decode_declared(kind: EventKind, line: &[u8]) -> Result<Event, NdjsonError> {
     };
     let meta = EventMeta { ts_ns: number("ts_ns")?, event_id: number("event_id")? };
     let mut reader = JsonReader::new(&object, declared.columns);
-    match read_security(kind, meta, &mut reader) {
-        Some(Ok(event)) => Ok(event),
-        Some(Err(error)) => Err(reader.error(kind, error)),
-        None => Err(NdjsonError::UnknownKind(kind.to_string())),
+    let mut event = match read_security(kind, meta, &mut reader) {
+        Some(Ok(event)) => event,
+        Some(Err(error)) => return Err(reader.error(kind, error)),
+        None => return Err(NdjsonError::UnknownKind(kind.to_string())),
+    };
+    attach_context(&mut event, &object)?;
+    Ok(event)
+}
+
+/// Reads the process context into `event` when the line has
+/// `"has_context":true` (see `sinks/src/ndjson.rs`).
+fn attach_context(event: &mut Event, object: &Map<String, Value>) -> Result<(), NdjsonError> {
+    if object.get("has_context").and_then(Value::as_bool) != Some(true) {
+        return Ok(());
     }
+    let kind = event.kind();
+    let mut reader = JsonReader::new(object, PROCESS_CONTEXT.columns);
+    let context = ProcessContext::read_columns(&mut reader).map_err(|error| reader.error(kind, error))?;
+    if let Some(slot) = event.context_mut() {
+        *slot = Some(Arc::new(context));
+    }
+    Ok(())
 }
 
 /// A [`ColumnReader`] over one line's object: column *i*'s value is the
@@ -366,6 +389,8 @@ struct Line<'a> {
     argv_truncated: Option<bool>,
     /// An exec's attributes follow (read generically, see the module docs).
     has_attributes: Option<bool>,
+    /// A process context follows (read generically).
+    has_context: Option<bool>,
     exit_code: Option<i32>,
     /// An exit's CPU time, or an ephemeral row's sum of them.
     cpu_ns: Option<u64>,

@@ -152,7 +152,7 @@ fn decodes_process_kinds_field_for_field() {
     assert_eq!(
         events,
         vec![
-            Event::ProcessExec(ProcessExec {
+            Event::ProcessExec(ProcessExec { context: None,
                 meta: meta(7, 100),
                 process: ProcessKey { pid: 42, start_time_ns: 99 },
                 ppid: 1,
@@ -165,7 +165,7 @@ fn decodes_process_kinds_field_for_field() {
                 argv_truncated: false,
                 attributes: None,
             }),
-            Event::ProcessExec(ProcessExec {
+            Event::ProcessExec(ProcessExec { context: None,
                 meta: meta(8, 200),
                 process: ProcessKey { pid: 43, start_time_ns: u64::MAX },
                 ppid: 42,
@@ -186,7 +186,7 @@ fn decodes_process_kinds_field_for_field() {
     );
     assert_eq!(
         decode_batch(EventKind::ProcessExit, &exit).expect("decodes"),
-        vec![Event::ProcessExit(ProcessExit {
+        vec![Event::ProcessExit(ProcessExit { context: None,
             meta: meta(1, 2),
             process: ProcessKey { pid: 3, start_time_ns: 4 },
             exit_code: -9,
@@ -212,7 +212,7 @@ fn decodes_process_kinds_field_for_field() {
         batch(EventKind::ProcessFork, vec![u64s(&[1]), u64s(&[2]), u32s(&[3]), u64s(&[4]), u32s(&[5]), u64s(&[6])]);
     assert_eq!(
         decode_batch(EventKind::ProcessFork, &fork).expect("decodes"),
-        vec![Event::ProcessFork(ProcessFork {
+        vec![Event::ProcessFork(ProcessFork { context: None,
             meta: meta(1, 2),
             parent: ProcessKey { pid: 3, start_time_ns: 4 },
             child: ProcessKey { pid: 5, start_time_ns: 6 },
@@ -236,7 +236,7 @@ fn decodes_process_kinds_field_for_field() {
     assert_eq!(
         decode_batch(EventKind::NetConnect, &connect).expect("decodes"),
         vec![
-            Event::NetConnect(NetConnect {
+            Event::NetConnect(NetConnect { context: None,
                 meta: meta(1, 10),
                 process,
                 protocol: Protocol::Tcp,
@@ -244,7 +244,7 @@ fn decodes_process_kinds_field_for_field() {
                 dst_port: 443,
                 result: Some(-111),
             }),
-            Event::NetConnect(NetConnect {
+            Event::NetConnect(NetConnect { context: None,
                 meta: meta(2, 20),
                 process,
                 protocol: Protocol::Udp,
@@ -260,7 +260,7 @@ fn decodes_process_kinds_field_for_field() {
     );
     assert_eq!(
         decode_batch(EventKind::FileOpen, &open).expect("decodes"),
-        vec![Event::FileOpen(FileOpen {
+        vec![Event::FileOpen(FileOpen { context: None,
             meta: meta(1, 2),
             process,
             path: Arc::from("/etc/passwd"),
@@ -630,7 +630,7 @@ fn expected_ndjson_events() -> Vec<Event> {
     let m = meta(7, 5);
     let process = ProcessKey { pid: 42, start_time_ns: 99 };
     vec![
-        Event::NetConnect(NetConnect {
+        Event::NetConnect(NetConnect { context: None,
             meta: m,
             process,
             protocol: Protocol::Udp,
@@ -638,7 +638,7 @@ fn expected_ndjson_events() -> Vec<Event> {
             dst_port: 53,
             result: None,
         }),
-        Event::ProcessExec(ProcessExec {
+        Event::ProcessExec(ProcessExec { context: None,
             meta: m,
             process,
             ppid: 1,
@@ -651,7 +651,7 @@ fn expected_ndjson_events() -> Vec<Event> {
             argv_truncated: false,
             attributes: None,
         }),
-        Event::ProcessExit(ProcessExit { meta: m, process, exit_code: -1, cpu_ns: 1_500_000 }),
+        Event::ProcessExit(ProcessExit { context: None, meta: m, process, exit_code: -1, cpu_ns: 1_500_000 }),
         Event::ProcessSample(ProcessSample {
             meta: m,
             process,
@@ -693,7 +693,7 @@ fn expected_ndjson_events() -> Vec<Event> {
             window_end_ns: 0,
             sketch: LogSketch::default(),
         }),
-        Event::FileOpen(FileOpen { meta: meta(9, 7), process, path: Arc::from("/etc/\u{e9}\n"), flags: 2 }),
+        Event::FileOpen(FileOpen { context: None, meta: meta(9, 7), process, path: Arc::from("/etc/\u{e9}\n"), flags: 2 }),
         Event::AgentDiag(AgentDiag {
             meta: meta(10, 8),
             module: Arc::from("spool"),

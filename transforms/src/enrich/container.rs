@@ -51,6 +51,22 @@ pub enum Runtime {
 }
 
 impl Runtime {
+    /// Every runtime, in declaration order.
+    pub const ALL: [Runtime; 7] = [
+        Runtime::Host,
+        Runtime::Docker,
+        Runtime::Containerd,
+        Runtime::CriO,
+        Runtime::Podman,
+        Runtime::Cri,
+        Runtime::Unknown,
+    ];
+
+    /// Position in [`Runtime::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Output and metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -361,16 +377,10 @@ mod tests {
 
     #[test]
     fn labels() {
-        let all = [
-            Runtime::Host,
-            Runtime::Docker,
-            Runtime::Containerd,
-            Runtime::CriO,
-            Runtime::Podman,
-            Runtime::Cri,
-            Runtime::Unknown,
-        ];
-        let labels: Vec<_> = all.iter().map(|r| r.as_str()).collect();
+        let labels: Vec<_> = Runtime::ALL.iter().map(|r| r.as_str()).collect();
+        for runtime in Runtime::ALL {
+            assert_eq!(Runtime::ALL[runtime.index()], runtime);
+        }
         assert_eq!(labels, ["host", "docker", "containerd", "cri-o", "podman", "cri", "unknown"]);
     }
 }

@@ -6,12 +6,16 @@
 //! and carry their own links, so recency is an intrusive doubly linked list
 //! of `u32` indices; a `HashMap<ProcessKey, u32>` finds an entry by key. A
 //! second intrusive list holds the exited entries ordered by exit time, so
-//! `expire` touches only what it removes. Nothing allocates per operation
+//! `expire` touches only what it removes. A third map, `HashMap<u32, u32>`
+//! from pid to slot, names the live (not exited) process holding each pid,
+//! for an exec whose fork was missed: its parent is found by `ppid`
+//! (`live_key`). A pid has one live holder at a time; when two entries
+//! claim it (an exit was missed) the later start time wins. Nothing allocates per operation
 //! once the table has grown to its bound: a full table evicts by reusing
 //! the least recently used slot in place.
 //!
-//! Complexity: `insert`, `get`, `get_mut`, `touch`, `remove` and a capacity
-//! eviction are O(1) (one hash lookup, a few index writes); `mark_exited` is
+//! Complexity: `insert`, `get`, `get_mut`, `touch`, `get_touched`,
+//! `live_key`, `remove` and a capacity eviction are O(1) (one hash lookup, a few index writes); `mark_exited` is
 //! O(1) when exits arrive in time order and O(k) for an exit k places out of
 //! order; `expire` is O(expired); `ancestry_into` is O(d²) key comparisons
 //! for depth d (cycle check against the keys already walked; d is small,
@@ -24,9 +28,11 @@
 //! churn it holds more buckets than entries: removals leave tombstones and
 //! hashbrown only rehashes in place below half load, so a table at its
 //! bound settles at 16/7 to 32/7 buckets per entry (power-of-two rounding),
-//! 57 to 114 bytes. `bytes_per_entry()` is the lower end, 121 bytes with an
-//! 8-byte `V`; the million-insert test prints what the index reached. The
-//! index settles once (no growth after, only in-place rehashes). A
+//! 57 to 114 bytes. The live-pid map adds a 9-byte bucket (`(u32, u32)` and
+//! its control byte) per live entry at the same load, 20 to 41 bytes.
+//! `bytes_per_entry()` is the lower end, 141 bytes with an 8-byte `V`; the
+//! million-insert test prints what the index reached. The index settles
+//! once (no growth after, only in-place rehashes). A
 //! tombstone-free open-addressing index of `u32` slot + `u32` hash tag per
 //! bucket would cut the index to 16–32 bytes; left to the benches to justify.
 //!
@@ -39,6 +45,7 @@
 //! metrics (the table has no metric handles, so it stays plain data).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::mem::size_of;
 use std::num::NonZeroU32;
 
@@ -186,7 +193,9 @@ struct Slot<V> {
 /// the costs and the eviction rules.
 pub struct ProcessTable<V> {
     slots: Vec<Slot<V>>,
-    index: HashMap<ProcessKey, u32>,
+    index: HashMap<ProcessKey, u32, KeyHasherBuilder>,
+    /// pid → slot of the live entry holding it (see the module header).
+    live: HashMap<u32, u32, KeyHasherBuilder>,
     /// Least recently used (evicted first) and most recently used.
     oldest: u32,
     newest: u32,
@@ -207,7 +216,8 @@ impl<V> ProcessTable<V> {
     pub fn new(capacity: NonZeroU32, exited_grace_ns: u64) -> Self {
         ProcessTable {
             slots: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::with_hasher(KeyHasherBuilder::new()),
+            live: HashMap::with_hasher(KeyHasherBuilder::new()),
             oldest: NIL,
             newest: NIL,
             exit_oldest: NIL,
@@ -220,10 +230,12 @@ impl<V> ProcessTable<V> {
     }
 
     /// Resident bytes per entry of a full table under churn, lower end: the
-    /// slot plus 16/7 index buckets (see the module header).
+    /// slot plus 16/7 buckets of the key index and of the live-pid map (see
+    /// the module header).
     pub fn bytes_per_entry() -> usize {
         let bucket = size_of::<(ProcessKey, u32)>() + 1;
-        size_of::<Slot<V>>() + bucket * 16 / 7
+        let live_bucket = size_of::<(u32, u32)>() + 1;
+        size_of::<Slot<V>>() + bucket * 16 / 7 + live_bucket * 16 / 7
     }
 
     /// The bound on entries.
@@ -291,6 +303,8 @@ impl<V> ProcessTable<V> {
             if self.slots[idx as usize].exited_ns != LIVE {
                 self.unlink_exit(idx);
                 self.exited -= 1;
+            } else {
+                self.unlink_live(idx);
             }
             let slot = &mut self.slots[idx as usize];
             let old_key = std::mem::replace(&mut slot.key, key);
@@ -300,6 +314,7 @@ impl<V> ProcessTable<V> {
             self.index.remove(&old_key);
             self.index.insert(key, idx);
             self.link_newest(idx);
+            self.link_live(idx);
             self.evictions.capacity += 1;
             return InsertOutcome::Evicted { key: old_key, value: old_value };
         }
@@ -323,6 +338,7 @@ impl<V> ProcessTable<V> {
         });
         self.index.insert(key, idx);
         self.link_newest(idx);
+        self.link_live(idx);
         InsertOutcome::Inserted
     }
 
@@ -338,6 +354,19 @@ impl<V> ProcessTable<V> {
         Some(&mut self.slots[idx as usize].value)
     }
 
+    /// The value of `key`, marking it the most recently used: `touch` and
+    /// `get` in one lookup, for the per-event path.
+    pub fn get_touched(&mut self, key: &ProcessKey) -> Option<&V> {
+        let idx = self.slot_of(key)?;
+        self.move_to_newest(idx);
+        Some(&self.slots[idx as usize].value)
+    }
+
+    /// The live (not exited) process holding `pid`, if the table has one.
+    pub fn live_key(&self, pid: u32) -> Option<ProcessKey> {
+        self.live.get(&pid).map(|&idx| self.slots[idx as usize].key)
+    }
+
     /// The value of `key` with its parent and exit time.
     pub fn entry(&self, key: &ProcessKey) -> Option<EntryRef<'_, V>> {
         let slot = &self.slots[self.slot_of(key)? as usize];
@@ -346,6 +375,14 @@ impl<V> ProcessTable<V> {
             parent: (slot.parent != NO_PARENT).then_some(slot.parent),
             exited_at_ns: (slot.exited_ns != LIVE).then_some(slot.exited_ns),
         })
+    }
+
+    /// The value of `key` for update with its parent, without changing its
+    /// recency.
+    pub fn get_mut_with_parent(&mut self, key: &ProcessKey) -> Option<(Option<ProcessKey>, &mut V)> {
+        let idx = self.slot_of(key)?;
+        let slot = &mut self.slots[idx as usize];
+        Some(((slot.parent != NO_PARENT).then_some(slot.parent), &mut slot.value))
     }
 
     /// Marks `key` as the most recently used. False if absent.
@@ -367,6 +404,7 @@ impl<V> ProcessTable<V> {
         if self.slots[idx as usize].exited_ns != LIVE {
             return true;
         }
+        self.unlink_live(idx);
         // A real exit time of u64::MAX would read as live; clamp it.
         let at = now_ns.min(LIVE - 1);
         self.slots[idx as usize].exited_ns = at;
@@ -517,6 +555,26 @@ impl<V> ProcessTable<V> {
         }
     }
 
+    /// Makes slot `idx` (live) its pid's holder, unless a live entry with a
+    /// later start time holds it.
+    fn link_live(&mut self, idx: u32) {
+        let key = self.slots[idx as usize].key;
+        if let Some(&other) = self.live.get(&key.pid) {
+            if self.slots[other as usize].key.start_time_ns > key.start_time_ns {
+                return;
+            }
+        }
+        self.live.insert(key.pid, idx);
+    }
+
+    /// Forgets slot `idx` as its pid's live holder (if it is).
+    fn unlink_live(&mut self, idx: u32) {
+        let pid = self.slots[idx as usize].key.pid;
+        if self.live.get(&pid) == Some(&idx) {
+            self.live.remove(&pid);
+        }
+    }
+
     fn move_to_newest(&mut self, idx: u32) {
         if self.newest != idx {
             self.unlink_lru(idx);
@@ -531,6 +589,8 @@ impl<V> ProcessTable<V> {
         if self.slots[idx as usize].exited_ns != LIVE {
             self.unlink_exit(idx);
             self.exited -= 1;
+        } else {
+            self.unlink_live(idx);
         }
         let key = self.slots[idx as usize].key;
         self.index.remove(&key);
@@ -575,6 +635,70 @@ impl<V> ProcessTable<V> {
         } else {
             debug_assert!(false, "every slot's key is indexed");
         }
+        if let Some(at) = self.live.get_mut(&key.pid) {
+            if *at == from {
+                *at = to;
+            }
+        }
+    }
+}
+
+/// The indexes' hasher: a seeded folded multiply per word of the key (the
+/// mixer of foldhash and ahash's fallback). std's SipHash was an eighth of
+/// the per-event cost of enrichment (hashing 12 bytes, measured with
+/// `benches/enrich.rs`); this is two multiplications. The seed is random
+/// per table (from std's `RandomState`), so colliding keys cannot be
+/// precomputed; pids and start times are not chosen by users anyway.
+#[derive(Clone)]
+struct KeyHasherBuilder {
+    start: u64,
+    multiplier: u64,
+}
+
+impl KeyHasherBuilder {
+    fn new() -> KeyHasherBuilder {
+        let random = RandomState::new();
+        // Odd, so the multiplication loses no bits.
+        KeyHasherBuilder { start: random.hash_one(0u64), multiplier: random.hash_one(1u64) | 1 }
+    }
+}
+
+impl BuildHasher for KeyHasherBuilder {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher { state: self.start, multiplier: self.multiplier }
+    }
+}
+
+struct KeyHasher {
+    state: u64,
+    multiplier: u64,
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // The high and low halves of the 128-bit product, folded: every
+        // input bit reaches both the low bits (bucket) and the high bits
+        // (hashbrown's tag).
+        let product = u128::from(self.state ^ n) * u128::from(self.multiplier);
+        self.state = (product as u64) ^ ((product >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
     }
 }
 

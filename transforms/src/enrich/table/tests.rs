@@ -52,6 +52,17 @@ fn check_invariants<V>(t: &ProcessTable<V>) {
     assert_eq!(prev, t.exit_newest);
     assert_eq!(seen, t.exited);
     assert_eq!(seen, t.slots.iter().filter(|s| s.exited_ns != LIVE).count());
+    for (&pid, &idx) in &t.live {
+        let slot = &t.slots[idx as usize];
+        assert_eq!((slot.key.pid, slot.exited_ns), (pid, LIVE), "the live map names a live holder of its pid");
+    }
+    // No live entry started after its pid's holder (a holder that left is
+    // not replaced by an older live entry: that one missed its exit).
+    for slot in t.slots.iter().filter(|s| s.exited_ns == LIVE) {
+        if let Some(holder) = t.live_key(slot.key.pid) {
+            assert!(holder.start_time_ns >= slot.key.start_time_ns, "the latest start holds the pid");
+        }
+    }
 }
 
 fn order<V>(t: &ProcessTable<V>) -> Vec<u32> {
@@ -202,6 +213,9 @@ fn replacing_keeps_the_exit_mark_and_remove_is_not_an_eviction() {
     assert_eq!(t.insert(key(1, 1), Some(key(0, 0)), 2), InsertOutcome::Replaced(1));
     let entry = t.entry(&key(1, 1)).expect("present");
     assert_eq!((entry.value, entry.parent, entry.exited_at_ns), (&2, Some(key(0, 0)), Some(100)));
+    let (parent, value) = t.get_mut_with_parent(&key(1, 1)).expect("present");
+    assert_eq!((parent, *value), (Some(key(0, 0)), 2));
+    assert!(t.get_mut_with_parent(&key(1, 2)).is_none());
     assert_eq!(t.remove(&key(1, 1)), Some(2));
     assert_eq!(t.remove(&key(1, 1)), None);
     assert_eq!(t.exited_len(), 0);
@@ -230,6 +244,41 @@ fn a_reused_pid_is_a_new_process_and_never_adopts_the_old_ones_children() {
     assert_eq!(walk, Ancestry { ancestors: vec![], end: AncestryEnd::ParentUnknown(old) });
     assert!(!walk.ancestors.contains(&new), "the child does not attach to the new holder of pid 42");
     assert_eq!(t.ancestry(&new, 32).ancestors, [key(1, 0)]);
+}
+
+#[test]
+fn live_pids_name_their_newest_live_holder() {
+    let mut t = table::<u8>(4, 10);
+    assert_eq!(t.live_key(42), None);
+    t.insert(key(42, 100), None, 1);
+    assert_eq!(t.live_key(42), Some(key(42, 100)));
+    // A later start takes the pid; an earlier one does not.
+    t.insert(key(42, 200), None, 2);
+    t.insert(key(42, 50), None, 3);
+    assert_eq!(t.live_key(42), Some(key(42, 200)));
+    check_invariants(&t);
+    // An exited holder is not live; replacing it does not make it live again.
+    t.mark_exited(&key(42, 200), 5);
+    assert_eq!(t.live_key(42), None);
+    t.insert(key(42, 200), None, 4);
+    assert_eq!(t.live_key(42), None);
+    // Removal relocates the last slot: its holder follows it.
+    t.insert(key(7, 1), None, 5);
+    assert_eq!(t.remove(&key(42, 100)), Some(1));
+    assert_eq!(t.live_key(7), Some(key(7, 1)), "moved by swap-remove, still found");
+    check_invariants(&t);
+    // A capacity eviction of a holder forgets it.
+    t.insert(key(8, 1), None, 6);
+    assert!(t.touch(&key(42, 50)) && t.touch(&key(42, 200)));
+    assert_eq!(t.insert(key(9, 1), None, 7), InsertOutcome::Evicted { key: key(7, 1), value: 5 });
+    assert_eq!(t.live_key(7), None);
+    assert_eq!(t.live_key(9), Some(key(9, 1)));
+    check_invariants(&t);
+    // get_touched reads and makes the entry the newest.
+    let oldest = t.iter().next().map(|(k, _)| k).expect("non-empty");
+    assert!(t.get_touched(&oldest).is_some());
+    assert_eq!(t.iter().last().map(|(k, _)| k), Some(oldest));
+    assert_eq!(t.get_touched(&key(99, 9)), None);
 }
 
 /// pid 1 is the root; pid n's parent is n - 1.
@@ -310,12 +359,13 @@ fn bytes_per_entry_is_measured() {
     let slot = size_of::<Slot<Value>>();
     let per_entry = ProcessTable::<Value>::bytes_per_entry();
     println!(
-        "process table: slot {slot} B, index bucket {} B, about {per_entry} B per entry with an 8-byte value",
-        size_of::<(ProcessKey, u32)>()
+        "process table: slot {slot} B, index bucket {} B, live-pid bucket {} B, about {per_entry} B per entry with an 8-byte value",
+        size_of::<(ProcessKey, u32)>(),
+        size_of::<(u32, u32)>()
     );
     assert_eq!(size_of::<ProcessKey>(), 16);
     assert_eq!(slot, 56 + size_of::<Value>(), "the module header's figure");
-    assert_eq!(per_entry, 121, "the module header's figure");
+    assert_eq!(per_entry, 141, "the module header's figure");
 }
 
 #[test]
