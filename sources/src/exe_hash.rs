@@ -357,10 +357,13 @@ impl ExeHasher {
         (answer, waiters)
     }
 
-    /// Marks every waiter as sent: its batch left with `Pending`.
-    pub fn detach_slots(&mut self) {
-        for waiter in self.pending.values_mut().flatten() {
-            waiter.slot = None;
+    /// Marks the waiters on these files as sent: their batch left with
+    /// `Pending`.
+    pub fn detach_slots(&mut self, keys: &[FileKey]) {
+        for key in keys {
+            for waiter in self.pending.get_mut(key).into_iter().flatten() {
+                waiter.slot = None;
+            }
         }
     }
 
@@ -461,6 +464,25 @@ mod tests {
         let large = Job { key: FileKey { size: 2 << 20, ..key }, ..job };
         assert_eq!(hasher.request(large, waiter(4, None)).0, HashState::TooLarge);
         assert_eq!(hasher.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_a_missing_file_is_unavailable() {
+        let mut hasher = ExeHasher::start("t", 1 << 20).expect("thread");
+        let missing = |inode| Job {
+            key: FileKey { dev: 1, inode, size: 1, mtime_ns: 1 },
+            pid: 0,
+            path: Some(PathBuf::from("/nonexistent/hostflow")),
+        };
+        // In flight until `complete`: the queue is full after QUEUE_JOBS files.
+        for inode in 0..QUEUE_JOBS as u64 {
+            assert_eq!(hasher.request(missing(inode), waiter(1, None)).0, HashState::Pending);
+        }
+        assert_eq!(hasher.request(missing(u64::MAX), waiter(2, None)).0, HashState::Dropped);
+        let done = hasher.next_done().await.expect("done");
+        let ((state, sha256), waiters) = hasher.complete(done);
+        assert_eq!((state, &*sha256, waiters.len()), (HashState::Unavailable, "", 1));
+        assert_eq!(hasher.request(missing(u64::MAX), waiter(2, None)).0, HashState::Pending, "room again");
     }
 
     /// `cargo test --release -p sources exe_hash::tests::hash_costs -- --nocapture`

@@ -279,7 +279,7 @@ pub fn read_security(
     macro_rules! arms {
         ($($kind:ident),+) => {
             match kind {
-                $(super::EventKind::$kind => Some(super::security::$kind::read_columns(meta, r).map(super::Event::$kind)),)+
+                $(super::EventKind::$kind => Some(super::$kind::read_columns(meta, r).map(super::Event::$kind)),)+
                 _ => None,
             }
         };
@@ -347,6 +347,7 @@ pub type ExecAttributesSample = Arc<super::ExecAttributes>;
 /// a format drops or mistypes shows up as a difference).
 pub fn security_samples(first_id: u64) -> Vec<super::Event> {
     use super::security::*;
+    use super::{ExeHash, ProcessSnapshot};
     use super::{Event, Protocol};
     let meta = |n: u64| EventMeta { ts_ns: 5_000_000_000 + first_id + n, event_id: first_id + n };
     let process = ProcessKey { pid: 4242, start_time_ns: 9_100_000_000 };

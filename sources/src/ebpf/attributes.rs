@@ -11,7 +11,8 @@
 //!   directly; a miss is queued, and the batch waits at most
 //!   `exe_hash_wait` for its own jobs, filling those that finish; the rest
 //!   leave as `pending` and an `ExeHash` event follows each when its job
-//!   completes ([`Additions::hash_events`], the reader's select loop).
+//!   completes ([`Additions::hash_events`], the reader's select loop); a
+//!   hash still pending when the source stops gets no event.
 //!
 //! Problems (passwd or the cgroup mount unreadable, the snapshot's `/proc`)
 //! are counted in `hostflow_ebpf_identity_errors_total{component,what}` and
@@ -210,6 +211,7 @@ impl Additions {
         self.scrubbed.increment(n_scrubbed as u64);
         self.refresh(miss_user, miss_cgroup).await?;
         let mut waiting = 0usize;
+        let mut queued = Vec::new();
         for (slot, event) in batch.iter_mut().enumerate() {
             let Event::ProcessExec(exec) = event else { continue };
             let Some(attributes) = exec.attributes.as_mut() else { continue };
@@ -224,7 +226,10 @@ impl Additions {
             let job = Job { key, pid: exec.process.pid, path: exe_path(&exec.exe, &attributes.cwd) };
             let waiter = Waiter { process: exec.process, exe: exec.exe.clone(), slot: Some(slot) };
             (attributes.exe_hash, attributes.exe_sha256) = hasher.request(job, waiter);
-            waiting += usize::from(attributes.exe_hash == HashState::Pending);
+            if attributes.exe_hash == HashState::Pending {
+                waiting += 1;
+                queued.push(key);
+            }
         }
         let Some(hasher) = &mut self.hasher else { return Ok(()) };
         if waiting > 0 && !self.hash_wait.is_zero() {
@@ -246,7 +251,7 @@ impl Additions {
                 }
             }
         }
-        hasher.detach_slots();
+        hasher.detach_slots(&queued);
         Ok(())
     }
 

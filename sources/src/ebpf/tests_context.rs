@@ -16,7 +16,7 @@ use pipeline::{Event, ProcessKey};
 use sha2::{Digest as _, Sha256};
 
 use super::tests::{build_ebpf, check_error, harness, Harness};
-use super::tests_kernel::{kernel_or_skip, settings, WAIT};
+use super::tests_kernel::{kernel_or_skip, recorder, settings, WAIT};
 use super::*;
 use crate::exe_hash::hex;
 use crate::identity::{cgroup_v2_path, Cgroups, Users};
@@ -283,6 +283,7 @@ async fn an_exec_of_a_fresh_binary_gets_the_files_sha256() {
     let dir = tempfile::tempdir().expect("tempdir");
     let binary = dir.path().join("fresh-true");
     std::fs::copy("/bin/true", &binary).expect("copy /bin/true");
+    let recorder = recorder();
     let running = Running::start(ContextSettings::default()).await;
     let expected = sha256_of(&binary);
     let mut seen = Vec::new();
@@ -304,6 +305,8 @@ async fn an_exec_of_a_fresh_binary_gets_the_files_sha256() {
     }
     assert_eq!(seen[1], HashState::Ok, "the second exec is a cache hit ({seen:?})");
     running.stop().await;
+    let count = |result| recorder.get(crate::exe_hash::EXE_HASH_TOTAL, &[("component", "p"), ("result", result)]);
+    assert!(count("hit") >= 1 && count("computed") >= 1, "hit {} computed {}", count("hit"), count("computed"));
 }
 
 /// An exec in a cgroup created after the source started (a miss, then a
@@ -347,6 +350,7 @@ async fn exec_argv_and_environment_are_scrubbed_at_the_source() {
     if !kernel_or_skip("ebpf::tests_context::exec_argv_and_environment_are_scrubbed_at_the_source") {
         return;
     }
+    let recorder = recorder();
     let running = Running::start(ContextSettings::default()).await;
     let status = Command::new("python3")
         .args(["-c", "pass", "--password=Hunter2", "-pHunter2", "TOKEN=Hunter2", "scrub-test"])
@@ -367,6 +371,8 @@ async fn exec_argv_and_environment_are_scrubbed_at_the_source() {
     assert!(!attributes.env.iter().any(|e| e.contains("Hunter2")), "{:?}", attributes.env);
     assert_eq!((&*attributes.user, exec.uid), ("root", 0));
     running.stop().await;
+    let scrubbed = recorder.get(crate::procfs::scrub_options::SCRUBBED_VALUES_TOTAL, &[("component", "p")]);
+    assert!(scrubbed >= 4, "hostflow_scrubbed_values_total counts argv and env values: {scrubbed}");
 }
 
 /// With `snapshot = false` nothing is sent before the first record, and

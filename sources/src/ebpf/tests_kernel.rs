@@ -587,7 +587,7 @@ fn the_probe_reports_this_host_and_every_program_attached() {
 /// Counts every counter increment in memory, for the one test that checks
 /// the exported metrics.
 #[derive(Default)]
-struct CountingRecorder {
+pub(super) struct CountingRecorder {
     counters: std::sync::Mutex<HashMap<String, std::sync::Arc<std::sync::atomic::AtomicU64>>>,
 }
 
@@ -597,7 +597,7 @@ impl CountingRecorder {
         format!("{name}{{{}}}", labels.join(","))
     }
 
-    fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+    pub(super) fn get(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
         let counters = self.counters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         counters.get(&Self::key(name, labels)).map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
@@ -626,7 +626,7 @@ impl metrics::Recorder for CountingRecorder {
 
 /// The process-wide recorder (installed once; other tests' metrics land in
 /// it too, which is harmless: keys carry the component name).
-fn recorder() -> &'static CountingRecorder {
+pub(super) fn recorder() -> &'static CountingRecorder {
     static RECORDER: std::sync::OnceLock<&'static CountingRecorder> = std::sync::OnceLock::new();
     RECORDER.get_or_init(|| {
         let recorder: &'static CountingRecorder = Box::leak(Box::default());
