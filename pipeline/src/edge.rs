@@ -322,7 +322,8 @@ mod tests {
     fn batch(first_id: u64, n: usize) -> Batch {
         (0..n as u64)
             .map(|i| {
-                Event::ProcessExit(ProcessExit { context: None,
+                Event::ProcessExit(ProcessExit {
+                    context: None,
                     meta: EventMeta { ts_ns: 0, event_id: first_id + i },
                     process: ProcessKey { pid: 1, start_time_ns: 0 },
                     exit_code: 0,

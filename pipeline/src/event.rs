@@ -21,8 +21,8 @@ mod field;
 pub mod security;
 mod snapshot;
 pub use argv::Argv;
-pub use field::{Field, FieldType, FieldValue};
 pub use context::{Ancestor, ContextOrigin, HashState, Lineage, ProcessContext};
+pub use field::{Field, FieldType, FieldValue};
 pub use security::{
     BpfProgramLoad, CredSyscall, CredentialChange, Credentials, ExecAttributes, ExecFile, FdKind, FileChange, FileOp,
     ModuleLoad, ModuleSyscall, NamespaceChange, NamespaceSyscall, NetAccept, NetListen, NetSend, PtraceAttach, StdioFd,
@@ -536,7 +536,8 @@ mod tests {
 
     #[test]
     fn fields_are_read_from_the_right_kind() {
-        let connect = Event::NetConnect(NetConnect { context: None,
+        let connect = Event::NetConnect(NetConnect {
+            context: None,
             meta: EventMeta { ts_ns: 5, event_id: 9 },
             process: ProcessKey { pid: 42, start_time_ns: 7 },
             protocol: Protocol::Tcp,
@@ -556,7 +557,8 @@ mod tests {
         assert_eq!(Event::NetConnect(unobserved).field(Field::Result), None, "no result, no field");
 
         let argv = Argv::from_args(["sh", "-c", "echo hi"]);
-        let exec = Event::ProcessExec(ProcessExec { context: None,
+        let exec = Event::ProcessExec(ProcessExec {
+            context: None,
             meta: EventMeta { ts_ns: 1, event_id: 2 },
             process: ProcessKey { pid: 3, start_time_ns: 4 },
             ppid: 1,

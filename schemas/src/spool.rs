@@ -297,7 +297,10 @@ mod tests {
     fn exit_schema_without_context() -> std::sync::Arc<arrow_schema::Schema> {
         let current = crate::schema_for("process_exit").expect("schema");
         let fields = current.fields().iter().take_while(|f| f.name() != crate::arrow::HAS_CONTEXT).cloned();
-        std::sync::Arc::new(arrow_schema::Schema::new_with_metadata(fields.collect::<Vec<_>>(), current.metadata().clone()))
+        std::sync::Arc::new(arrow_schema::Schema::new_with_metadata(
+            fields.collect::<Vec<_>>(),
+            current.metadata().clone(),
+        ))
     }
 
     /// A spool-like file of `batches` batches of `rows` rows of the

@@ -202,12 +202,25 @@ fn check_detail(event: &Event, detail: &Detail) {
         ),
         (Event::ProcessSnapshot(e), Detail::ProcessSnapshot(d)) => {
             assert_eq!((d.parent_pid, d.parent_start_time_ns), (e.parent.pid, e.parent.start_time_ns));
-            assert_eq!([d.uid, d.euid, d.gid, d.loginuid, d.session_id], [e.uid, e.euid, e.gid, e.loginuid, e.session_id]);
             assert_eq!(
-                [d.user.as_str(), d.comm.as_str(), d.exe.as_str(), d.cwd.as_str(), d.tty.as_str(), d.cgroup_path.as_str()],
+                [d.uid, d.euid, d.gid, d.loginuid, d.session_id],
+                [e.uid, e.euid, e.gid, e.loginuid, e.session_id]
+            );
+            assert_eq!(
+                [
+                    d.user.as_str(),
+                    d.comm.as_str(),
+                    d.exe.as_str(),
+                    d.cwd.as_str(),
+                    d.tty.as_str(),
+                    d.cgroup_path.as_str()
+                ],
                 [&*e.user, &*e.comm, &*e.exe, &*e.cwd, &*e.tty, &*e.cgroup_path]
             );
-            assert_eq!((d.argv.clone(), d.argv_truncated), (e.argv.iter().map(str::to_owned).collect(), e.argv_truncated));
+            assert_eq!(
+                (d.argv.clone(), d.argv_truncated),
+                (e.argv.iter().map(str::to_owned).collect(), e.argv_truncated)
+            );
             assert_eq!((d.exe_sha256.as_str(), d.exe_hash.as_str()), (&*e.exe_sha256, e.exe_hash.as_str()));
         }
         (Event::ExeHash(e), Detail::ExeHash(d)) => assert_eq!(
@@ -276,7 +289,10 @@ fn check_context(context: &pipeline::event::ProcessContext, decoded: &v1::Proces
     let strs = |values: Vec<&str>| values.into_iter().map(str::to_owned).collect::<Vec<_>>();
     assert_eq!(decoded.ctx_exe, &*context.exe);
     assert_eq!(decoded.ctx_argv, strs(context.argv.iter().collect()));
-    assert_eq!((decoded.ctx_uid, decoded.ctx_user.as_str(), decoded.ctx_euid), (context.uid, &*context.user, context.euid));
+    assert_eq!(
+        (decoded.ctx_uid, decoded.ctx_user.as_str(), decoded.ctx_euid),
+        (context.uid, &*context.user, context.euid)
+    );
     assert_eq!((decoded.ctx_cwd.as_str(), decoded.ctx_tty.as_str()), (&*context.cwd, &*context.tty));
     assert_eq!((decoded.ctx_loginuid, decoded.ctx_session_id), (context.loginuid, context.session_id));
     assert_eq!(decoded.ctx_cgroup_path, &*context.cgroup_path);
@@ -284,8 +300,14 @@ fn check_context(context: &pipeline::event::ProcessContext, decoded: &v1::Proces
         (decoded.ctx_container_runtime.as_str(), decoded.ctx_container_id.as_str(), decoded.ctx_pod_uid.as_str()),
         (&*context.container_runtime, &*context.container_id, &*context.pod_uid)
     );
-    assert_eq!((decoded.ctx_exe_sha256.as_str(), decoded.ctx_exe_hash.as_str()), (&*context.exe_sha256, context.exe_hash.as_str()));
-    assert_eq!((decoded.ctx_lineage.as_str(), decoded.ctx_origin.as_str()), (context.lineage.as_str(), context.origin.as_str()));
+    assert_eq!(
+        (decoded.ctx_exe_sha256.as_str(), decoded.ctx_exe_hash.as_str()),
+        (&*context.exe_sha256, context.exe_hash.as_str())
+    );
+    assert_eq!(
+        (decoded.ctx_lineage.as_str(), decoded.ctx_origin.as_str()),
+        (context.lineage.as_str(), context.origin.as_str())
+    );
     let keys: Vec<String> =
         context.ancestry.iter().map(|a| format!("{}:{}", a.process.pid, a.process.start_time_ns)).collect();
     assert_eq!(decoded.ctx_ancestor_keys, keys);

@@ -395,7 +395,8 @@ mod tests {
         let meta = EventMeta { ts_ns: 5, event_id: 7 };
         let process = ProcessKey { pid: 42, start_time_ns: 99 };
         check(
-            Event::NetConnect(NetConnect { context: None,
+            Event::NetConnect(NetConnect {
+                context: None,
                 meta,
                 process,
                 protocol: Protocol::Udp,
@@ -406,7 +407,8 @@ mod tests {
             r#"{"kind":"net_connect","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"protocol":"udp","dst_addr":"10.0.0.1","dst_port":53,"result":null}"#,
         );
         check(
-            Event::NetConnect(NetConnect { context: None,
+            Event::NetConnect(NetConnect {
+                context: None,
                 meta,
                 process,
                 protocol: Protocol::Tcp,
@@ -417,7 +419,8 @@ mod tests {
             r#"{"kind":"net_connect","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"protocol":"tcp","dst_addr":"::1","dst_port":1,"result":-111}"#,
         );
         check(
-            Event::ProcessExec(ProcessExec { context: None,
+            Event::ProcessExec(ProcessExec {
+                context: None,
                 meta,
                 process,
                 ppid: 1,
@@ -433,7 +436,8 @@ mod tests {
             r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"gid":5,"cgroup_id":8589934592,"comm":"sh","exe":"/bin/sh","argv":["sh","-c","\"echo\ttab\"",""],"argv_truncated":false}"#,
         );
         check(
-            Event::ProcessExec(ProcessExec { context: None,
+            Event::ProcessExec(ProcessExec {
+                context: None,
                 meta,
                 process,
                 ppid: 1,

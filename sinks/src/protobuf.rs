@@ -389,18 +389,20 @@ fn security_event_without_context(event: &Event, cx: &EnvelopeContext) -> Option
             parent,
             Detail::Fork(v1::ProcessFork { child_pid: child.pid, child_start_time_ns: child.start_time_ns }),
         ),
-        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port, result, context: _ }) => message(
-            process,
-            Detail::NetConnect(v1::NetConnect {
-                protocol: match protocol {
-                    Protocol::Tcp => v1::Protocol::Tcp,
-                    Protocol::Udp => v1::Protocol::Udp,
-                } as i32,
-                dst_addr: dst_addr.to_string(),
-                dst_port: u32::from(*dst_port),
-                result: *result,
-            }),
-        ),
+        Event::NetConnect(NetConnect { meta: _, process, protocol, dst_addr, dst_port, result, context: _ }) => {
+            message(
+                process,
+                Detail::NetConnect(v1::NetConnect {
+                    protocol: match protocol {
+                        Protocol::Tcp => v1::Protocol::Tcp,
+                        Protocol::Udp => v1::Protocol::Udp,
+                    } as i32,
+                    dst_addr: dst_addr.to_string(),
+                    dst_port: u32::from(*dst_port),
+                    result: *result,
+                }),
+            )
+        }
         Event::FileOpen(FileOpen { meta: _, process, path, flags, context: _ }) => {
             message(process, Detail::FileOpen(v1::FileOpen { path: path.to_string(), flags: *flags }))
         }

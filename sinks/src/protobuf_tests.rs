@@ -103,7 +103,8 @@ fn security_and_diag_events_round_trip() {
     let meta = EventMeta { ts_ns: 5, event_id: 6 };
     let process = ProcessKey { pid: 42, start_time_ns: 9 };
     let events = vec![
-        Event::ProcessExec(ProcessExec { context: None,
+        Event::ProcessExec(ProcessExec {
+            context: None,
             meta,
             process,
             ppid: 1,
@@ -117,8 +118,14 @@ fn security_and_diag_events_round_trip() {
             attributes: None,
         }),
         Event::ProcessExit(ProcessExit { context: None, meta, process, exit_code: -9, cpu_ns: 3_000_000 }),
-        Event::ProcessFork(ProcessFork { context: None, meta, parent: process, child: ProcessKey { pid: 43, start_time_ns: 10 } }),
-        Event::NetConnect(NetConnect { context: None,
+        Event::ProcessFork(ProcessFork {
+            context: None,
+            meta,
+            parent: process,
+            child: ProcessKey { pid: 43, start_time_ns: 10 },
+        }),
+        Event::NetConnect(NetConnect {
+            context: None,
             meta,
             process,
             protocol: Protocol::Udp,

@@ -294,7 +294,8 @@ mod tests {
     }
 
     fn connect(id: u64, port: u16) -> Event {
-        Event::NetConnect(NetConnect { context: None,
+        Event::NetConnect(NetConnect {
+            context: None,
             meta: EventMeta { ts_ns: id, event_id: id },
             process: ProcessKey { pid: 10, start_time_ns: 1 },
             protocol: Protocol::Tcp,
@@ -305,7 +306,8 @@ mod tests {
     }
 
     fn exec(id: u64, comm: &str) -> Event {
-        Event::ProcessExec(ProcessExec { context: None,
+        Event::ProcessExec(ProcessExec {
+            context: None,
             meta: EventMeta { ts_ns: id, event_id: id },
             process: ProcessKey { pid: 20, start_time_ns: 2 },
             ppid: 1,

@@ -347,8 +347,8 @@ pub type ExecAttributesSample = Arc<super::ExecAttributes>;
 /// a format drops or mistypes shows up as a difference).
 pub fn security_samples(first_id: u64) -> Vec<super::Event> {
     use super::security::*;
-    use super::{ExeHash, ProcessSnapshot};
     use super::{Event, Protocol};
+    use super::{ExeHash, ProcessSnapshot};
     let meta = |n: u64| EventMeta { ts_ns: 5_000_000_000 + first_id + n, event_id: first_id + n };
     let process = ProcessKey { pid: 4242, start_time_ns: 9_100_000_000 };
     let v6 = |text: &str| text.parse().unwrap_or(IpAddr::from([0u16; 8]));
@@ -363,7 +363,8 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
         cap_permitted: u64::MAX,
     };
     vec![
-        Event::FileChange(FileChange { context: None,
+        Event::FileChange(FileChange {
+            context: None,
             meta: meta(0),
             process,
             op: FileOp::Symlink,
@@ -372,7 +373,8 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             mode: 0o4755,
             result: -13,
         }),
-        Event::CredentialChange(CredentialChange { context: None,
+        Event::CredentialChange(CredentialChange {
+            context: None,
             meta: meta(1),
             process,
             syscall: CredSyscall::Setresuid,
@@ -380,21 +382,24 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             new: credentials(7),
             result: -1,
         }),
-        Event::NamespaceChange(NamespaceChange { context: None,
+        Event::NamespaceChange(NamespaceChange {
+            context: None,
             meta: meta(2),
             process,
             syscall: NamespaceSyscall::Unshare,
             flags: 0x4000_0000 | (1 << 40),
             result: -22,
         }),
-        Event::PtraceAttach(PtraceAttach { context: None,
+        Event::PtraceAttach(PtraceAttach {
+            context: None,
             meta: meta(3),
             process,
             request: 0x4206,
             target: ProcessKey { pid: 31_337, start_time_ns: u64::MAX - 1 },
             result: -1,
         }),
-        Event::ModuleLoad(ModuleLoad { context: None,
+        Event::ModuleLoad(ModuleLoad {
+            context: None,
             meta: meta(4),
             process,
             syscall: ModuleSyscall::FinitModule,
@@ -402,7 +407,8 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             params: "hide=1 name=\"x\"".into(),
             result: -17,
         }),
-        Event::BpfProgramLoad(BpfProgramLoad { context: None,
+        Event::BpfProgramLoad(BpfProgramLoad {
+            context: None,
             meta: meta(5),
             process,
             prog_type: 26,
@@ -410,7 +416,8 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             insn_count: 4096,
             result: -13,
         }),
-        Event::NetListen(NetListen { context: None,
+        Event::NetListen(NetListen {
+            context: None,
             meta: meta(6),
             process,
             protocol: Protocol::Udp,
@@ -419,7 +426,8 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             backlog: -1,
             result: -98,
         }),
-        Event::NetAccept(NetAccept { context: None,
+        Event::NetAccept(NetAccept {
+            context: None,
             meta: meta(7),
             process,
             protocol: Protocol::Udp,
@@ -428,7 +436,8 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             peer_addr: v6("fe80::1"),
             peer_port: 61_000,
         }),
-        Event::NetSend(NetSend { context: None,
+        Event::NetSend(NetSend {
+            context: None,
             meta: meta(8),
             process,
             protocol: Protocol::Udp,
@@ -436,7 +445,8 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             dst_port: 53,
             bytes: u32::MAX,
         }),
-        Event::ProcessExec(super::ProcessExec { context: None,
+        Event::ProcessExec(super::ProcessExec {
+            context: None,
             meta: meta(9),
             process,
             ppid: 1,

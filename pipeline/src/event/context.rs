@@ -249,8 +249,11 @@ impl ProcessContext {
         }
         let mut ancestry = Vec::with_capacity(keys.len());
         for ((key, exe), args) in keys.iter().zip(exes).zip(args) {
-            let process = parse_key(key)
-                .ok_or_else(|| ColumnError::Value { index, what: "ancestor key", value: key.to_string() })?;
+            let process = parse_key(key).ok_or_else(|| ColumnError::Value {
+                index,
+                what: "ancestor key",
+                value: key.to_string(),
+            })?;
             ancestry.push(Ancestor { process, exe, args });
         }
         Ok(ProcessContext {

@@ -33,7 +33,8 @@ fn every_kind() -> Vec<Event> {
     for i in 0..2u32 {
         let id = u64::from(i) * 10;
         events.extend([
-            Event::ProcessExec(ProcessExec { context: None,
+            Event::ProcessExec(ProcessExec {
+                context: None,
                 meta: meta(id),
                 process: key(100 + i),
                 ppid: 1,
@@ -47,9 +48,16 @@ fn every_kind() -> Vec<Event> {
                 argv_truncated: i == 1,
                 attributes: (i == 0).then(pipeline::event::columns::sample_exec_attributes),
             }),
-            Event::ProcessExit(ProcessExit { context: None, meta: meta(id + 1), process: key(101), exit_code: -3, cpu_ns: 7 }),
+            Event::ProcessExit(ProcessExit {
+                context: None,
+                meta: meta(id + 1),
+                process: key(101),
+                exit_code: -3,
+                cpu_ns: 7,
+            }),
             Event::ProcessFork(ProcessFork { context: None, meta: meta(id + 2), parent: key(1), child: key(200 + i) }),
-            Event::NetConnect(NetConnect { context: None,
+            Event::NetConnect(NetConnect {
+                context: None,
                 meta: meta(id + 3),
                 process: key(7),
                 protocol: Protocol::Udp,
@@ -57,7 +65,13 @@ fn every_kind() -> Vec<Event> {
                 dst_port: 53,
                 result: [Some(-115), None][i as usize],
             }),
-            Event::FileOpen(FileOpen { context: None, meta: meta(id + 4), process: key(8), path: "/etc/hosts".into(), flags: 2 }),
+            Event::FileOpen(FileOpen {
+                context: None,
+                meta: meta(id + 4),
+                process: key(8),
+                path: "/etc/hosts".into(),
+                flags: 2,
+            }),
             Event::ProcessSample(ProcessSample {
                 meta: meta(id + 5),
                 process: key(9),

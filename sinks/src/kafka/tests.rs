@@ -63,7 +63,8 @@ fn events(n: u64) -> Vec<Event> {
     let mut events = Vec::new();
     for round in 0..n {
         let id = round * 10;
-        events.push(Event::ProcessExec(ProcessExec { context: None,
+        events.push(Event::ProcessExec(ProcessExec {
+            context: None,
             meta: meta(id),
             process: ProcessKey { pid: 100 + round as u32, start_time_ns: 7 },
             ppid: 1,

@@ -304,9 +304,36 @@ async fn an_exec_of_a_fresh_binary_gets_the_files_sha256() {
         assert_eq!((state, &*sha256), (HashState::Ok, expected.as_str()), "round {round}");
     }
     assert_eq!(seen[1], HashState::Ok, "the second exec is a cache hit ({seen:?})");
+    eprintln!("fresh binary: the exec left with hash state {:?} (then {:?} from the cache)", seen[0], seen[1]);
     running.stop().await;
     let count = |result| recorder.get(crate::exe_hash::EXE_HASH_TOTAL, &[("component", "p"), ("result", result)]);
     assert!(count("hit") >= 1 && count("computed") >= 1, "hit {} computed {}", count("hit"), count("computed"));
+}
+
+/// With a wait long enough for the queue (here 1 s), a fresh binary's hash
+/// is in its exec event itself: no `ExeHash` event follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hash_ready_within_the_wait_is_in_the_exec_itself() {
+    if !kernel_or_skip("ebpf::tests_context::a_hash_ready_within_the_wait_is_in_the_exec_itself") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let binary = dir.path().join("fresh-true-2");
+    std::fs::copy("/bin/true", &binary).expect("copy /bin/true");
+    let context = ContextSettings { exe_hash_wait: Duration::from_secs(1), ..ContextSettings::default() };
+    let running = Running::start(context).await;
+    assert!(Command::new(&binary).arg("waited").status().expect("run").success());
+    let exec = running.wait_for(|e| match e {
+        Event::ProcessExec(exec) if exec.argv.iter().any(|a| a == "waited") => Some(exec.clone()),
+        _ => None,
+    });
+    let attributes = exec.await.expect("the exec").attributes.expect("attributes");
+    assert_eq!((attributes.exe_hash, &*attributes.exe_sha256), (HashState::Ok, sha256_of(&binary).as_str()));
+    let events = running.stop().await;
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::ExeHash(h) if h.exe.ends_with("fresh-true-2"))),
+        "no ExeHash event for a hash the exec already carries"
+    );
 }
 
 /// An exec in a cgroup created after the source started (a miss, then a

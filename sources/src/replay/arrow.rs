@@ -30,11 +30,11 @@ use arrow_array::{
 };
 use arrow_schema::DataType;
 use pipeline::event::columns::{read_security, ColumnError, ColumnReader, ColumnType as Written};
-use pipeline::event::{ExecAttributes, ProcessContext};
 use pipeline::event::{
     AgentDiag, Argv, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
     ProcessFork, ProcessSample, Protocol, ScanInfo, SketchEvent,
 };
+use pipeline::event::{ExecAttributes, ProcessContext};
 use pipeline::sketch::{LogSketch, SketchParts};
 use pipeline::{Event, EventKind, EventMeta, ProcessKey};
 use schemas::arrow::HAS_CONTEXT;
@@ -105,7 +105,8 @@ pub(crate) fn decode_selected(
                     }
                     _ => None,
                 };
-                events.push(Event::ProcessExec(ProcessExec { context: None,
+                events.push(Event::ProcessExec(ProcessExec {
+                    context: None,
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     ppid: ppid.value(row),
@@ -124,7 +125,8 @@ pub(crate) fn decode_selected(
             let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
             let (exit_code, cpu_ns) = (c.i32("exit_code")?, c.u64("cpu_ns")?);
             for row in rows {
-                events.push(Event::ProcessExit(ProcessExit { context: None,
+                events.push(Event::ProcessExit(ProcessExit {
+                    context: None,
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     exit_code: exit_code.value(row),
@@ -136,7 +138,8 @@ pub(crate) fn decode_selected(
             let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
             let (child_pid, child_start) = (c.u32("child_pid")?, c.u64("child_start_time_ns")?);
             for row in rows {
-                events.push(Event::ProcessFork(ProcessFork { context: None,
+                events.push(Event::ProcessFork(ProcessFork {
+                    context: None,
                     meta: meta(row),
                     parent: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     child: ProcessKey { pid: child_pid.value(row), start_time_ns: child_start.value(row) },
@@ -149,7 +152,8 @@ pub(crate) fn decode_selected(
             let dst_port = c.column::<UInt16Array>("dst_port", "UInt16")?;
             let (result, has_result) = (c.i32("result")?, c.bool("has_result")?);
             for row in rows {
-                events.push(Event::NetConnect(NetConnect { context: None,
+                events.push(Event::NetConnect(NetConnect {
+                    context: None,
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     protocol: parse_protocol(protocol.value(row)).map_err(|reason| c.value(row, "protocol", reason))?,
@@ -169,7 +173,8 @@ pub(crate) fn decode_selected(
             let (pid, start) = (c.u32("pid")?, c.u64("start_time_ns")?);
             let (mut path, flags) = (c.str("path")?, c.u32("flags")?);
             for row in rows {
-                events.push(Event::FileOpen(FileOpen { context: None,
+                events.push(Event::FileOpen(FileOpen {
+                    context: None,
                     meta: meta(row),
                     process: ProcessKey { pid: pid.value(row), start_time_ns: start.value(row) },
                     path: path.get(row),

@@ -40,11 +40,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use pipeline::event::columns::{is_security, read_security, ColumnError, ColumnReader, ColumnType as Written};
-use pipeline::event::{ExecAttributes, ProcessContext};
 use pipeline::event::{
     AgentDiag, Argv, FileOpen, NetConnect, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit,
     ProcessFork, ProcessSample, ScanInfo, SketchEvent,
 };
+use pipeline::event::{ExecAttributes, ProcessContext};
 use pipeline::sketch::{LogSketch, SketchParts};
 use pipeline::{Event, EventKind, EventMeta, ProcessKey};
 use schemas::columns::{security_kind, Column, EXEC_ATTRIBUTES, PROCESS_CONTEXT};
@@ -102,7 +102,8 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
         value.map(|value| value.unwrap_or(f64::NAN)).ok_or(need(field))
     };
     let event = match kind {
-        EventKind::ProcessExec => Event::ProcessExec(ProcessExec { context: None,
+        EventKind::ProcessExec => Event::ProcessExec(ProcessExec {
+            context: None,
             meta,
             process: process()?,
             ppid: line.ppid.ok_or(need("ppid"))?,
@@ -123,14 +124,16 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
                 _ => None,
             },
         }),
-        EventKind::ProcessExit => Event::ProcessExit(ProcessExit { context: None,
+        EventKind::ProcessExit => Event::ProcessExit(ProcessExit {
+            context: None,
             meta,
             process: process()?,
             exit_code: line.exit_code.ok_or(need("exit_code"))?,
             // Absent in lines written before exits carried it: unknown.
             cpu_ns: line.cpu_ns.unwrap_or(0),
         }),
-        EventKind::ProcessFork => Event::ProcessFork(ProcessFork { context: None,
+        EventKind::ProcessFork => Event::ProcessFork(ProcessFork {
+            context: None,
             meta,
             parent: process()?,
             child: ProcessKey {
@@ -138,7 +141,8 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
                 start_time_ns: line.child_start_time_ns.ok_or(need("child_start_time_ns"))?,
             },
         }),
-        EventKind::NetConnect => Event::NetConnect(NetConnect { context: None,
+        EventKind::NetConnect => Event::NetConnect(NetConnect {
+            context: None,
             meta,
             process: process()?,
             protocol: parse_protocol(&line.protocol.ok_or(need("protocol"))?.0).map_err(invalid("protocol"))?,
@@ -147,7 +151,8 @@ pub fn decode_line(line: &[u8]) -> Result<Event, NdjsonError> {
             // Absent in lines written before connects carried it: not observed.
             result: line.result.flatten(),
         }),
-        EventKind::FileOpen => Event::FileOpen(FileOpen { context: None,
+        EventKind::FileOpen => Event::FileOpen(FileOpen {
+            context: None,
             meta,
             process: process()?,
             path: text(line.path, "path")?,

@@ -152,7 +152,8 @@ fn decodes_process_kinds_field_for_field() {
     assert_eq!(
         events,
         vec![
-            Event::ProcessExec(ProcessExec { context: None,
+            Event::ProcessExec(ProcessExec {
+                context: None,
                 meta: meta(7, 100),
                 process: ProcessKey { pid: 42, start_time_ns: 99 },
                 ppid: 1,
@@ -165,7 +166,8 @@ fn decodes_process_kinds_field_for_field() {
                 argv_truncated: false,
                 attributes: None,
             }),
-            Event::ProcessExec(ProcessExec { context: None,
+            Event::ProcessExec(ProcessExec {
+                context: None,
                 meta: meta(8, 200),
                 process: ProcessKey { pid: 43, start_time_ns: u64::MAX },
                 ppid: 42,
@@ -186,7 +188,8 @@ fn decodes_process_kinds_field_for_field() {
     );
     assert_eq!(
         decode_batch(EventKind::ProcessExit, &exit).expect("decodes"),
-        vec![Event::ProcessExit(ProcessExit { context: None,
+        vec![Event::ProcessExit(ProcessExit {
+            context: None,
             meta: meta(1, 2),
             process: ProcessKey { pid: 3, start_time_ns: 4 },
             exit_code: -9,
@@ -212,7 +215,8 @@ fn decodes_process_kinds_field_for_field() {
         batch(EventKind::ProcessFork, vec![u64s(&[1]), u64s(&[2]), u32s(&[3]), u64s(&[4]), u32s(&[5]), u64s(&[6])]);
     assert_eq!(
         decode_batch(EventKind::ProcessFork, &fork).expect("decodes"),
-        vec![Event::ProcessFork(ProcessFork { context: None,
+        vec![Event::ProcessFork(ProcessFork {
+            context: None,
             meta: meta(1, 2),
             parent: ProcessKey { pid: 3, start_time_ns: 4 },
             child: ProcessKey { pid: 5, start_time_ns: 6 },
@@ -236,7 +240,8 @@ fn decodes_process_kinds_field_for_field() {
     assert_eq!(
         decode_batch(EventKind::NetConnect, &connect).expect("decodes"),
         vec![
-            Event::NetConnect(NetConnect { context: None,
+            Event::NetConnect(NetConnect {
+                context: None,
                 meta: meta(1, 10),
                 process,
                 protocol: Protocol::Tcp,
@@ -244,7 +249,8 @@ fn decodes_process_kinds_field_for_field() {
                 dst_port: 443,
                 result: Some(-111),
             }),
-            Event::NetConnect(NetConnect { context: None,
+            Event::NetConnect(NetConnect {
+                context: None,
                 meta: meta(2, 20),
                 process,
                 protocol: Protocol::Udp,
@@ -260,7 +266,8 @@ fn decodes_process_kinds_field_for_field() {
     );
     assert_eq!(
         decode_batch(EventKind::FileOpen, &open).expect("decodes"),
-        vec![Event::FileOpen(FileOpen { context: None,
+        vec![Event::FileOpen(FileOpen {
+            context: None,
             meta: meta(1, 2),
             process,
             path: Arc::from("/etc/passwd"),
@@ -630,7 +637,8 @@ fn expected_ndjson_events() -> Vec<Event> {
     let m = meta(7, 5);
     let process = ProcessKey { pid: 42, start_time_ns: 99 };
     vec![
-        Event::NetConnect(NetConnect { context: None,
+        Event::NetConnect(NetConnect {
+            context: None,
             meta: m,
             process,
             protocol: Protocol::Udp,
@@ -638,7 +646,8 @@ fn expected_ndjson_events() -> Vec<Event> {
             dst_port: 53,
             result: None,
         }),
-        Event::ProcessExec(ProcessExec { context: None,
+        Event::ProcessExec(ProcessExec {
+            context: None,
             meta: m,
             process,
             ppid: 1,
@@ -693,7 +702,13 @@ fn expected_ndjson_events() -> Vec<Event> {
             window_end_ns: 0,
             sketch: LogSketch::default(),
         }),
-        Event::FileOpen(FileOpen { context: None, meta: meta(9, 7), process, path: Arc::from("/etc/\u{e9}\n"), flags: 2 }),
+        Event::FileOpen(FileOpen {
+            context: None,
+            meta: meta(9, 7),
+            process,
+            path: Arc::from("/etc/\u{e9}\n"),
+            flags: 2,
+        }),
         Event::AgentDiag(AgentDiag {
             meta: meta(10, 8),
             module: Arc::from("spool"),

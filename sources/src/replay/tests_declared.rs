@@ -66,7 +66,8 @@ fn security_kinds_decode_through_their_declaration() {
     let events = decode_batch(EventKind::NetSend, &send("udp", "fd00::53")).expect("decodes");
     assert_eq!(
         events,
-        [Event::NetSend(pipeline::event::NetSend { context: None,
+        [Event::NetSend(pipeline::event::NetSend {
+            context: None,
             meta: meta(9, 10),
             process: ProcessKey { pid: 42, start_time_ns: 43 },
             protocol: Protocol::Udp,
@@ -86,7 +87,8 @@ fn security_kinds_decode_through_their_declaration() {
 #[test]
 fn security_ndjson_lines_decode_by_the_declared_keys() {
     let line = r#"{"kind":"ptrace_attach","event_id":3,"ts_ns":4,"pid":5,"start_time_ns":6,"request":16,"target_pid":7,"target_start_time_ns":8,"result":-1}"#;
-    let expected = Event::PtraceAttach(pipeline::event::PtraceAttach { context: None,
+    let expected = Event::PtraceAttach(pipeline::event::PtraceAttach {
+        context: None,
         meta: meta(3, 4),
         process: ProcessKey { pid: 5, start_time_ns: 6 },
         request: 16,

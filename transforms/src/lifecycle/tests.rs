@@ -31,7 +31,8 @@ fn key(pid: u32, start_time_ns: u64) -> ProcessKey {
 }
 
 fn exec(ts_ns: u64, process: ProcessKey, comm: &str) -> Event {
-    Event::ProcessExec(ProcessExec { context: None,
+    Event::ProcessExec(ProcessExec {
+        context: None,
         meta: EventMeta { ts_ns, event_id: ts_ns },
         process,
         ppid: 1,
@@ -47,7 +48,13 @@ fn exec(ts_ns: u64, process: ProcessKey, comm: &str) -> Event {
 }
 
 fn exit(ts_ns: u64, process: ProcessKey, cpu_ns: u64) -> Event {
-    Event::ProcessExit(ProcessExit { context: None, meta: EventMeta { ts_ns, event_id: ts_ns + 1 }, process, exit_code: 0, cpu_ns })
+    Event::ProcessExit(ProcessExit {
+        context: None,
+        meta: EventMeta { ts_ns, event_id: ts_ns + 1 },
+        process,
+        exit_code: 0,
+        cpu_ns,
+    })
 }
 
 /// Feeds each batch (then a tick after every batch when `tick`), then
@@ -208,7 +215,8 @@ fn beyond_max_tracked_the_oldest_exec_is_evicted_and_counted() {
 #[test]
 fn pass_through_forwards_everything_and_adds_rows() {
     let mut t = lifecycle("");
-    let other = Event::ProcessFork(pipeline::event::ProcessFork { context: None,
+    let other = Event::ProcessFork(pipeline::event::ProcessFork {
+        context: None,
         meta: EventMeta { ts_ns: 2, event_id: 99 },
         parent: key(1, 0),
         child: key(2, 2),

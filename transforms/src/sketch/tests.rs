@@ -40,7 +40,8 @@ fn sample(ts_ns: u64, name: &str, cpu_percent: f64, rss_bytes: u64) -> Event {
 }
 
 fn connect(id: u64) -> Event {
-    Event::NetConnect(NetConnect { context: None,
+    Event::NetConnect(NetConnect {
+        context: None,
         meta: EventMeta { ts_ns: id, event_id: id },
         process: ProcessKey { pid: 10, start_time_ns: 1 },
         protocol: Protocol::Tcp,
