@@ -36,6 +36,8 @@ mod source_tests;
 mod tests;
 #[cfg(test)]
 mod tests_declared;
+#[cfg(test)]
+mod tests_ndjson;
 
 use std::fmt;
 use std::num::NonZeroUsize;
