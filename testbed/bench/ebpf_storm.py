@@ -331,6 +331,12 @@ class Agent:
                 for (n, l) in samples for p in self.programs)
             if source.get("state") == "running" and attached:
                 self.wait_quiet()
+                # The source also sends events no program submitted: the
+                # start-up snapshot of running processes (issue #14) and
+                # late exe hashes. Their count so far is the settled gap.
+                time.sleep(COUNTER_INTERVAL_S + 0.1)
+                snap = self.snapshot()
+                self.offset = snap["delivered"] - snap["submitted"]
                 return
             time.sleep(0.05)
         fail("the ebpf source did not attach within 30 s", self.log)
@@ -363,17 +369,18 @@ class Agent:
         cumulative since attach) at the same scrape, so that differences
         between two such snapshots are exact. After a storm its records are
         all drained within a drain interval and counted at the next export
-        (the caller waits that long first); the rest of the wait is for
+        (the caller waits that long first), less the events the source
+        sends on its own (`self.offset`); the rest of the wait is for
         other processes' events, which arrive at any time. Returns
         (snapshot, exact); when no such moment came, the closest one."""
         deadline = time.time() + timeout
         closest = None
         while True:
             snap = self.snapshot()
-            if snap["delivered"] == snap["submitted"]:
+            if snap["delivered"] - snap["submitted"] == self.offset:
                 return snap, True
-            if closest is None or abs(snap["delivered"] - snap["submitted"]) < \
-                    abs(closest["delivered"] - closest["submitted"]):
+            if closest is None or abs(snap["delivered"] - snap["submitted"] - self.offset) < \
+                    abs(closest["delivered"] - closest["submitted"] - self.offset):
                 closest = snap
             if time.time() > deadline:
                 return closest, False
