@@ -569,26 +569,14 @@ impl Enrich {
         let (ancestry, lineage) = self.inherit(fork.child, Some(fork.parent));
         // Same argv as the parent: same head for the child's children.
         let args_head = ancestry.first().map(|ancestor| Arc::clone(&ancestor.args));
-        let p = &*parent;
+        // Everything but the lineage is the parent's: the struct update
+        // keeps this in step with any attribute added to the context (the
+        // parent's own ancestry is cloned and dropped, one small copy).
         let child = Arc::new(ProcessContext {
-            exe: Arc::clone(&p.exe),
-            argv: p.argv.clone(),
-            uid: p.uid,
-            user: Arc::clone(&p.user),
-            euid: p.euid,
-            cwd: Arc::clone(&p.cwd),
-            tty: Arc::clone(&p.tty),
-            loginuid: p.loginuid,
-            session_id: p.session_id,
-            cgroup_path: Arc::clone(&p.cgroup_path),
-            container_runtime: Arc::clone(&p.container_runtime),
-            container_id: Arc::clone(&p.container_id),
-            pod_uid: Arc::clone(&p.pod_uid),
-            exe_sha256: Arc::clone(&p.exe_sha256),
-            exe_hash: p.exe_hash,
             ancestry,
             lineage,
             origin: ContextOrigin::Fork,
+            ..ProcessContext::clone(&parent)
         });
         self.table.insert(fork.child, Some(fork.parent), Entry { context: child, args_head });
         Some(parent)
