@@ -371,6 +371,40 @@ mod tests {
         check("conditions = [{ field = \"result\", op = \"!=\", value = -111 }]", events, &[]);
     }
 
+    /// The process context's fields (issue #14): read from the context an
+    /// enrich transform attached; absent without one, and absent for the
+    /// marker of a process enrichment could not place (its empty text is
+    /// unknown), except `ctx_lineage`, which says so.
+    #[test]
+    fn process_context_fields() {
+        use pipeline::event::context::sample_context;
+        use pipeline::event::ProcessContext;
+        let with = |mut event: Event, context: Option<Arc<ProcessContext>>| {
+            if let Some(slot) = event.context_mut() {
+                *slot = context;
+            }
+            event
+        };
+        let events = vec![
+            with(connect(1, 443), Some(sample_context())),
+            with(connect(2, 443), Some(Arc::new(ProcessContext::unknown()))),
+            connect(3, 443),
+            with(exec(4, "bash"), Some(sample_context())),
+        ];
+        let condition = |field: &str, op: &str, value: &str| {
+            format!("conditions = [{{ field = \"{field}\", op = \"{op}\", value = {value} }}]")
+        };
+        check(&condition("ctx_container_runtime", "==", "\"docker\""), events.clone(), &[1, 4]);
+        check(&condition("parent_exe", "==", "\"/usr/bin/bash\""), events.clone(), &[1, 4]);
+        check(&condition("parent_cmdline", "starts_with", "\"bash -c\""), events.clone(), &[1, 4]);
+        check(&condition("ctx_cmdline", "contains", "\"--password=***\""), events.clone(), &[1, 4]);
+        check(&condition("ctx_user", "!=", "\"root\""), events.clone(), &[1, 4]);
+        check(&condition("ctx_euid", "==", "0"), events.clone(), &[1, 4]);
+        check(&condition("ctx_exe", "==", "\"\""), events.clone(), &[]);
+        check(&condition("ctx_lineage", "==", "\"process_unknown\""), events.clone(), &[2]);
+        check(&condition("ctx_exe_hash", "==", "\"ok\""), events, &[1, 4]);
+    }
+
     #[test]
     fn bad_conditions_are_located_and_explained() {
         let errors = build_filter(

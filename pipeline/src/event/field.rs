@@ -1,7 +1,7 @@
 //! [`Field`]: the fields rule-driven transforms (filter, detect) name, and
 //! [`Event::field`], the one place that reads them from any kind.
 
-use super::{Argv, Event, NetConnect};
+use super::{Argv, Event, Lineage, NetConnect, ProcessContext};
 
 impl Event {
     /// Reads one named field, for rule-driven transforms (filter, detect).
@@ -132,8 +132,87 @@ impl Event {
                 Event::AgentDiag(e) => Str(&e.reason),
                 _ => return None,
             },
+            // The process context (issue #14). A process enrichment could not
+            // place has no value for these (its empty text is unknown, not
+            // a match for ""), except the two markers that say so.
+            Field::CtxLineage => Str(self.context()?.lineage.as_str()),
+            Field::CtxOrigin => Str(self.context()?.origin.as_str()),
+            Field::CtxExe => {
+                let c = self.known_context()?;
+                Str(&c.exe)
+            }
+            Field::CtxCmdline => {
+                let c = self.known_context()?;
+                Args(&c.argv)
+            }
+            Field::CtxUser => {
+                let c = self.known_context()?;
+                Str(&c.user)
+            }
+            Field::CtxUid => {
+                let c = self.known_context()?;
+                Int(i128::from(c.uid))
+            }
+            Field::CtxEuid => {
+                let c = self.known_context()?;
+                Int(i128::from(c.euid))
+            }
+            Field::CtxCwd => {
+                let c = self.known_context()?;
+                Str(&c.cwd)
+            }
+            Field::CtxTty => {
+                let c = self.known_context()?;
+                Str(&c.tty)
+            }
+            Field::CtxLoginuid => {
+                let c = self.known_context()?;
+                Int(i128::from(c.loginuid))
+            }
+            Field::CtxSessionId => {
+                let c = self.known_context()?;
+                Int(i128::from(c.session_id))
+            }
+            Field::CtxCgroupPath => {
+                let c = self.known_context()?;
+                Str(&c.cgroup_path)
+            }
+            Field::CtxContainerRuntime => {
+                let c = self.known_context()?;
+                Str(&c.container_runtime)
+            }
+            Field::CtxContainerId => {
+                let c = self.known_context()?;
+                Str(&c.container_id)
+            }
+            Field::CtxPodUid => {
+                let c = self.known_context()?;
+                Str(&c.pod_uid)
+            }
+            Field::CtxExeSha256 => {
+                let c = self.known_context()?;
+                Str(&c.exe_sha256)
+            }
+            Field::CtxExeHash => {
+                let c = self.known_context()?;
+                Str(c.exe_hash.as_str())
+            }
+            Field::ParentExe => {
+                let c = self.known_context()?;
+                Str(&c.ancestry.first()?.exe)
+            }
+            Field::ParentCmdline => {
+                let c = self.known_context()?;
+                Str(&c.ancestry.first()?.args)
+            }
         };
         Some(value)
+    }
+
+    /// The context, unless it is the marker of a process enrichment could
+    /// not place.
+    fn known_context(&self) -> Option<&ProcessContext> {
+        self.context().map(|c| &**c).filter(|c| c.lineage != Lineage::ProcessUnknown)
     }
 }
 
@@ -174,6 +253,25 @@ pub enum Field {
     Count,
     WindowStartNs,
     WindowEndNs,
+    CtxExe,
+    CtxCmdline,
+    CtxUser,
+    CtxUid,
+    CtxEuid,
+    CtxCwd,
+    CtxTty,
+    CtxLoginuid,
+    CtxSessionId,
+    CtxCgroupPath,
+    CtxContainerRuntime,
+    CtxContainerId,
+    CtxPodUid,
+    CtxExeSha256,
+    CtxExeHash,
+    ParentExe,
+    ParentCmdline,
+    CtxLineage,
+    CtxOrigin,
 }
 
 /// Whether a field holds a number or text.
@@ -185,7 +283,7 @@ pub enum FieldType {
 
 impl Field {
     /// Every field, for error messages that list the known ones.
-    pub const ALL: [Field; 30] = [
+    pub const ALL: [Field; 49] = [
         Field::EventId,
         Field::TsNs,
         Field::Pid,
@@ -216,6 +314,25 @@ impl Field {
         Field::Count,
         Field::WindowStartNs,
         Field::WindowEndNs,
+        Field::CtxExe,
+        Field::CtxCmdline,
+        Field::CtxUser,
+        Field::CtxUid,
+        Field::CtxEuid,
+        Field::CtxCwd,
+        Field::CtxTty,
+        Field::CtxLoginuid,
+        Field::CtxSessionId,
+        Field::CtxCgroupPath,
+        Field::CtxContainerRuntime,
+        Field::CtxContainerId,
+        Field::CtxPodUid,
+        Field::CtxExeSha256,
+        Field::CtxExeHash,
+        Field::ParentExe,
+        Field::ParentCmdline,
+        Field::CtxLineage,
+        Field::CtxOrigin,
     ];
 
     /// The name used in configuration and output.
@@ -251,6 +368,25 @@ impl Field {
             Field::Count => "count",
             Field::WindowStartNs => "window_start_ns",
             Field::WindowEndNs => "window_end_ns",
+            Field::CtxExe => "ctx_exe",
+            Field::CtxCmdline => "ctx_cmdline",
+            Field::CtxUser => "ctx_user",
+            Field::CtxUid => "ctx_uid",
+            Field::CtxEuid => "ctx_euid",
+            Field::CtxCwd => "ctx_cwd",
+            Field::CtxTty => "ctx_tty",
+            Field::CtxLoginuid => "ctx_loginuid",
+            Field::CtxSessionId => "ctx_session_id",
+            Field::CtxCgroupPath => "ctx_cgroup_path",
+            Field::CtxContainerRuntime => "ctx_container_runtime",
+            Field::CtxContainerId => "ctx_container_id",
+            Field::CtxPodUid => "ctx_pod_uid",
+            Field::CtxExeSha256 => "ctx_exe_sha256",
+            Field::CtxExeHash => "ctx_exe_hash",
+            Field::ParentExe => "parent_exe",
+            Field::ParentCmdline => "parent_cmdline",
+            Field::CtxLineage => "ctx_lineage",
+            Field::CtxOrigin => "ctx_origin",
         }
     }
 
@@ -269,7 +405,22 @@ impl Field {
             | Field::Protocol
             | Field::Path
             | Field::Module
-            | Field::Reason => FieldType::Text,
+            | Field::Reason
+            | Field::CtxExe
+            | Field::CtxCmdline
+            | Field::CtxUser
+            | Field::CtxCwd
+            | Field::CtxTty
+            | Field::CtxCgroupPath
+            | Field::CtxContainerRuntime
+            | Field::CtxContainerId
+            | Field::CtxPodUid
+            | Field::CtxExeSha256
+            | Field::CtxExeHash
+            | Field::ParentExe
+            | Field::ParentCmdline
+            | Field::CtxLineage
+            | Field::CtxOrigin => FieldType::Text,
             _ => FieldType::Number,
         }
     }
