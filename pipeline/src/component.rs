@@ -88,6 +88,69 @@ pub trait Transform: Send + 'static {
     /// Called once at shutdown after the input has drained: emit whatever
     /// is still held.
     fn flush(&mut self, _out: &mut Output) {}
+
+    /// Where new compiled objects for this transform come from (a rule set
+    /// recompiled on reload): the engine takes the receiver once, at start,
+    /// and hands each [`Update`] to [`Transform::apply`] between two
+    /// batches. `None` (the default): the transform is never updated.
+    fn take_updates(&mut self) -> Option<UpdateReceiver> {
+        None
+    }
+
+    /// Swaps in an update. Called only between batches (never while
+    /// `process` runs), so every batch sees one whole object: the old one
+    /// or the new one. An update of a type the transform does not expect
+    /// is a bug in its reloader; the transform logs it and keeps its object.
+    fn apply(&mut self, _update: Update, _out: &mut Output) {}
+}
+
+/// A new compiled object for a running transform, built off the hot path
+/// (a reloader's thread compiles; the transform's task only swaps). Boxed
+/// `Any` so the engine carries every component's kind of object without
+/// knowing it; [`Transform::apply`] downcasts.
+pub type Update = Box<dyn std::any::Any + Send>;
+
+/// How many updates may wait for their transform: a reloader faster than
+/// the batches blocks instead of queueing compiled objects without bound.
+const UPDATE_QUEUE: usize = 2;
+
+/// The reloader's end of an update channel (see [`update_channel`]).
+#[derive(Debug)]
+pub struct UpdateSender(tokio::sync::mpsc::Sender<Update>);
+
+/// The transform's end, taken by the engine through
+/// [`Transform::take_updates`].
+#[derive(Debug)]
+pub struct UpdateReceiver(tokio::sync::mpsc::Receiver<Update>);
+
+/// A bounded channel of updates for one transform. The transform keeps the
+/// receiver until the engine takes it; whatever compiles new objects (a
+/// watcher thread, a SIGHUP handler) keeps the sender. Dropping the sender
+/// ends the updates; the transform keeps its last object.
+pub fn update_channel() -> (UpdateSender, UpdateReceiver) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(UPDATE_QUEUE);
+    (UpdateSender(sender), UpdateReceiver(receiver))
+}
+
+impl UpdateSender {
+    /// Sends from a plain thread (a reloader compiling off the runtime),
+    /// waiting while the queue is full. `Err` gives the update back when
+    /// the transform is gone (the topology stopped).
+    pub fn blocking_send(&self, update: Update) -> Result<(), Update> {
+        self.0.blocking_send(update).map_err(|error| error.0)
+    }
+
+    /// Sends from an async task.
+    pub async fn send(&self, update: Update) -> Result<(), Update> {
+        self.0.send(update).await.map_err(|error| error.0)
+    }
+}
+
+impl UpdateReceiver {
+    /// The next update; `None` once every sender is gone.
+    pub async fn recv(&mut self) -> Option<Update> {
+        self.0.recv().await
+    }
 }
 
 /// Where a transform puts its results. Reused across batches, so the

@@ -23,8 +23,8 @@ pub mod testing;
 pub mod topology;
 
 pub use component::{
-    build_with, BuildFn, Built, ComponentError, ComponentSpec, Output, Sink, SinkContext, Source, SourceContext,
-    Transform,
+    build_with, update_channel, BuildFn, Built, ComponentError, ComponentSpec, Output, Sink, SinkContext, Source,
+    SourceContext, Transform, Update, UpdateReceiver, UpdateSender,
 };
 pub use config::{ComponentOptions, ConfigError, ConfigErrors, Role, SourceFile, TopologyConfig, TopologySource};
 pub use edge::{BufferConfig, EdgeReceiver, EdgeSender, Fanout, WhenFull};
