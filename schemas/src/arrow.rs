@@ -34,7 +34,7 @@ use crate::columns::{carries_context, security_kind, Column, ColumnType, EXEC_AT
 /// followed by the [`EXEC_ATTRIBUTES`] columns, appended: a version-2 file
 /// holds a prefix of every kind's version-3 columns, so it still replays
 /// (`spool::verify_file_or_older`; its execs have no attributes). Version
-/// 4: every kind of [`CONTEXT_KINDS`](crate::columns::CONTEXT_KINDS) ends
+/// 4: every kind that [`carries_context`] ends
 /// with `has_context` and the [`PROCESS_CONTEXT`] columns (`ctx_…`), and
 /// the kinds `process_snapshot` and `exe_hash`; a version-3 file is again
 /// a prefix (its events come back without a context).

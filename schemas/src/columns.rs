@@ -119,7 +119,7 @@ pub const EXEC_ATTRIBUTES: KindColumns = KindColumns {
 };
 
 /// The process context enrichment attaches to every process-bearing kind
-/// ([`CONTEXT_KINDS`]): appended to each such kind's Arrow columns after
+/// ([`carries_context`]): appended to each such kind's Arrow columns after
 /// `has_context`, NDJSON keys after `"has_context":true`, and
 /// `SecurityEvent.context` ([`PROCESS_CONTEXT_TAG`]) on the protobuf wire.
 /// Prefixed `ctx_` so no name collides with a kind's own column. Ancestors
@@ -155,30 +155,16 @@ pub const PROCESS_CONTEXT: KindColumns = KindColumns {
 /// The field of `SecurityEvent` that holds [`PROCESS_CONTEXT`].
 pub const PROCESS_CONTEXT_TAG: u32 = 34;
 
-/// The kinds that carry a process context (the engine's
-/// `Event::context_slot` is `Some` for exactly these).
-pub const CONTEXT_KINDS: &[&str] = &[
-    "process_exec",
-    "process_exit",
-    "process_fork",
-    "net_connect",
-    "file_open",
-    "file_change",
-    "credential_change",
-    "namespace_change",
-    "ptrace_attach",
-    "module_load",
-    "bpf_program_load",
-    "net_listen",
-    "net_accept",
-    "net_send",
-    "process_snapshot",
-    "exe_hash",
-];
+/// The process kinds whose columns are not declared here (they predate the
+/// declaration) and that carry a process context.
+const UNDECLARED_PROCESS_KINDS: [&str; 5] =
+    ["process_exec", "process_exit", "process_fork", "net_connect", "file_open"];
 
-/// Whether `kind` carries a process context.
+/// Whether `kind` carries a process context: those five and every declared
+/// kind (each starts with the acting process), as the engine's
+/// `Event::context_slot` is `Some` for exactly these.
 pub fn carries_context(kind: &str) -> bool {
-    CONTEXT_KINDS.contains(&kind)
+    UNDECLARED_PROCESS_KINDS.contains(&kind) || security_kind(kind).is_some()
 }
 
 /// The protobuf field of `ProcessExec` that holds [`EXEC_ATTRIBUTES`].

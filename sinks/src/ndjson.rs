@@ -250,9 +250,9 @@ impl ColumnWriter for DeclaredKeys<'_, '_> {
         let key = self.key();
         self.w.text(&key, value);
     }
-    fn str_list(&mut self, values: &[std::sync::Arc<str>]) {
+    fn str_list(&mut self, values: &mut dyn Iterator<Item = &str>) {
         let key = self.key();
-        self.w.texts(&key, values.iter().map(|value| &**value));
+        self.w.texts(&key, values);
     }
 }
 

@@ -544,7 +544,7 @@ impl ColumnWriter for ProtoFields {
             }
         }
     }
-    fn str_list(&mut self, values: &[std::sync::Arc<str>]) {
+    fn str_list(&mut self, values: &mut dyn Iterator<Item = &str>) {
         if let Some(column) = self.column(ColumnType::StrList) {
             if column.tag != 0 {
                 for value in values {

@@ -649,7 +649,12 @@ mod tests {
         let mut s = stream(2, &EventKind::ALL);
         let mut seen = std::collections::BTreeSet::new();
         for _ in 0..5_000 {
-            seen.insert(s.next_event(0).kind());
+            let event = s.next_event(0);
+            // The engine's context slot and the formats' context columns
+            // are decided in two crates: they must name the same kinds.
+            let kind = event.kind();
+            assert_eq!(event.context_slot().is_some(), schemas::columns::carries_context(kind.as_str()), "{kind}");
+            seen.insert(kind);
         }
         assert_eq!(seen.len(), EventKind::ALL.len(), "{seen:?}");
     }

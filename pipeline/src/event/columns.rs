@@ -44,7 +44,9 @@ pub trait ColumnWriter {
     fn i64(&mut self, value: i64);
     fn bool(&mut self, value: bool);
     fn str(&mut self, value: &str);
-    fn str_list(&mut self, values: &[Arc<str>]);
+    /// A list of text; an iterator so a record can hand out what it holds
+    /// (its argv, its ancestors' exes) without collecting it per event.
+    fn str_list(&mut self, values: &mut dyn Iterator<Item = &str>);
 }
 
 /// Why a record could not be read back.
@@ -133,7 +135,7 @@ impl ColumnWriter for TypeRecorder {
     fn str(&mut self, _: &str) {
         self.0.push(ColumnType::Str);
     }
-    fn str_list(&mut self, _: &[Arc<str>]) {
+    fn str_list(&mut self, _: &mut dyn Iterator<Item = &str>) {
         self.0.push(ColumnType::StrList);
     }
 }
@@ -181,8 +183,8 @@ impl ColumnWriter for ValueRecorder {
     fn str(&mut self, value: &str) {
         self.values.push(ColumnValue::Str(value.into()));
     }
-    fn str_list(&mut self, values: &[Arc<str>]) {
-        self.values.push(ColumnValue::StrList(values.to_vec()));
+    fn str_list(&mut self, values: &mut dyn Iterator<Item = &str>) {
+        self.values.push(ColumnValue::StrList(values.map(Arc::from).collect()));
     }
 }
 

@@ -21,6 +21,7 @@
 //!
 //! [`Event::context`]: super::Event::context
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::columns::{ColumnError, ColumnReader, ColumnWriter};
@@ -191,8 +192,7 @@ impl ProcessContext {
     /// format's column types stay scalar or lists of text.
     pub fn write_columns(&self, w: &mut dyn ColumnWriter) {
         w.str(&self.exe);
-        let argv: Vec<Arc<str>> = self.argv.iter().map(Arc::from).collect();
-        w.str_list(&argv);
+        w.str_list(&mut self.argv.iter());
         w.u32(self.uid);
         w.str(&self.user);
         w.u32(self.euid);
@@ -208,13 +208,15 @@ impl ProcessContext {
         w.str(self.exe_hash.as_str());
         w.str(self.lineage.as_str());
         w.str(self.origin.as_str());
-        let keys: Vec<Arc<str>> =
-            self.ancestry.iter().map(|a| Arc::from(format!("{}:{}", a.process.pid, a.process.start_time_ns))).collect();
-        w.str_list(&keys);
-        let exes: Vec<Arc<str>> = self.ancestry.iter().map(|a| a.exe.clone()).collect();
-        w.str_list(&exes);
-        let args: Vec<Arc<str>> = self.ancestry.iter().map(|a| a.args.clone()).collect();
-        w.str_list(&args);
+        // The keys as text in one buffer (one allocation, not one per
+        // ancestor); exes and args are handed out as they are held.
+        let mut keys = String::with_capacity(self.ancestry.len() * 24);
+        for ancestor in &self.ancestry {
+            let _ = write!(keys, "{}:{}\0", ancestor.process.pid, ancestor.process.start_time_ns);
+        }
+        w.str_list(&mut keys.split_terminator('\0'));
+        w.str_list(&mut self.ancestry.iter().map(|a| &*a.exe));
+        w.str_list(&mut self.ancestry.iter().map(|a| &*a.args));
     }
 
     /// Reads what [`ProcessContext::write_columns`] wrote.

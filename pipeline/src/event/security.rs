@@ -200,7 +200,7 @@ impl ExecAttributes {
         w.u32(self.session_id);
         w.str(&self.cwd);
         w.bool(self.cwd_truncated);
-        w.str_list(&self.env);
+        w.str_list(&mut self.env.iter().map(|v| &**v));
         w.bool(self.env_truncated);
         w.str(&self.user);
         w.str(&self.cgroup_path);

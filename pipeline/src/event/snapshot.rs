@@ -50,8 +50,7 @@ impl Columns for ProcessSnapshot {
         w.str(&self.user);
         w.str(&self.comm);
         w.str(&self.exe);
-        let argv: Vec<Arc<str>> = self.argv.iter().map(Arc::from).collect();
-        w.str_list(&argv);
+        w.str_list(&mut self.argv.iter());
         w.bool(self.argv_truncated);
         w.str(&self.cwd);
         w.str(&self.tty);

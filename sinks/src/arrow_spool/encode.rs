@@ -334,7 +334,7 @@ impl ColumnWriter for BuilderWriter {
     fn str(&mut self, value: &str) {
         append!(self, Str, Str, |b| b.append_value(value))
     }
-    fn str_list(&mut self, values: &[Arc<str>]) {
+    fn str_list(&mut self, values: &mut dyn Iterator<Item = &str>) {
         append!(self, StrList, StrList, |b| {
             for value in values {
                 b.values().append_value(value);
