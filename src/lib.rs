@@ -7,6 +7,7 @@
 
 pub mod commands;
 pub mod registry;
+pub mod rules;
 
 /// The topology `hostflow run` uses without `--config`: the repository's
 /// `topology.toml`, compiled in so the quick start needs no file.

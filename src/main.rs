@@ -86,6 +86,15 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
+    /// Detection rules: `hostflow rules check DIR` loads every rule file
+    /// under DIR as the `detect` transform would and reports, per file,
+    /// what loaded or every problem with its line and rule id.
+    ///
+    /// Exit codes: 0 the set loads, 78 it has problems.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Run SQL over an Arrow spool (one table per event kind). This runs
     /// the `hostflow-query` binary next to this one with the same
     /// arguments: the agent itself carries no SQL engine.
@@ -98,6 +107,20 @@ enum Command {
         /// Arguments for `hostflow-query`, e.g. `--spool DIR "SQL"`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
         args: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Load and compile DIR (native rule files and Sigma rules); report per
+    /// file.
+    Check {
+        /// A directory searched recursively for `*.yml` / `*.yaml`, or one
+        /// file.
+        dir: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -114,6 +137,7 @@ fn main() -> ExitCode {
             commands::replay(&ReplayOptions { spool, config, speed, report })
         }
         Command::Query { args } => commands::query(&args),
+        Command::Rules { command: RulesCommand::Check { dir, json } } => hostflow::rules::check(&dir, json),
     };
     ExitCode::from(outcome.exit_code())
 }

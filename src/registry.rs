@@ -46,6 +46,11 @@ pub const COMPONENTS: &[ComponentSpec] = &[
         build: BuildFn::Transform(transforms::enrich::build),
     },
     ComponentSpec {
+        type_name: "detect",
+        summary: "evaluate detection rules (native YAML and Sigma; L1 indicators, L2 sequences and counts): every match fires",
+        build: BuildFn::Transform(detect::build),
+    },
+    ComponentSpec {
         type_name: "topn",
         summary: "rank the N highest-scoring processes of each scan (score: weighted cpu% and RSS)",
         build: BuildFn::Transform(transforms::topn::build),

@@ -116,7 +116,7 @@ fn unknown_types_list_the_known_ones() {
         inputs = ["f"]
         "#,
         &[
-            "topology.toml:5:8: error: unknown transform type `fliter` for `f`; known transform types: filter, enrich, topn, tail, sketch, lifecycle",
+            "topology.toml:5:8: error: unknown transform type `fliter` for `f`; known transform types: filter, enrich, detect, topn, tail, sketch, lifecycle",
             "    help: did you mean `filter`?",
             "topology.toml:9:8: error: unknown sink type `s3` for `out`; known sink types: arrow_spool, kafka, blackhole, console, file",
         ],
@@ -513,7 +513,7 @@ const MANY_PROBLEMS: &str = r#"
 
 const MANY_PROBLEMS_REPORT: [&str; 10] = [
     "topology.toml:3:8: error: source `gen`: rate must be a positive number of events per second, got 0",
-    "topology.toml:6:8: error: unknown transform type `fliter` for `f`; known transform types: filter, enrich, topn, tail, sketch, lifecycle",
+    "topology.toml:6:8: error: unknown transform type `fliter` for `f`; known transform types: filter, enrich, detect, topn, tail, sketch, lifecycle",
     "    help: did you mean `filter`?",
     "topology.toml:11:1: error: cycle in the topology: b -> a -> b",
     "    help: events must flow from sources to sinks; remove one of these inputs",
@@ -639,7 +639,7 @@ fn bad_generator_values() {
     const KNOWN_KINDS: &str = "known kinds: process_exec, process_exit, process_fork, net_connect, file_open, \
          process_sample, process_aggregate, sketch, agent_diag, process_ephemeral, file_change, credential_change, \
          namespace_change, ptrace_attach, module_load, bpf_program_load, net_listen, net_accept, net_send, \
-         process_snapshot, exe_hash";
+         process_snapshot, exe_hash, detection";
     check(
         r#"
         [sources.a]

@@ -102,6 +102,11 @@ pub trait Transform: Send + 'static {
     /// or the new one. An update of a type the transform does not expect
     /// is a bug in its reloader; the transform logs it and keeps its object.
     fn apply(&mut self, _update: Update, _out: &mut Output) {}
+
+    /// The transform's `/health` entry, handed over once before the first
+    /// batch, for transforms with facts to show there (the detect
+    /// transform: the active rule set's digest and counts).
+    fn attach_health(&mut self, _health: HealthHandle) {}
 }
 
 /// A new compiled object for a running transform, built off the hot path
@@ -138,6 +143,12 @@ impl UpdateSender {
     /// the transform is gone (the topology stopped).
     pub fn blocking_send(&self, update: Update) -> Result<(), Update> {
         self.0.blocking_send(update).map_err(|error| error.0)
+    }
+
+    /// Whether the transform is gone (the topology stopped): a reloader
+    /// checks before compiling a set nobody will run.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
     }
 
     /// Sends from an async task.

@@ -253,6 +253,7 @@ async fn run_transform(
     health: HealthHandle,
 ) -> TaskOutcome {
     health.set(ComponentState::Running, None);
+    transform.attach_health(health.clone());
     let mut ticker = transform.tick_interval().map(ticker);
     let mut updates = transform.take_updates();
     loop {

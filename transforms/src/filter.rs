@@ -206,6 +206,10 @@ fn compile(condition: &ConditionConfig, options: &ComponentOptions) -> Result<Co
         (FieldType::Number, Literal::Text(_)) => Err(mismatch("number")),
         (FieldType::Text, Literal::Text(value)) => Ok(Condition::Text { field, op, value: value.as_str().into() }),
         (FieldType::Text, _) => Err(mismatch("text")),
+        (FieldType::Address, _) => Err(options.error_at(
+            condition.field.span(),
+            format!("field `{field_name}` is an IP address; match addresses with a `detect` rule's `cidr`"),
+        )),
     }
 }
 

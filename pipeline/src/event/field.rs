@@ -1,13 +1,16 @@
 //! [`Field`]: the fields rule-driven transforms (filter, detect) name, and
 //! [`Event::field`], the one place that reads them from any kind.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
 use super::{Argv, Event, Lineage, NetConnect, ProcessContext};
 
 impl Event {
     /// Reads one named field, for rule-driven transforms (filter, detect).
     /// `None` when this kind of event has no such field.
     pub fn field(&self, field: Field) -> Option<FieldValue<'_>> {
-        use FieldValue::{Args, Float, Int, Str};
+        use FieldValue::{Addr, Args, Float, Int, List, Str};
         let meta = self.meta();
         let value = match field {
             Field::EventId => Int(i128::from(meta.event_id)),
@@ -72,18 +75,31 @@ impl Event {
             },
             Field::Protocol => match self {
                 Event::NetConnect(e) => Str(e.protocol.as_str()),
+                Event::NetListen(e) => Str(e.protocol.as_str()),
+                Event::NetAccept(e) => Str(e.protocol.as_str()),
+                Event::NetSend(e) => Str(e.protocol.as_str()),
                 _ => return None,
             },
             Field::DstPort => match self {
                 Event::NetConnect(e) => Int(i128::from(e.dst_port)),
+                Event::NetSend(e) => Int(i128::from(e.dst_port)),
                 _ => return None,
             },
             Field::Result => match self {
                 Event::NetConnect(NetConnect { result: Some(result), .. }) => Int(i128::from(*result)),
+                Event::FileChange(e) => Int(i128::from(e.result)),
+                Event::CredentialChange(e) => Int(i128::from(e.result)),
+                Event::NamespaceChange(e) => Int(i128::from(e.result)),
+                Event::PtraceAttach(e) => Int(i128::from(e.result)),
+                Event::ModuleLoad(e) => Int(i128::from(e.result)),
+                Event::BpfProgramLoad(e) => Int(i128::from(e.result)),
+                Event::NetListen(e) => Int(i128::from(e.result)),
                 _ => return None,
             },
             Field::Path => match self {
                 Event::FileOpen(e) => Str(&e.path),
+                Event::FileChange(e) => Str(&e.path),
+                Event::ModuleLoad(e) => Str(&e.path),
                 _ => return None,
             },
             Field::Flags => match self {
@@ -130,6 +146,111 @@ impl Event {
             },
             Field::Reason => match self {
                 Event::AgentDiag(e) => Str(&e.reason),
+                _ => return None,
+            },
+            // The security kinds and an exec's kernel attributes (issue #15:
+            // what detection rules name).
+            Field::Kind => Str(self.kind().as_str()),
+            Field::DstAddr => match self {
+                Event::NetConnect(e) => Addr(e.dst_addr),
+                Event::NetSend(e) => Addr(e.dst_addr),
+                _ => return None,
+            },
+            Field::LocalAddr => match self {
+                Event::NetListen(e) => Addr(e.addr),
+                Event::NetAccept(e) => Addr(e.local_addr),
+                _ => return None,
+            },
+            Field::LocalPort => match self {
+                Event::NetListen(e) => Int(i128::from(e.port)),
+                Event::NetAccept(e) => Int(i128::from(e.local_port)),
+                _ => return None,
+            },
+            Field::PeerAddr => match self {
+                Event::NetAccept(e) => Addr(e.peer_addr),
+                _ => return None,
+            },
+            Field::PeerPort => match self {
+                Event::NetAccept(e) => Int(i128::from(e.peer_port)),
+                _ => return None,
+            },
+            Field::Bytes => match self {
+                Event::NetSend(e) => Int(i128::from(e.bytes)),
+                _ => return None,
+            },
+            Field::Target => match self {
+                Event::FileChange(e) => Str(&e.target),
+                _ => return None,
+            },
+            Field::FileOp => match self {
+                Event::FileChange(e) => Str(e.op.as_str()),
+                _ => return None,
+            },
+            Field::Mode => match self {
+                Event::FileChange(e) => Int(i128::from(e.mode)),
+                _ => return None,
+            },
+            Field::Syscall => match self {
+                Event::CredentialChange(e) => Str(e.syscall.as_str()),
+                Event::NamespaceChange(e) => Str(e.syscall.as_str()),
+                Event::ModuleLoad(e) => Str(e.syscall.as_str()),
+                _ => return None,
+            },
+            Field::NsFlags => match self {
+                Event::NamespaceChange(e) => Int(i128::from(e.flags)),
+                _ => return None,
+            },
+            Field::Euid => match self {
+                Event::ProcessExec(e) => Int(i128::from(e.attributes.as_ref()?.euid)),
+                Event::CredentialChange(e) => Int(i128::from(e.new.euid)),
+                _ => return None,
+            },
+            Field::OldEuid => match self {
+                Event::CredentialChange(e) => Int(i128::from(e.old.euid)),
+                _ => return None,
+            },
+            Field::OldUid => match self {
+                Event::CredentialChange(e) => Int(i128::from(e.old.uid)),
+                _ => return None,
+            },
+            Field::FileMode => match self {
+                Event::ProcessExec(e) => Int(i128::from(e.attributes.as_ref()?.file.mode)),
+                _ => return None,
+            },
+            Field::FileMemfd => match self {
+                Event::ProcessExec(e) => Int(i128::from(e.attributes.as_ref()?.file.memfd)),
+                _ => return None,
+            },
+            Field::FileNlink => match self {
+                Event::ProcessExec(e) => Int(i128::from(e.attributes.as_ref()?.file.nlink)),
+                _ => return None,
+            },
+            Field::StdinType => match self {
+                Event::ProcessExec(e) => Str(e.attributes.as_ref()?.stdio[0].kind.as_str()),
+                _ => return None,
+            },
+            Field::StdoutType => match self {
+                Event::ProcessExec(e) => Str(e.attributes.as_ref()?.stdio[1].kind.as_str()),
+                _ => return None,
+            },
+            Field::StderrType => match self {
+                Event::ProcessExec(e) => Str(e.attributes.as_ref()?.stdio[2].kind.as_str()),
+                _ => return None,
+            },
+            Field::Env => match self {
+                Event::ProcessExec(e) => List(&e.attributes.as_ref()?.env),
+                _ => return None,
+            },
+            Field::TargetPid => match self {
+                Event::PtraceAttach(e) => Int(i128::from(e.target.pid)),
+                _ => return None,
+            },
+            Field::Request => match self {
+                Event::PtraceAttach(e) => Int(i128::from(e.request)),
+                _ => return None,
+            },
+            Field::ProgName => match self {
+                Event::BpfProgramLoad(e) => Str(&e.prog_name),
                 _ => return None,
             },
             // The process context (issue #14). A process enrichment could not
@@ -272,6 +393,41 @@ pub enum Field {
     ParentCmdline,
     CtxLineage,
     CtxOrigin,
+    /// The event's kind name (`process_exec`, `net_connect`, …).
+    Kind,
+    /// A connect's or UDP send's destination address.
+    DstAddr,
+    /// A listener's bound address; an accepted connection's local address.
+    LocalAddr,
+    LocalPort,
+    PeerAddr,
+    PeerPort,
+    Bytes,
+    /// A rename's new path, a link's target.
+    Target,
+    FileOp,
+    /// A chmod's new mode.
+    Mode,
+    Syscall,
+    NsFlags,
+    /// An exec's effective uid after the exec; a credential change's new one.
+    Euid,
+    OldEuid,
+    OldUid,
+    /// The executed file's mode (setuid bit: 0o4000).
+    FileMode,
+    /// 1 when the executed file is a memfd.
+    FileMemfd,
+    /// 0 when the executed file was deleted.
+    FileNlink,
+    StdinType,
+    StdoutType,
+    StderrType,
+    /// The exec's chosen environment variables, `NAME=value` each.
+    Env,
+    TargetPid,
+    Request,
+    ProgName,
 }
 
 /// Whether a field holds a number or text.
@@ -279,11 +435,13 @@ pub enum Field {
 pub enum FieldType {
     Number,
     Text,
+    /// An IP address: compared by CIDR (detect), not as text.
+    Address,
 }
 
 impl Field {
     /// Every field, for error messages that list the known ones.
-    pub const ALL: [Field; 49] = [
+    pub const ALL: [Field; 74] = [
         Field::EventId,
         Field::TsNs,
         Field::Pid,
@@ -333,6 +491,31 @@ impl Field {
         Field::ParentCmdline,
         Field::CtxLineage,
         Field::CtxOrigin,
+        Field::Kind,
+        Field::DstAddr,
+        Field::LocalAddr,
+        Field::LocalPort,
+        Field::PeerAddr,
+        Field::PeerPort,
+        Field::Bytes,
+        Field::Target,
+        Field::FileOp,
+        Field::Mode,
+        Field::Syscall,
+        Field::NsFlags,
+        Field::Euid,
+        Field::OldEuid,
+        Field::OldUid,
+        Field::FileMode,
+        Field::FileMemfd,
+        Field::FileNlink,
+        Field::StdinType,
+        Field::StdoutType,
+        Field::StderrType,
+        Field::Env,
+        Field::TargetPid,
+        Field::Request,
+        Field::ProgName,
     ];
 
     /// The name used in configuration and output.
@@ -387,6 +570,31 @@ impl Field {
             Field::ParentCmdline => "parent_cmdline",
             Field::CtxLineage => "ctx_lineage",
             Field::CtxOrigin => "ctx_origin",
+            Field::Kind => "kind",
+            Field::DstAddr => "dst_addr",
+            Field::LocalAddr => "local_addr",
+            Field::LocalPort => "local_port",
+            Field::PeerAddr => "peer_addr",
+            Field::PeerPort => "peer_port",
+            Field::Bytes => "bytes",
+            Field::Target => "target",
+            Field::FileOp => "file_op",
+            Field::Mode => "mode",
+            Field::Syscall => "syscall",
+            Field::NsFlags => "ns_flags",
+            Field::Euid => "euid",
+            Field::OldEuid => "old_euid",
+            Field::OldUid => "old_uid",
+            Field::FileMode => "file_mode",
+            Field::FileMemfd => "file_memfd",
+            Field::FileNlink => "file_nlink",
+            Field::StdinType => "stdin_type",
+            Field::StdoutType => "stdout_type",
+            Field::StderrType => "stderr_type",
+            Field::Env => "env",
+            Field::TargetPid => "target_pid",
+            Field::Request => "request",
+            Field::ProgName => "prog_name",
         }
     }
 
@@ -420,7 +628,17 @@ impl Field {
             | Field::ParentExe
             | Field::ParentCmdline
             | Field::CtxLineage
-            | Field::CtxOrigin => FieldType::Text,
+            | Field::CtxOrigin
+            | Field::Kind
+            | Field::Target
+            | Field::FileOp
+            | Field::Syscall
+            | Field::StdinType
+            | Field::StdoutType
+            | Field::StderrType
+            | Field::Env
+            | Field::ProgName => FieldType::Text,
+            Field::DstAddr | Field::LocalAddr | Field::PeerAddr => FieldType::Address,
             _ => FieldType::Number,
         }
     }
@@ -436,4 +654,9 @@ pub enum FieldValue<'a> {
     /// Text held as separate arguments (an exec's `cmdline`): compare it as
     /// [`Argv::joined`], e.g. through [`Argv::joined_view`].
     Args(&'a Argv),
+    /// An IP address.
+    Addr(IpAddr),
+    /// Separate text values (an exec's environment): a test holds when it
+    /// holds for any one of them.
+    List(&'a [Arc<str>]),
 }

@@ -1,0 +1,693 @@
+//! Compiles every single-event condition of a rule set (each L1 rule's
+//! body and each L2 step) into one evaluator, built once at load time.
+//!
+//! Why one evaluator and not one matcher per rule: with 200 rules on exec
+//! events, per-rule substring searches would scan the same command line
+//! 200 times. Instead every literal of every rule on one field goes into
+//! one ASCII-case-insensitive Aho-Corasick automaton per field ("slot"),
+//! scanned at most once per event and only when a candidate condition
+//! needs it; a literal's hit records whether it touched the start, the end
+//! or the whole value, which answers `prefix`, `suffix`, `equals` and
+//! `contains` with a bit test. Regexes of one slot form one `RegexSet`,
+//! also run at most once per event. Conditions are indexed by event kind,
+//! so an event only meets the conditions that can match its kind: that is
+//! the cheap prefilter in front of the exact checks.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use pipeline::event::Argv;
+use pipeline::{Event, EventKind, FieldValue};
+use regex::RegexSet;
+
+use crate::firing::MatchId;
+use crate::rule::{canonical, mask, Cidr, CmpOp, Expr, IocKind, IocSet, Match, Pred, Target, Test, TextOp};
+
+/// Everything compiled; immutable and shared by reference.
+#[derive(Debug)]
+pub struct Evaluator {
+    conditions: Vec<Condition>,
+    /// Per `EventKind::index()`: the conditions that can hold for it.
+    by_kind: Vec<Vec<MatchId>>,
+    slots: Vec<Slot>,
+    sets: Vec<CompiledSet>,
+    literal_count: usize,
+    regex_count: usize,
+}
+
+#[derive(Debug)]
+struct Condition {
+    node: Node,
+}
+
+#[derive(Debug)]
+enum Node {
+    All(Vec<Node>),
+    Any(Vec<Node>),
+    Not(Box<Node>),
+    /// Literals of one slot, by global literal id.
+    Literals { slot: u16, op: TextOp, ids: Vec<u32>, all: bool },
+    /// Text compared directly (cased literals, empty literals).
+    Direct { target: Target, op: TextOp, values: Vec<Arc<str>>, all: bool, cased: bool },
+    /// Regexes of one slot, by global regex id.
+    Regexes { slot: u16, ids: Vec<u32>, all: bool },
+    Cidr { target: Target, nets: Vec<Cidr> },
+    Num { target: Target, op: CmpOp, value: i128 },
+    NumIn { target: Target, values: Vec<i128> },
+    BitsAny { target: Target, mask: u64 },
+    Set { target: Target, set: u32 },
+    Exists { target: Target, present: bool },
+}
+
+/// One text target with its literals and regexes.
+#[derive(Debug)]
+struct Slot {
+    target: Target,
+    /// Pattern i of `automaton` is global literal `literal_ids[i]`.
+    automaton: Option<AhoCorasick>,
+    literal_ids: Vec<u32>,
+    regexes: Option<RegexSet>,
+    regex_ids: Vec<u32>,
+}
+
+#[derive(Debug)]
+enum CompiledSet {
+    Sha256(HashSet<[u8; 32]>),
+    Ip(IpSet),
+    Path(HashSet<Box<str>>),
+    Substring(AhoCorasick),
+}
+
+/// Addresses and networks: one hash set per prefix length present.
+#[derive(Debug, Default)]
+struct IpSet {
+    v4: Vec<(u8, HashSet<IpAddr>)>,
+    v6: Vec<(u8, HashSet<IpAddr>)>,
+}
+
+impl IpSet {
+    fn insert(&mut self, net: Cidr) {
+        let list = if net.addr.is_ipv4() { &mut self.v4 } else { &mut self.v6 };
+        match list.iter_mut().find(|(p, _)| *p == net.prefix) {
+            Some((_, set)) => {
+                set.insert(net.addr);
+            }
+            None => list.push((net.prefix, HashSet::from([net.addr]))),
+        }
+    }
+
+    fn contains(&self, addr: IpAddr) -> bool {
+        let addr = canonical(addr);
+        let list = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
+        list.iter().any(|(prefix, set)| set.contains(&mask(addr, *prefix)))
+    }
+}
+
+/// A compile failure (the front ends check most things; this catches what
+/// only compiling can, e.g. an unknown IOC set name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompileError {
+    pub condition: MatchId,
+    pub message: String,
+}
+
+/// Collects conditions, then builds the evaluator.
+#[derive(Debug, Default)]
+pub struct Builder {
+    matches: Vec<Match>,
+}
+
+impl Builder {
+    /// Adds a condition; its id is its position.
+    pub fn add(&mut self, matcher: &Match) -> MatchId {
+        self.matches.push(matcher.clone());
+        MatchId((self.matches.len() - 1) as u32)
+    }
+
+    /// Compiles every condition and IOC set.
+    pub fn build(self, sets: &[IocSet]) -> Result<Evaluator, Vec<CompileError>> {
+        let mut errors = Vec::new();
+        let set_index: HashMap<&str, u32> = sets.iter().enumerate().map(|(i, s)| (&*s.name, i as u32)).collect();
+        let mut state = BuildState::default();
+        let mut conditions = Vec::with_capacity(self.matches.len());
+        let mut by_kind = vec![Vec::new(); EventKind::ALL.len()];
+        for (i, m) in self.matches.iter().enumerate() {
+            let id = MatchId(i as u32);
+            match state.node(&m.expr, &set_index) {
+                Ok(node) => conditions.push(Condition { node }),
+                Err(message) => {
+                    errors.push(CompileError { condition: id, message });
+                    conditions.push(Condition { node: Node::Any(Vec::new()) });
+                }
+            }
+            for kind in EventKind::ALL {
+                if m.kinds.contains(kind) {
+                    by_kind[kind.index()].push(id);
+                }
+            }
+        }
+        let mut slots = Vec::with_capacity(state.slots.len());
+        for pending in state.slots {
+            let automaton = if pending.literals.is_empty() {
+                None
+            } else {
+                let built = AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(pending.literals.iter().map(|l| l.as_bytes()));
+                match built {
+                    Ok(ac) => Some(ac),
+                    Err(e) => {
+                        errors.push(CompileError { condition: MatchId(0), message: format!("literal automaton: {e}") });
+                        None
+                    }
+                }
+            };
+            let regexes = if pending.regexes.is_empty() {
+                None
+            } else {
+                match RegexSet::new(pending.regexes.iter().map(|r| &**r)) {
+                    Ok(set) => Some(set),
+                    Err(e) => {
+                        errors.push(CompileError { condition: MatchId(0), message: format!("regex: {e}") });
+                        None
+                    }
+                }
+            };
+            slots.push(Slot {
+                target: pending.target,
+                automaton,
+                literal_ids: pending.literal_ids,
+                regexes,
+                regex_ids: pending.regex_ids,
+            });
+        }
+        let mut compiled_sets = Vec::with_capacity(sets.len());
+        for set in sets {
+            match compile_set(set) {
+                Ok(c) => compiled_sets.push(c),
+                Err(message) => {
+                    errors.push(CompileError { condition: MatchId(u32::MAX), message });
+                    compiled_sets.push(CompiledSet::Path(HashSet::new()));
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Evaluator {
+            conditions,
+            by_kind,
+            slots,
+            sets: compiled_sets,
+            literal_count: state.literal_count as usize,
+            regex_count: state.regex_count as usize,
+        })
+    }
+}
+
+#[derive(Default, Debug)]
+struct BuildState {
+    slots: Vec<PendingSlotT>,
+    slot_of: HashMap<Target, u16>,
+    literal_count: u32,
+    regex_count: u32,
+}
+
+#[derive(Debug)]
+struct PendingSlotT {
+    target: Target,
+    literals: Vec<Arc<str>>,
+    literal_ids: Vec<u32>,
+    regexes: Vec<Arc<str>>,
+    regex_ids: Vec<u32>,
+    seen: HashMap<String, u32>,
+}
+
+impl BuildState {
+    fn slot(&mut self, target: Target) -> u16 {
+        if let Some(slot) = self.slot_of.get(&target) {
+            return *slot;
+        }
+        let slot = self.slots.len() as u16;
+        self.slots.push(PendingSlotT {
+            target,
+            literals: Vec::new(),
+            literal_ids: Vec::new(),
+            regexes: Vec::new(),
+            regex_ids: Vec::new(),
+            seen: HashMap::new(),
+        });
+        self.slot_of.insert(target, slot);
+        slot
+    }
+
+    fn node(&mut self, expr: &Expr, sets: &HashMap<&str, u32>) -> Result<Node, String> {
+        Ok(match expr {
+            Expr::All(parts) => Node::All(parts.iter().map(|p| self.node(p, sets)).collect::<Result<_, _>>()?),
+            Expr::Any(parts) => Node::Any(parts.iter().map(|p| self.node(p, sets)).collect::<Result<_, _>>()?),
+            Expr::Not(inner) => Node::Not(Box::new(self.node(inner, sets)?)),
+            Expr::Pred(Pred { target, test }) => self.leaf(*target, test, sets)?,
+        })
+    }
+
+    fn leaf(&mut self, target: Target, test: &Test, sets: &HashMap<&str, u32>) -> Result<Node, String> {
+        Ok(match test {
+            Test::Text { op, values, all, cased } => {
+                if *cased || values.iter().any(|v| v.is_empty()) {
+                    Node::Direct { target, op: *op, values: values.clone(), all: *all, cased: *cased }
+                } else {
+                    let slot = self.slot(target);
+                    let mut ids = Vec::with_capacity(values.len());
+                    for value in values {
+                        let lower = value.to_ascii_lowercase();
+                        let pending = &mut self.slots[slot as usize];
+                        let id = match pending.seen.get(&lower) {
+                            Some(id) => *id,
+                            None => {
+                                let id = self.literal_count;
+                                self.literal_count += 1;
+                                pending.seen.insert(lower, id);
+                                pending.literals.push(value.clone());
+                                pending.literal_ids.push(id);
+                                id
+                            }
+                        };
+                        ids.push(id);
+                    }
+                    Node::Literals { slot, op: *op, ids, all: *all }
+                }
+            }
+            Test::Regex { patterns, all } => {
+                for pattern in patterns {
+                    regex::Regex::new(pattern).map_err(|e| format!("regex `{pattern}`: {e}"))?;
+                }
+                let slot = self.slot(target);
+                let mut ids = Vec::with_capacity(patterns.len());
+                for pattern in patterns {
+                    let id = self.regex_count;
+                    self.regex_count += 1;
+                    let pending = &mut self.slots[slot as usize];
+                    pending.regexes.push(pattern.clone());
+                    pending.regex_ids.push(id);
+                    ids.push(id);
+                }
+                Node::Regexes { slot, ids, all: *all }
+            }
+            Test::Cidr(nets) => Node::Cidr { target, nets: nets.clone() },
+            Test::Num { op, value } => Node::Num { target, op: *op, value: *value },
+            Test::NumIn(values) => Node::NumIn { target, values: values.clone() },
+            Test::BitsAny(mask) => Node::BitsAny { target, mask: *mask },
+            Test::InSet(name) => match sets.get(&**name) {
+                Some(set) => Node::Set { target, set: *set },
+                None => return Err(format!("unknown IOC set `{name}`")),
+            },
+            Test::Exists(present) => Node::Exists { target, present: *present },
+        })
+    }
+}
+
+fn compile_set(set: &IocSet) -> Result<CompiledSet, String> {
+    Ok(match set.kind {
+        IocKind::Sha256 => {
+            let mut hashes = HashSet::with_capacity(set.values.len());
+            for value in &set.values {
+                hashes.insert(parse_sha256(value).ok_or_else(|| format!("set `{}`: bad sha256 `{value}`", set.name))?);
+            }
+            CompiledSet::Sha256(hashes)
+        }
+        IocKind::Ip => {
+            let mut ips = IpSet::default();
+            for value in &set.values {
+                ips.insert(Cidr::parse(value).map_err(|e| format!("set `{}`: {e}", set.name))?);
+            }
+            CompiledSet::Ip(ips)
+        }
+        IocKind::Path => CompiledSet::Path(set.values.iter().map(|v| Box::from(&**v)).collect()),
+        IocKind::Substring => CompiledSet::Substring(
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(set.values.iter().map(|v| v.as_bytes()))
+                .map_err(|e| format!("set `{}`: {e}", set.name))?,
+        ),
+    })
+}
+
+/// 64 hex digits → 32 bytes.
+pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+const HIT_ANY: u8 = 1;
+const HIT_START: u8 = 2;
+const HIT_END: u8 = 4;
+const HIT_WHOLE: u8 = 8;
+
+/// Per-evaluator scratch, reused across events: generation stamps make
+/// "computed for this event" an integer compare, so nothing is cleared per
+/// event.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    generation: u32,
+    slot_scanned: Vec<u32>,
+    slot_regexed: Vec<u32>,
+    literal_stamp: Vec<u32>,
+    literal_hits: Vec<u8>,
+    regex_stamp: Vec<u32>,
+    text: String,
+}
+
+impl Evaluator {
+    /// A scratch sized for this evaluator.
+    pub fn scratch(&self) -> Scratch {
+        Scratch {
+            generation: 0,
+            slot_scanned: vec![0; self.slots.len()],
+            slot_regexed: vec![0; self.slots.len()],
+            literal_stamp: vec![0; self.literal_count],
+            literal_hits: vec![0; self.literal_count],
+            regex_stamp: vec![0; self.regex_count],
+            text: String::new(),
+        }
+    }
+
+    /// Number of conditions.
+    pub fn len(&self) -> usize {
+        self.conditions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
+
+    /// Appends to `hits` the ids of every condition that holds for `event`,
+    /// in id order.
+    pub fn evaluate(&self, event: &Event, scratch: &mut Scratch, hits: &mut Vec<MatchId>) {
+        let candidates = &self.by_kind[event.kind().index()];
+        if candidates.is_empty() {
+            return;
+        }
+        scratch.generation = scratch.generation.wrapping_add(1);
+        if scratch.generation == 0 {
+            // Wrapped: old stamps could collide with new generations.
+            scratch.slot_scanned.fill(0);
+            scratch.slot_regexed.fill(0);
+            scratch.literal_stamp.fill(0);
+            scratch.regex_stamp.fill(0);
+            scratch.generation = 1;
+        }
+        for id in candidates {
+            if self.holds(&self.conditions[id.0 as usize].node, event, scratch) {
+                hits.push(*id);
+            }
+        }
+    }
+
+    fn holds(&self, node: &Node, event: &Event, s: &mut Scratch) -> bool {
+        match node {
+            Node::All(parts) => parts.iter().all(|p| self.holds(p, event, s)),
+            Node::Any(parts) => parts.iter().any(|p| self.holds(p, event, s)),
+            Node::Not(inner) => !self.holds(inner, event, s),
+            Node::Literals { slot, op, ids, all } => {
+                if !self.scan(*slot, event, s) {
+                    return false;
+                }
+                let need = match op {
+                    TextOp::Contains => HIT_ANY,
+                    TextOp::Prefix => HIT_START,
+                    TextOp::Suffix => HIT_END,
+                    TextOp::Equals => HIT_WHOLE,
+                };
+                let hit = |id: &u32| {
+                    let i = *id as usize;
+                    s.literal_stamp[i] == s.generation && s.literal_hits[i] & need != 0
+                };
+                if *all {
+                    ids.iter().all(hit)
+                } else {
+                    ids.iter().any(hit)
+                }
+            }
+            Node::Direct { target, op, values, all, cased } => {
+                let mut found = false;
+                let mut every = true;
+                with_texts(*target, event, &mut s.text, |text| {
+                    for v in values {
+                        let h = text_holds(*op, text, v, *cased);
+                        found |= h;
+                        every &= h;
+                    }
+                });
+                if *all {
+                    found && every
+                } else {
+                    found
+                }
+            }
+            Node::Regexes { slot, ids, all } => {
+                if !self.run_regexes(*slot, event, s) {
+                    return false;
+                }
+                let hit = |id: &u32| s.regex_stamp[*id as usize] == s.generation;
+                if *all {
+                    ids.iter().all(hit)
+                } else {
+                    ids.iter().any(hit)
+                }
+            }
+            Node::Cidr { target, nets } => match value(*target, event) {
+                Some(Value::Addr(addr)) => nets.iter().any(|n| n.contains(addr)),
+                _ => false,
+            },
+            Node::Num { target, op, value: want } => match value(*target, event) {
+                Some(Value::Int(v)) => compare(*op, v, *want),
+                _ => false,
+            },
+            Node::NumIn { target, values } => match value(*target, event) {
+                Some(Value::Int(v)) => values.contains(&v),
+                _ => false,
+            },
+            Node::BitsAny { target, mask } => match value(*target, event) {
+                Some(Value::Int(v)) => (v as u64) & mask != 0,
+                _ => false,
+            },
+            Node::Set { target, set } => self.in_set(*target, *set, event, s),
+            Node::Exists { target, present } => value(*target, event).is_some() == *present,
+        }
+    }
+
+    /// Runs the slot's automaton over the event's value once per event.
+    /// `false` when the event has no such value.
+    fn scan(&self, slot: u16, event: &Event, s: &mut Scratch) -> bool {
+        let i = slot as usize;
+        let info = &self.slots[i];
+        if s.slot_scanned[i] == s.generation {
+            return true;
+        }
+        let Some(automaton) = &info.automaton else { return false };
+        let generation = s.generation;
+        let (stamps, hits) = (&mut s.literal_stamp, &mut s.literal_hits);
+        let present = with_texts(info.target, event, &mut s.text, |text| {
+            let len = text.len();
+            for m in automaton.find_overlapping_iter(text) {
+                let id = info.literal_ids[m.pattern().as_usize()] as usize;
+                let mut bits = HIT_ANY;
+                if m.start() == 0 {
+                    bits |= HIT_START;
+                }
+                if m.end() == len {
+                    bits |= HIT_END;
+                }
+                if m.start() == 0 && m.end() == len {
+                    bits |= HIT_WHOLE;
+                }
+                if stamps[id] != generation {
+                    stamps[id] = generation;
+                    hits[id] = 0;
+                }
+                hits[id] |= bits;
+            }
+        });
+        if present {
+            s.slot_scanned[i] = s.generation;
+        }
+        present
+    }
+
+    fn run_regexes(&self, slot: u16, event: &Event, s: &mut Scratch) -> bool {
+        let i = slot as usize;
+        let info = &self.slots[i];
+        if s.slot_regexed[i] == s.generation {
+            return true;
+        }
+        let Some(set) = &info.regexes else { return false };
+        let generation = s.generation;
+        let stamps = &mut s.regex_stamp;
+        let present = with_texts(info.target, event, &mut s.text, |text| {
+            for index in set.matches(text).iter() {
+                stamps[info.regex_ids[index] as usize] = generation;
+            }
+        });
+        if present {
+            s.slot_regexed[i] = s.generation;
+        }
+        present
+    }
+
+    fn in_set(&self, target: Target, set: u32, event: &Event, s: &mut Scratch) -> bool {
+        match &self.sets[set as usize] {
+            CompiledSet::Ip(ips) => matches!(value(target, event), Some(Value::Addr(a)) if ips.contains(a)),
+            CompiledSet::Sha256(hashes) => {
+                let mut found = false;
+                with_texts(target, event, &mut s.text, |text| {
+                    found |= parse_sha256(text).is_some_and(|h| hashes.contains(&h));
+                });
+                found
+            }
+            CompiledSet::Path(paths) => {
+                let mut found = false;
+                with_texts(target, event, &mut s.text, |text| found |= paths.contains(text));
+                found
+            }
+            CompiledSet::Substring(ac) => {
+                let mut found = false;
+                with_texts(target, event, &mut s.text, |text| found |= ac.is_match(text));
+                found
+            }
+        }
+    }
+}
+
+fn compare(op: CmpOp, v: i128, want: i128) -> bool {
+    match op {
+        CmpOp::Eq => v == want,
+        CmpOp::Ne => v != want,
+        CmpOp::Gt => v > want,
+        CmpOp::Ge => v >= want,
+        CmpOp::Lt => v < want,
+        CmpOp::Le => v <= want,
+    }
+}
+
+fn text_holds(op: TextOp, text: &str, value: &str, cased: bool) -> bool {
+    let (t, v) = (text.as_bytes(), value.as_bytes());
+    let eq = |a: &[u8], b: &[u8]| if cased { a == b } else { a.eq_ignore_ascii_case(b) };
+    match op {
+        TextOp::Equals => eq(t, v),
+        TextOp::Prefix => t.len() >= v.len() && eq(&t[..v.len()], v),
+        TextOp::Suffix => t.len() >= v.len() && eq(&t[t.len() - v.len()..], v),
+        TextOp::Contains => {
+            v.is_empty() || (t.len() >= v.len() && t.windows(v.len()).any(|w| eq(w, v)))
+        }
+    }
+}
+
+/// A non-text value of a target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    Int(i128),
+    Addr(IpAddr),
+    Other,
+}
+
+/// The target's value as a number or an address.
+pub fn value(target: Target, event: &Event) -> Option<Value> {
+    match target {
+        Target::Field(field) => Some(match event.field(field)? {
+            FieldValue::Int(v) => Value::Int(v),
+            FieldValue::Float(f) => Value::Int(f as i128),
+            FieldValue::Addr(a) => Value::Addr(a),
+            _ => Value::Other,
+        }),
+        Target::Arg(i) => argv(event)?.iter().nth(usize::from(i)).map(|_| Value::Other),
+    }
+}
+
+/// The command line a target `argv[i]` reads: an exec's own, else the
+/// process context's.
+fn argv(event: &Event) -> Option<&Argv> {
+    match event {
+        Event::ProcessExec(e) => Some(&e.argv),
+        _ => event.context().map(|c| &c.argv),
+    }
+}
+
+/// Calls `f` with each text view of the target's value (one, or one per
+/// item of a list such as the environment); returns whether the event has
+/// the value at all. `buffer` holds texts that must be built (arguments
+/// joined with spaces, numbers, addresses).
+pub fn with_texts(target: Target, event: &Event, buffer: &mut String, mut f: impl FnMut(&str)) -> bool {
+    let field = match target {
+        Target::Arg(i) => {
+            return match argv(event).and_then(|a| a.iter().nth(usize::from(i))) {
+                Some(arg) => {
+                    f(arg);
+                    true
+                }
+                None => false,
+            };
+        }
+        Target::Field(field) => field,
+    };
+    match event.field(field) {
+        None => false,
+        Some(FieldValue::Str(text)) => {
+            f(text);
+            true
+        }
+        Some(FieldValue::Args(args)) => {
+            buffer.clear();
+            for (i, arg) in args.iter().enumerate() {
+                if i > 0 {
+                    buffer.push(' ');
+                }
+                buffer.push_str(arg);
+            }
+            f(buffer);
+            true
+        }
+        Some(FieldValue::List(items)) => {
+            for item in items {
+                f(item);
+            }
+            true
+        }
+        Some(FieldValue::Int(v)) => {
+            buffer.clear();
+            let _ = write!(buffer, "{v}");
+            f(buffer);
+            true
+        }
+        Some(FieldValue::Float(v)) => {
+            buffer.clear();
+            let _ = write!(buffer, "{v}");
+            f(buffer);
+            true
+        }
+        Some(FieldValue::Addr(a)) => {
+            buffer.clear();
+            let _ = write!(buffer, "{}", canonical(a));
+            f(buffer);
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "compile/tests.rs"]
+mod tests;

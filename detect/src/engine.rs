@@ -1,0 +1,160 @@
+//! One loaded rule set at work: per event, the compiled conditions that
+//! hold ([`Evaluator`]); the L1 rules among them fire at once (all of
+//! them: no first-match shadowing), the L2 steps go to the [`L2Engine`];
+//! exceptions silence a firing last, so a rule's body and its allow-list
+//! stay independent.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use pipeline::event::ProcessContext;
+use pipeline::Event;
+
+use crate::compile::Scratch;
+use crate::firing::{Firing, MatchId};
+use crate::l2::{L2Config, L2Engine, L2Stats};
+use crate::rule::Rule;
+use crate::ruleset::{Owner, RuleSet};
+
+/// A rule set with its per-event scratch and L2 state.
+#[derive(Debug)]
+pub struct Engine {
+    set: Arc<RuleSet>,
+    scratch: Scratch,
+    l2: L2Engine,
+    hits: Vec<MatchId>,
+    steps: Vec<MatchId>,
+    /// Firings silenced by an exception, per rule (for `rules test` and
+    /// metrics).
+    pub excepted: u64,
+}
+
+impl Engine {
+    pub fn new(set: Arc<RuleSet>, config: L2Config) -> Engine {
+        let scratch = set.evaluator.scratch();
+        let l2_rules = set.l2.iter().filter(|(rule, _)| set.rules[*rule].meta.enabled).cloned().collect();
+        let l2 = L2Engine::new(l2_rules, config);
+        Engine { set, scratch, l2, hits: Vec::new(), steps: Vec::new(), excepted: 0 }
+    }
+
+    pub fn set(&self) -> &Arc<RuleSet> {
+        &self.set
+    }
+
+    pub fn l2_stats(&self) -> L2Stats {
+        self.l2.stats()
+    }
+
+    /// Evaluates one event; firings are appended to `out` (L1 first, in
+    /// rule order, then whatever L2 completes).
+    pub fn process(&mut self, event: &Event, out: &mut Vec<Firing>) {
+        if matches!(event, Event::Detection(_)) {
+            return;
+        }
+        self.hits.clear();
+        self.steps.clear();
+        self.set.evaluator.evaluate(event, &mut self.scratch, &mut self.hits);
+        let first = out.len();
+        for id in &self.hits {
+            match self.set.owners[id.0 as usize] {
+                Owner::Indicator { rule } => {
+                    let meta = &self.set.rules[rule].meta;
+                    if !meta.enabled {
+                        continue;
+                    }
+                    let Some(process) = event.process() else { continue };
+                    out.push(Firing {
+                        rule,
+                        process: *process,
+                        context: event.context().cloned(),
+                        event_ids: vec![event.meta().event_id],
+                        ts_ns: event.meta().ts_ns,
+                        event_kind: event.kind(),
+                        summary: describe(event),
+                    });
+                }
+                Owner::Step { rule } => {
+                    if self.set.rules[rule].meta.enabled {
+                        self.steps.push(*id);
+                    }
+                }
+            }
+        }
+        self.l2.push(event, &self.steps, out);
+        self.retain_unexcepted(first, out);
+    }
+
+    /// Processes what L2 holds in its reorder window up to `upto_ts`
+    /// (`u64::MAX`: everything, at shutdown).
+    pub fn flush(&mut self, upto_ts: u64, out: &mut Vec<Firing>) {
+        let first = out.len();
+        self.l2.flush(upto_ts, out);
+        self.retain_unexcepted(first, out);
+    }
+
+    fn retain_unexcepted(&mut self, first: usize, out: &mut Vec<Firing>) {
+        let before = out.len();
+        let rules = &self.set.rules;
+        let mut index = 0;
+        out.retain(|firing| {
+            index += 1;
+            index <= first || !excepted(&rules[firing.rule], firing.context.as_deref())
+        });
+        self.excepted += (before - out.len()) as u64;
+    }
+}
+
+/// Whether a rule's exceptions cover the process.
+fn excepted(rule: &Rule, context: Option<&ProcessContext>) -> bool {
+    let exceptions = &rule.meta.exceptions;
+    if exceptions.exe.is_empty() && exceptions.lineage.is_empty() {
+        return false;
+    }
+    let Some(context) = context else { return false };
+    if exceptions.exe.iter().any(|p| path_matches(p, &context.exe)) {
+        return true;
+    }
+    context.ancestry.iter().any(|a| exceptions.lineage.iter().any(|p| path_matches(p, &a.exe)))
+}
+
+/// Exact, or a prefix when the pattern ends in `*`.
+fn path_matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => pattern == path,
+    }
+}
+
+/// One line on what the event was.
+pub fn describe(event: &Event) -> String {
+    let mut s = String::new();
+    let exe = |e: &Event| e.context().map(|c| c.exe.clone()).unwrap_or_else(|| "".into());
+    let _ = match event {
+        Event::ProcessExec(e) => write!(s, "exec {} {}", e.exe, clip(&e.argv.joined(), 160)),
+        Event::NetConnect(e) => write!(s, "{} connect {}:{}", exe(event), e.dst_addr, e.dst_port),
+        Event::NetSend(e) => write!(s, "{} send {}:{}", exe(event), e.dst_addr, e.dst_port),
+        Event::NetListen(e) => write!(s, "{} listen {}:{}", exe(event), e.addr, e.port),
+        Event::NetAccept(e) => write!(s, "{} accept {}:{}", exe(event), e.peer_addr, e.peer_port),
+        Event::FileOpen(e) => write!(s, "{} open {}", exe(event), e.path),
+        Event::FileChange(e) => write!(s, "{} {} {} {}", exe(event), e.op.as_str(), e.path, e.target),
+        Event::ModuleLoad(e) => write!(s, "{} {} {}", exe(event), e.syscall.as_str(), e.path),
+        Event::PtraceAttach(e) => write!(s, "{} ptrace pid {}", exe(event), e.target.pid),
+        Event::CredentialChange(e) => {
+            write!(s, "{} {} euid {}→{}", exe(event), e.syscall.as_str(), e.old.euid, e.new.euid)
+        }
+        Event::NamespaceChange(e) => write!(s, "{} {} flags {:#x}", exe(event), e.syscall.as_str(), e.flags),
+        other => write!(s, "{} {}", other.kind().as_str(), exe(other)),
+    };
+    s.trim().to_owned()
+}
+
+fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

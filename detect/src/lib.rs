@@ -1,0 +1,32 @@
+//! Detection (issue #15; DESIGN §6): rule files compiled once into
+//! matchers, evaluated on enriched events, every matching rule firing.
+//!
+//! The flow, front to back:
+//! - front ends read rule files into the syntax-free [`rule`] model:
+//!   [`native`] (hostflow's YAML) and [`sigma`] (Sigma rules for Linux,
+//!   and Sigma correlations as an import syntax for L2);
+//! - [`ruleset`] loads a directory (every problem at once, with file, line
+//!   and rule id), and [`compile`] turns the rules into one compiled set:
+//!   literal automata per field, regex sets, IOC hash sets, CIDR sets;
+//! - [`l1`] evaluates single-event indicators and [`l2`] keeps the bounded
+//!   state of sequences and counts;
+//! - [`transform`] is the `detect` component: it evaluates batches, emits
+//!   [`pipeline::Detection`] events, and swaps in a recompiled set on
+//!   SIGHUP or a change under the rules directory, between two batches.
+
+pub mod cases;
+pub mod compile;
+pub mod engine;
+pub mod firing;
+pub mod l2;
+pub mod native;
+pub mod problem;
+pub mod rule;
+pub mod ruleset;
+pub mod sigma;
+pub mod transform;
+pub mod yaml;
+
+pub use problem::Problem;
+pub use ruleset::{load, RuleSet};
+pub use transform::build;

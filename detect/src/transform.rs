@@ -1,0 +1,376 @@
+//! `detect`: evaluates every event against the loaded rule set and emits a
+//! [`Detection`] for every rule that fires (all of them).
+//!
+//! ```toml
+//! [transforms.detect]
+//! type = "detect"
+//! inputs = ["enrich"]
+//! rules = "rules"          # a directory of .yml files (native and Sigma), or one file
+//! ```
+//!
+//! Reload: a reloader thread, started with the topology, fingerprints the
+//! rules directory every `watch_interval_ms` (names, sizes, mtimes) and
+//! also wakes on SIGHUP; on a change it loads and compiles the whole set
+//! off the hot path and hands it to the engine's update channel, which
+//! swaps it in between two batches. A set with any problem is refused, its
+//! problems logged with file, line and rule id, and the old set keeps
+//! running. Before the swap the old set's L2 reorder window is drained, so
+//! sequences already in flight finish under the rules they started with.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use pipeline::health::HealthHandle;
+use pipeline::metrics::DropReason;
+use pipeline::{
+    update_channel, Batch, ComponentOptions, ConfigError, Detection, Event, EventMeta, Output, Transform, Update,
+    UpdateReceiver, UpdateSender,
+};
+use serde::Deserialize;
+
+use crate::engine::Engine;
+use crate::firing::Firing;
+use crate::l2::L2Config;
+use crate::ruleset::{self, RuleSet};
+
+/// Detections emitted, by `layer` and `confidence`.
+pub const DETECTIONS_TOTAL: &str = "hostflow_detect_detections_total";
+/// Rule-set reloads by `result` (`applied`, `rejected`, `unchanged`).
+pub const RELOADS_TOTAL: &str = "hostflow_detect_reloads_total";
+/// Enabled rules in the active set, by `layer`.
+pub const RULES: &str = "hostflow_detect_rules";
+/// Firings silenced by a rule's exceptions.
+pub const EXCEPTED_TOTAL: &str = "hostflow_detect_excepted_total";
+/// L2 state entries held now.
+pub const L2_STATES: &str = "hostflow_detect_l2_states";
+/// L2 state evicted, by `reason` (cap_rule, cap_total, exec, exit, expired).
+pub const L2_EVICTIONS_TOTAL: &str = "hostflow_detect_l2_evictions_total";
+/// Events that reached L2 after its reorder window had passed them.
+pub const L2_LATE_EVENTS_TOTAL: &str = "hostflow_detect_l2_late_events_total";
+
+/// `[transforms.NAME] type = "detect"`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Directory of rule files (or one file), relative to the working
+    /// directory.
+    pub rules: toml::Spanned<PathBuf>,
+    /// Reload when files under `rules` change (and on SIGHUP).
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    #[serde(default = "default_watch_interval_ms")]
+    pub watch_interval_ms: u64,
+    /// How late (in event time) an event may arrive and still be put in
+    /// order for L2.
+    #[serde(default = "default_reorder_ms")]
+    pub reorder_ms: u64,
+    #[serde(default = "default_max_states_per_rule")]
+    pub max_states_per_rule: usize,
+    #[serde(default = "default_max_states_total")]
+    pub max_states_total: usize,
+    /// Pass input events on after the detections (`false`: emit only
+    /// detections; the inputs are counted as `filtered`).
+    #[serde(default = "default_true")]
+    pub pass_through: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_watch_interval_ms() -> u64 {
+    1000
+}
+fn default_reorder_ms() -> u64 {
+    2000
+}
+fn default_max_states_per_rule() -> usize {
+    10_000
+}
+fn default_max_states_total() -> usize {
+    100_000
+}
+
+/// Builds the transform (the registry entry).
+pub fn build(options: &ComponentOptions) -> Result<Box<dyn Transform>, Vec<ConfigError>> {
+    pipeline::build_with(options, |config: DetectConfig, options| {
+        let path = config.rules.get_ref().clone();
+        let loaded = ruleset::load(&path);
+        let Some(set) = loaded.set else {
+            let mut errors: Vec<ConfigError> = loaded
+                .problems()
+                .map(|p| options.error_at(config.rules.span(), format!("rule problem: {p}")))
+                .collect();
+            if errors.is_empty() {
+                errors.push(options.error_at(config.rules.span(), "the rules did not load"));
+            }
+            return Err(errors);
+        };
+        Ok(Box::new(Detect::new(config, Arc::new(set), &options.component)) as Box<dyn Transform>)
+    })
+}
+
+/// The running transform.
+#[derive(Debug)]
+pub struct Detect {
+    engine: Engine,
+    l2_config: L2Config,
+    path: PathBuf,
+    watch: Option<Duration>,
+    pass_through: bool,
+    component: Arc<str>,
+    firings: Vec<Firing>,
+    health: Option<HealthHandle>,
+    reorder_ns: u64,
+    last_batch: Instant,
+    evictions_reported: Vec<(String, u64)>,
+    late_reported: u64,
+    excepted_reported: u64,
+}
+
+impl Detect {
+    pub fn new(config: DetectConfig, set: Arc<RuleSet>, component: &str) -> Detect {
+        let l2_config = L2Config {
+            reorder_ns: config.reorder_ms.saturating_mul(1_000_000),
+            max_states_per_rule: config.max_states_per_rule,
+            max_states_total: config.max_states_total,
+        };
+        let detect = Detect {
+            engine: Engine::new(set, l2_config.clone()),
+            reorder_ns: l2_config.reorder_ns,
+            l2_config,
+            path: config.rules.into_inner(),
+            watch: config.watch.then(|| Duration::from_millis(config.watch_interval_ms.max(50))),
+            pass_through: config.pass_through,
+            component: Arc::from(component),
+            firings: Vec::new(),
+            health: None,
+            last_batch: Instant::now(),
+            evictions_reported: Vec::new(),
+            late_reported: 0,
+            excepted_reported: 0,
+        };
+        detect.publish_set();
+        detect
+    }
+
+    /// Metrics and `/health` for the active set.
+    fn publish_set(&self) {
+        let set = self.engine.set();
+        let counts = set.counts();
+        for layer in pipeline::DetectionLayer::ALL {
+            let n = counts.get(&layer).copied().unwrap_or(0);
+            metrics::gauge!(RULES, "component" => self.component.to_string(), "layer" => layer.as_str()).set(n as f64);
+        }
+        if let Some(health) = &self.health {
+            let per_layer: serde_json::Map<String, serde_json::Value> =
+                counts.iter().map(|(l, n)| (l.as_str().to_owned(), serde_json::Value::from(*n))).collect();
+            health.set_details(serde_json::json!({
+                "ruleset": &*set.digest,
+                "rules": per_layer,
+                "files": set.files.len(),
+                "path": self.path.display().to_string(),
+            }));
+        }
+    }
+
+    fn emit(&mut self, out: &mut Output) {
+        let set = self.engine.set().clone();
+        for firing in self.firings.drain(..) {
+            let rule = &set.rules[firing.rule];
+            let layer = rule.body.layer();
+            metrics::counter!(DETECTIONS_TOTAL, "component" => self.component.to_string(), "layer" => layer.as_str(), "confidence" => rule.meta.confidence.as_str()).increment(1);
+            let event_id = out.next_event_id();
+            out.push(Event::Detection(Detection {
+                meta: EventMeta { ts_ns: firing.ts_ns, event_id },
+                process: firing.process,
+                rule_id: rule.meta.id.clone(),
+                title: rule.meta.title.clone(),
+                layer,
+                severity: rule.meta.severity,
+                confidence: rule.meta.confidence,
+                attack: rule.meta.attack.clone(),
+                event_ids: firing.event_ids,
+                event_kind: firing.event_kind.as_str().into(),
+                summary: firing.summary.into(),
+                ruleset: set.digest.clone(),
+                context: firing.context,
+            }));
+        }
+        self.report_l2();
+    }
+
+    fn report_l2(&mut self) {
+        let stats = self.engine.l2_stats();
+        let component = self.component.to_string();
+        metrics::gauge!(L2_STATES, "component" => component.clone()).set(stats.states as f64);
+        for (reason, count) in stats.evictions() {
+            let reported = match self.evictions_reported.iter_mut().find(|(r, _)| r == reason) {
+                Some((_, n)) => n,
+                None => {
+                    self.evictions_reported.push((reason.to_owned(), 0));
+                    &mut self.evictions_reported.last_mut().expect("just pushed").1
+                }
+            };
+            if count > *reported {
+                metrics::counter!(L2_EVICTIONS_TOTAL, "component" => component.clone(), "reason" => reason.to_owned())
+                    .increment(count - *reported);
+                *reported = count;
+            }
+        }
+        if stats.late > self.late_reported {
+            metrics::counter!(L2_LATE_EVENTS_TOTAL, "component" => component.clone()).increment(stats.late - self.late_reported);
+            self.late_reported = stats.late;
+        }
+        if self.engine.excepted > self.excepted_reported {
+            metrics::counter!(EXCEPTED_TOTAL, "component" => component).increment(self.engine.excepted - self.excepted_reported);
+            self.excepted_reported = self.engine.excepted;
+        }
+    }
+}
+
+impl Transform for Detect {
+    fn process(&mut self, batch: Batch, out: &mut Output) {
+        self.last_batch = Instant::now();
+        for event in &batch {
+            self.engine.process(event, &mut self.firings);
+        }
+        self.emit(out);
+        if self.pass_through {
+            out.extend(batch);
+        } else {
+            out.discard(DropReason::Filtered, batch.len());
+        }
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(Duration::from_millis(250))
+    }
+
+    /// With no input for a whole reorder window (wall time), nothing can
+    /// arrive to be put in order before what L2 holds: release it.
+    fn on_tick(&mut self, out: &mut Output) {
+        if self.last_batch.elapsed() >= Duration::from_nanos(self.reorder_ns.max(1)) {
+            self.engine.flush(u64::MAX, &mut self.firings);
+            self.emit(out);
+        }
+    }
+
+    fn flush(&mut self, out: &mut Output) {
+        self.engine.flush(u64::MAX, &mut self.firings);
+        self.emit(out);
+    }
+
+    fn take_updates(&mut self) -> Option<UpdateReceiver> {
+        let interval = self.watch?;
+        let (sender, receiver) = update_channel();
+        let fingerprint = fingerprint(&self.path);
+        spawn_reloader(self.path.clone(), interval, fingerprint, self.engine.set().digest.clone(), sender, self.component.clone());
+        Some(receiver)
+    }
+
+    fn apply(&mut self, update: Update, out: &mut Output) {
+        let Ok(set) = update.downcast::<Arc<RuleSet>>() else {
+            tracing::error!(component = %self.component, "detect: an update of an unexpected type; keeping the rule set");
+            return;
+        };
+        self.engine.flush(u64::MAX, &mut self.firings);
+        self.emit(out);
+        tracing::info!(component = %self.component, ruleset = %set.digest, rules = set.rules.len(), "detect: rule set swapped in");
+        self.engine = Engine::new(*set, self.l2_config.clone());
+        self.excepted_reported = 0;
+        self.publish_set();
+    }
+
+    fn attach_health(&mut self, health: HealthHandle) {
+        self.health = Some(health);
+        self.publish_set();
+    }
+}
+
+/// Names, sizes and mtimes of the rule files: cheap to take every second.
+fn fingerprint(path: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    let Ok(files) = ruleset::rule_files(path) else { return Vec::new() };
+    files
+        .into_iter()
+        .map(|f| {
+            let meta = std::fs::metadata(&f).ok();
+            let len = meta.as_ref().map_or(0, |m| m.len());
+            let mtime = meta.and_then(|m| m.modified().ok());
+            (f, len, mtime)
+        })
+        .collect()
+}
+
+/// The reloader: a plain thread (loading reads files and compiles
+/// automata: never on the runtime), woken by its interval or SIGHUP.
+fn spawn_reloader(
+    path: PathBuf,
+    interval: Duration,
+    mut last: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    mut digest: Arc<str>,
+    sender: UpdateSender,
+    component: Arc<str>,
+) {
+    let (poke, woken) = mpsc::channel::<()>();
+    hangup_pokes(poke);
+    let thread_name = format!("detect-reload-{component}");
+    let logged = component.clone();
+    let spawned = std::thread::Builder::new().name(thread_name).spawn(move || loop {
+        let hangup = match woken.recv_timeout(interval) {
+            Ok(()) => true,
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => false,
+        };
+        if sender.is_closed() {
+            return;
+        }
+        let now = fingerprint(&path);
+        if !hangup && now == last {
+            continue;
+        }
+        last = now;
+        let loaded = ruleset::load(&path);
+        match loaded.set {
+            Some(set) if set.digest == digest => {
+                metrics::counter!(RELOADS_TOTAL, "component" => component.to_string(), "result" => "unchanged").increment(1);
+            }
+            Some(set) => {
+                digest = set.digest.clone();
+                if sender.blocking_send(Box::new(Arc::new(set))).is_err() {
+                    return;
+                }
+                metrics::counter!(RELOADS_TOTAL, "component" => component.to_string(), "result" => "applied").increment(1);
+            }
+            None => {
+                metrics::counter!(RELOADS_TOTAL, "component" => component.to_string(), "result" => "rejected").increment(1);
+                for problem in loaded.problems() {
+                    tracing::warn!(component = %component, "detect: rule set refused, the old one keeps running: {problem}");
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!(component = %logged, error = %e, "detect: cannot start the rules reloader; rules will not reload");
+    }
+}
+
+/// Forwards SIGHUP to the reloader (when running inside the runtime).
+fn hangup_pokes(poke: mpsc::Sender<()>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    runtime.spawn(async move {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            if poke.send(()).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+#[path = "transform/tests.rs"]
+mod tests;
