@@ -144,15 +144,26 @@ install -d -m 0755 "$D/DEBIAN" "$D/etc/hostflow/rules" "$D/lib/systemd/system" "
 stage_binary "$BIN" "$D/usr/bin/hostflow"
 install -m 0644 "$PKG/topology.toml" "$D/etc/hostflow/topology.toml"
 install -m 0644 "$PKG/rules-README" "$D/etc/hostflow/rules/README"
+install -d -m 0755 "$D/etc/hostflow/rules/linux"
+for rule_file in "$ROOT"/rules/linux/*.yml; do
+  install -m 0644 "$rule_file" "$D/etc/hostflow/rules/linux/$(basename "$rule_file")"
+done
 install -m 0644 "$PKG/systemd/hostflow.service" "$D/lib/systemd/system/hostflow.service"
 doc_copyright "$D/usr/share/doc/hostflow"
 install -m 0644 "$PKG/README.md" "$D/usr/share/doc/hostflow/README.Debian"
 gzip -9n <"$ROOT/README.md" >"$D/usr/share/doc/hostflow/README.md.gz"
 chmod 0644 "$D/usr/share/doc/hostflow/README.md.gz"
 for script in postinst prerm postrm; do install -m 0755 "$PKG/deb/$script" "$D/DEBIAN/$script"; done
-install -m 0644 "$PKG/deb/conffiles" "$D/DEBIAN/conffiles"
-"$D/usr/bin/hostflow" validate "$D/etc/hostflow/topology.toml" >/dev/null ||
-  die "packaging/topology.toml does not validate: $("$D/usr/bin/hostflow" validate "$D/etc/hostflow/topology.toml" 2>&1)"
+{
+  cat "$PKG/deb/conffiles"
+  for rule_file in "$D"/etc/hostflow/rules/linux/*.yml; do echo "/etc/hostflow/rules/linux/$(basename "$rule_file")"; done
+} >"$D/DEBIAN/conffiles"
+chmod 0644 "$D/DEBIAN/conffiles"
+# Validate as installed: the packaged topology names /etc/hostflow/rules,
+# which here is the staged copy.
+sed "s#/etc/hostflow/rules#$D/etc/hostflow/rules#" "$D/etc/hostflow/topology.toml" >"$STAGE/topology-check.toml"
+"$D/usr/bin/hostflow" validate "$STAGE/topology-check.toml" >/dev/null ||
+  die "packaging/topology.toml does not validate: $("$D/usr/bin/hostflow" validate "$STAGE/topology-check.toml" 2>&1)"
 DEPENDS="$(shlib_depends "$D/usr/bin/hostflow")"
 cat >"$D/DEBIAN/control" <<EOF
 Package: hostflow

@@ -45,7 +45,7 @@ fn every_kind_comes_back_equal_field_by_field() {
     let root = ws.path("spool");
     let weights: Vec<(EventKind, u32)> = EventKind::ALL.iter().map(|&kind| (kind, 1)).collect();
     let mut stream = EventStream::new(11, weights, Some(50_000.0));
-    // Enough that each of the 19 kinds has well over 2 000 events.
+    // Enough that each kind has well over 2 000 events.
     let events: Vec<Event> = (0..50_000).map(|_| stream.next_event(3 << 48)).collect();
     spool(&root, &events);
     for kind in EventKind::ALL {
@@ -72,13 +72,20 @@ fn every_kind_comes_back_equal_field_by_field() {
 #[test]
 fn security_kinds_and_exec_attributes_round_trip_through_every_format() {
     let samples = pipeline::event::columns::security_samples(1);
-    let mut plain = samples.clone();
-    if let Some(Event::ProcessExec(exec)) = plain.last_mut() {
-        exec.attributes = None;
-        exec.meta.event_id += 100;
-        exec.meta.ts_ns += 100;
-    }
-    let events: Vec<Event> = samples.iter().cloned().chain(plain.last().cloned()).collect();
+    // The exec once more, without attributes (found by kind: it is not the
+    // last sample since process_snapshot, exe_hash and detection).
+    let plain = samples.iter().find_map(|event| match event {
+        Event::ProcessExec(exec) => {
+            let mut plain = exec.clone();
+            plain.attributes = None;
+            plain.meta.event_id += 100;
+            plain.meta.ts_ns += 100;
+            Some(Event::ProcessExec(plain))
+        }
+        _ => None,
+    });
+    assert!(plain.is_some(), "the samples hold an exec");
+    let events: Vec<Event> = samples.iter().cloned().chain(plain).collect();
     for kind in EventKind::ALL.into_iter().filter(|k| pipeline::event::columns::is_security(*k)) {
         assert!(events.iter().any(|e| e.kind() == kind), "{kind}: a sample");
     }

@@ -49,17 +49,51 @@ enum Node {
     Any(Vec<Node>),
     Not(Box<Node>),
     /// Literals of one slot, by global literal id.
-    Literals { slot: u16, op: TextOp, ids: Vec<u32>, all: bool },
+    Literals {
+        slot: u16,
+        op: TextOp,
+        ids: Vec<u32>,
+        all: bool,
+    },
     /// Text compared directly (cased literals, empty literals).
-    Direct { target: Target, op: TextOp, values: Vec<Arc<str>>, all: bool, cased: bool },
+    Direct {
+        target: Target,
+        op: TextOp,
+        values: Vec<Arc<str>>,
+        all: bool,
+        cased: bool,
+    },
     /// Regexes of one slot, by global regex id.
-    Regexes { slot: u16, ids: Vec<u32>, all: bool },
-    Cidr { target: Target, nets: Vec<Cidr> },
-    Num { target: Target, op: CmpOp, value: i128 },
-    NumIn { target: Target, values: Vec<i128> },
-    BitsAny { target: Target, mask: u64 },
-    Set { target: Target, set: u32 },
-    Exists { target: Target, present: bool },
+    Regexes {
+        slot: u16,
+        ids: Vec<u32>,
+        all: bool,
+    },
+    Cidr {
+        target: Target,
+        nets: Vec<Cidr>,
+    },
+    Num {
+        target: Target,
+        op: CmpOp,
+        value: i128,
+    },
+    NumIn {
+        target: Target,
+        values: Vec<i128>,
+    },
+    BitsAny {
+        target: Target,
+        mask: u64,
+    },
+    Set {
+        target: Target,
+        set: u32,
+    },
+    Exists {
+        target: Target,
+        present: bool,
+    },
 }
 
 /// One text target with its literals and regexes.
@@ -591,9 +625,7 @@ fn text_holds(op: TextOp, text: &str, value: &str, cased: bool) -> bool {
         TextOp::Equals => eq(t, v),
         TextOp::Prefix => t.len() >= v.len() && eq(&t[..v.len()], v),
         TextOp::Suffix => t.len() >= v.len() && eq(&t[t.len() - v.len()..], v),
-        TextOp::Contains => {
-            v.is_empty() || (t.len() >= v.len() && t.windows(v.len()).any(|w| eq(w, v)))
-        }
+        TextOp::Contains => v.is_empty() || (t.len() >= v.len() && t.windows(v.len()).any(|w| eq(w, v))),
     }
 }
 

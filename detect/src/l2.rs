@@ -54,20 +54,28 @@
 //!   (`cap_rule`), beyond `max_states_total` the oldest of all (`cap_total`):
 //!   oldest by last update, ties by `(rule, key)` order. Caps below 1 count
 //!   as 1.
+//! - **Determinism.** States are found through hash maps (SipHash with a
+//!   random key: group values can be chosen by whoever runs processes),
+//!   but no order is ever taken from them: the reorder buffer, the age
+//!   index and the rule list decide every order that reaches the output.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use pipeline::event::{Lineage, ProcessContext};
-use pipeline::{Event, EventKind, FieldValue, ProcessKey};
+use pipeline::event::ProcessContext;
+use pipeline::{Event, EventKind, ProcessKey};
 
 use crate::firing::{Firing, MatchId};
-use crate::rule::{canonical, GroupKey, Relation, Target};
+use crate::rule::{GroupKey, Relation, Target};
 
+mod keys;
+mod steps;
 #[cfg(test)]
 mod tests;
+
+pub use keys::lineage_key;
+use keys::{group_of, value_of, Group, Value};
 
 /// The most steps a sequence may have (a step set is one `u64`); a longer
 /// sequence never fires (front ends reject it).
@@ -171,34 +179,6 @@ impl L2Stats {
     }
 }
 
-/// A value of a group key or a distinct target, owned (the event is not
-/// kept).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Value {
-    Proc(ProcessKey),
-    Int(i128),
-    /// The bits of an `f64`.
-    Float(u64),
-    Str(Box<str>),
-    Addr(IpAddr),
-}
-
-/// A group key: one value (no allocation) or several.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Group {
-    One(Value),
-    Many(Box<[Value]>),
-}
-
-impl Group {
-    fn first(&self) -> Option<&Value> {
-        match self {
-            Group::One(v) => Some(v),
-            Group::Many(vs) => vs.first(),
-        }
-    }
-}
-
 /// A condition feeding a rule: `slot` in the engine's rule list, and the
 /// step (0 for a count).
 #[derive(Clone, Copy, Debug)]
@@ -276,7 +256,8 @@ impl Rule {
         if let Some(keys) = &mut self.keys {
             keys.remove(&group);
         }
-        self.by_age.remove(&(state.last_ts, group))
+        self.by_age.remove(&(state.last_ts, group));
+        true
     }
 
     fn remove_oldest(&mut self) -> bool {
@@ -332,7 +313,10 @@ pub struct L2Engine {
     by_process: bool,
     /// Some rule needs lineage keys.
     needs_lineage: bool,
-    held: BinaryHeap<Reverse<HeldKey>>,
+    /// Held keys that arrived in order (the usual case: O(1))…
+    in_order: VecDeque<HeldKey>,
+    /// …and those that did not.
+    reordered: BinaryHeap<Reverse<HeldKey>>,
     slab: Vec<Option<Held>>,
     free: Vec<u32>,
     max_ts: u64,
@@ -430,7 +414,8 @@ impl L2Engine {
             needs_lineage,
             rules: built,
             feeds,
-            held: BinaryHeap::new(),
+            in_order: VecDeque::new(),
+            reordered: BinaryHeap::new(),
             slab: Vec::new(),
             free: Vec::new(),
             max_ts: 0,
@@ -480,8 +465,13 @@ impl L2Engine {
                         (self.slab.len() - 1) as u32
                     }
                 };
-                self.held.push(Reverse((key.0, key.1, key.2, at)));
-                while self.held.len() > MAX_HELD {
+                let key = (key.0, key.1, key.2, at);
+                if self.in_order.back().is_none_or(|last| *last <= key) {
+                    self.in_order.push_back(key);
+                } else {
+                    self.reordered.push(Reverse(key));
+                }
+                while self.held_len() > MAX_HELD {
                     let Some(oldest) = self.pop_held() else { break };
                     self.floor = self.floor.max(oldest.rec.ts);
                     self.forced += 1;
@@ -505,10 +495,12 @@ impl L2Engine {
         self.drain(upto_ts, out);
     }
 
+    /// Sizes now and counters since [`L2Engine::new`] (read by the
+    /// transform for its metrics).
     pub fn stats(&self) -> L2Stats {
         L2Stats {
             states: self.states,
-            held: self.held.len(),
+            held: self.held_len(),
             late: self.late,
             by_reason: self.evictions,
             partials_dropped: self.partials_dropped,
@@ -551,14 +543,32 @@ impl L2Engine {
         Some(Held { rec, inputs })
     }
 
+    fn held_len(&self) -> usize {
+        self.in_order.len() + self.reordered.len()
+    }
+
+    /// The smallest held key.
+    fn next_held(&self) -> Option<HeldKey> {
+        match (self.in_order.front(), self.reordered.peek()) {
+            (Some(a), Some(Reverse(b))) => Some(*a.min(b)),
+            (a, b) => a.or(b.map(|Reverse(b)| b)).copied(),
+        }
+    }
+
     fn pop_held(&mut self) -> Option<Held> {
-        let Reverse((_, _, _, at)) = self.held.pop()?;
+        let next = self.next_held()?;
+        if self.in_order.front() == Some(&next) {
+            self.in_order.pop_front();
+        } else {
+            self.reordered.pop();
+        }
+        let at = next.3;
         self.free.push(at);
         self.slab.get_mut(at as usize)?.take()
     }
 
     fn drain(&mut self, upto: u64, out: &mut Vec<Firing>) {
-        while self.held.peek().is_some_and(|Reverse((ts, ..))| *ts <= upto) {
+        while self.next_held().is_some_and(|(ts, ..)| ts <= upto) {
             if let Some(held) = self.pop_held() {
                 self.process(held, out);
             }
@@ -696,253 +706,5 @@ impl L2Engine {
             }
             None => {}
         }
-    }
-
-    fn sequence(&mut self, slot: usize, input: Input, rec: &StepRec, out: &mut Vec<Firing>) {
-        let now = rec.ts;
-        let (ordered, n, within, index) = match &self.rules[slot] {
-            Rule { kind: Kind::Sequence { ordered, relations }, within_ns, index, .. } => {
-                (*ordered, relations.len(), *within_ns, *index)
-            }
-            _ => return,
-        };
-        let full = if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
-        let steps = input.steps & full;
-        if steps == 0 {
-            return;
-        }
-        if n == 1 {
-            out.push(sequence_firing(index, within, &[], rec));
-            return;
-        }
-        let starts = if ordered { steps & 1 } else { steps };
-        let exists = self.rules[slot].states.contains_key(&input.group);
-        if !exists && starts == 0 {
-            return;
-        }
-        self.ensure(slot, &input.group, now, || Body::Sequence(Vec::new()));
-        let rule = &mut self.rules[slot];
-        let Kind::Sequence { relations, .. } = &rule.kind else { return };
-        let Some(state) = rule.states.get_mut(&input.group) else { return };
-        let mut dropped = 0;
-        let old_ts = state.last_ts;
-        let Body::Sequence(partials) = &mut state.body else { return };
-        let had = partials.len();
-        partials.retain(|p| now - p.start_ts().min(now) <= within);
-        let died = had - partials.len();
-        let fits = |p: &Partial, s: usize| -> bool {
-            steps & (1 << s) != 0
-                && p.filled & (1 << s) == 0
-                && (!ordered || p.filled == (1u64 << s) - 1)
-                && (s == 0 || p.step(s - 1).is_none_or(|prev| related(relations[s], prev, rec)))
-                && (s + 1 >= n || p.step(s + 1).is_none_or(|next| related(relations[s + 1], rec, next)))
-        };
-        // Complete the earliest partial this event completes.
-        let completes = partials.iter().position(|p| {
-            let missing = full & !p.filled;
-            missing.count_ones() == 1 && fits(p, missing.trailing_zeros() as usize)
-        });
-        let mut changed = false;
-        if let Some(at) = completes {
-            let partial = partials.remove(at);
-            out.push(sequence_firing(index, within, &partial.events, rec));
-            changed = true;
-        } else {
-            for partial in partials.iter_mut() {
-                if let Some(s) = (0..n).find(|&s| fits(partial, s)) {
-                    partial.filled |= 1 << s;
-                    partial.events.push((s as u8, rec.clone()));
-                    changed = true;
-                }
-            }
-            if starts != 0 {
-                if partials.len() >= MAX_PARTIALS {
-                    partials.remove(0);
-                    dropped += 1;
-                }
-                let s = starts.trailing_zeros() as u8;
-                partials.push(Partial { filled: 1 << s, events: vec![(s, rec.clone())] });
-                changed = true;
-            }
-        }
-        let empty = partials.is_empty();
-        self.partials_dropped += dropped;
-        let outcome =
-            if empty { Some(if changed || died == 0 { None } else { Some(EvictReason::Expired) }) } else { None };
-        let now = if changed && !empty {
-            state.last_ts = now;
-            now
-        } else {
-            old_ts
-        };
-        self.touch(slot, input.group, old_ts, now, outcome);
-    }
-
-    fn count(&mut self, slot: usize, input: Input, rec: &StepRec, out: &mut Vec<Firing>) {
-        let now = rec.ts;
-        let (distinct, more_than, within, index) = match &self.rules[slot] {
-            Rule { kind: Kind::Count { distinct, more_than }, within_ns, index, .. } => {
-                (*distinct, *more_than, *within_ns, *index)
-            }
-            _ => return,
-        };
-        let keep = (more_than + 1) as usize;
-        self.ensure(slot, &input.group, now, || Body::Count(CountState { entries: VecDeque::new(), fired_at: None }));
-        let Some(state) = self.rules[slot].states.get_mut(&input.group) else { return };
-        let old_ts = state.last_ts;
-        let Body::Count(count) = &mut state.body else { return };
-        let entries = &mut count.entries;
-        while entries.front().is_some_and(|(ts, _, _)| now - (*ts).min(now) > within) {
-            entries.pop_front();
-        }
-        if let Some(value) = &input.distinct {
-            if let Some(at) = entries.iter().position(|(_, _, v)| v.as_ref() == Some(value)) {
-                entries.remove(at);
-            }
-        }
-        entries.push_back((now, rec.event_id, input.distinct));
-        while entries.len() > keep {
-            entries.pop_front();
-        }
-        let quiet = count.fired_at.is_some_and(|at| now - at.min(now) <= within);
-        if entries.len() > more_than as usize && !quiet {
-            count.fired_at = Some(now);
-            let skip = entries.len().saturating_sub(MAX_FIRING_IDS);
-            let event_ids = entries.iter().skip(skip).map(|(_, id, _)| *id).collect();
-            let what = match distinct {
-                Some(target) => format!("distinct {}", target_name(target)),
-                None => "events".to_string(),
-            };
-            let summary = format!("{} {what} within {} (> {more_than})", entries.len(), duration(within));
-            out.push(firing(index, event_ids, rec, summary));
-        }
-        state.last_ts = now;
-        self.touch(slot, input.group, old_ts, now, None);
-    }
-}
-
-/// Whether `next`'s process stands in `relation` to `prev`'s.
-fn related(relation: Relation, prev: &StepRec, next: &StepRec) -> bool {
-    let ancestry = next.context.as_ref().map_or(&[][..], |c| c.ancestry.as_slice());
-    match relation {
-        Relation::Any => true,
-        Relation::SameProcess => prev.process.is_some() && prev.process == next.process,
-        Relation::Child => prev.process.is_some_and(|p| ancestry.first().is_some_and(|a| a.process == p)),
-        Relation::Descendant => prev.process.is_some_and(|p| ancestry.iter().any(|a| a.process == p)),
-        Relation::SameLineage => prev.lineage.is_some() && prev.lineage == next.lineage,
-    }
-}
-
-fn sequence_firing(rule: usize, within: u64, before: &[(u8, StepRec)], last: &StepRec) -> Firing {
-    let all = || before.iter().map(|(_, r)| r).chain(std::iter::once(last));
-    let mut summary = format!("{} steps within {}: ", before.len() + 1, duration(within));
-    for (i, rec) in all().enumerate() {
-        if i > 0 {
-            summary.push_str(" → ");
-        }
-        summary.push_str(rec.kind.as_str());
-        if let Some(c) = rec.context.as_ref().filter(|c| c.lineage != Lineage::ProcessUnknown && !c.exe.is_empty()) {
-            summary.push(' ');
-            summary.push_str(&c.exe);
-        }
-    }
-    firing(rule, all().map(|r| r.event_id).collect(), last, summary)
-}
-
-fn firing(rule: usize, event_ids: Vec<u64>, last: &StepRec, summary: String) -> Firing {
-    Firing {
-        rule,
-        process: last.process.unwrap_or(NO_PROCESS),
-        context: last.context.clone(),
-        event_ids,
-        ts_ns: last.ts,
-        event_kind: last.kind,
-        summary,
-    }
-}
-
-fn group_of(
-    event: &Event,
-    process: Option<ProcessKey>,
-    lineage: Option<ProcessKey>,
-    keys: &[GroupKey],
-) -> Option<Group> {
-    let one = |key: GroupKey| -> Option<Value> {
-        match key {
-            GroupKey::Process => process.map(Value::Proc),
-            GroupKey::Lineage => lineage.map(Value::Proc),
-            GroupKey::Field(target) => value_of(event, target),
-        }
-    };
-    match keys {
-        [key] => one(*key).map(Group::One),
-        keys => keys.iter().map(|k| one(*k)).collect::<Option<Box<[Value]>>>().map(Group::Many),
-    }
-}
-
-/// A target's value as an owned value (text is copied).
-fn value_of(event: &Event, target: Target) -> Option<Value> {
-    match target {
-        Target::Field(field) => Some(match event.field(field)? {
-            FieldValue::Int(i) => Value::Int(i),
-            FieldValue::Float(f) => Value::Float(f.to_bits()),
-            FieldValue::Str(s) => Value::Str(s.into()),
-            FieldValue::Args(argv) => Value::Str(argv.joined().into()),
-            FieldValue::Addr(addr) => Value::Addr(canonical(addr)),
-            FieldValue::List(items) => Value::Str(items.join("\n").into()),
-        }),
-        Target::Arg(i) => {
-            let argv = match event {
-                Event::ProcessExec(e) => &e.argv,
-                _ => &event.context()?.argv,
-            };
-            argv.iter().nth(usize::from(i)).map(|arg| Value::Str(arg.into()))
-        }
-    }
-}
-
-fn target_name(target: Target) -> String {
-    match target {
-        Target::Field(field) => field.as_str().to_string(),
-        Target::Arg(i) => format!("argv[{i}]"),
-    }
-}
-
-/// `30s`, `5m`, `250ms`: the largest unit that divides the span.
-fn duration(ns: u64) -> String {
-    for (unit, name) in [(3_600_000_000_000, "h"), (60_000_000_000, "m"), (1_000_000_000, "s"), (1_000_000, "ms")] {
-        if ns >= unit && ns % unit == 0 {
-            return format!("{}{name}", ns / unit);
-        }
-    }
-    format!("{ns}ns")
-}
-
-/// The lineage key of an event ([`GroupKey::Lineage`]): the session
-/// leader's key when the context's `session_id` is the pid of an ancestor
-/// (or of the process itself); else the ancestor just below PID 1 (when the
-/// ancestry reaches PID 1); else the process itself. Sessions 0 and 1
-/// (the kernel's, init's) are not taken as a lineage: they would join
-/// unrelated services. `None` for an event without a process.
-pub fn lineage_key(event: &Event) -> Option<ProcessKey> {
-    let process = *event.process()?;
-    let Some(context) = event.context().filter(|c| c.lineage != Lineage::ProcessUnknown) else {
-        return Some(process);
-    };
-    let session = context.session_id;
-    if session > 1 && session != u32::MAX {
-        if process.pid == session {
-            return Some(process);
-        }
-        if let Some(leader) = context.ancestry.iter().find(|a| a.process.pid == session) {
-            return Some(leader.process);
-        }
-    }
-    let ancestry = &context.ancestry;
-    match ancestry.last() {
-        Some(root) if root.process.pid == 1 => {
-            Some(ancestry.len().checked_sub(2).and_then(|i| ancestry.get(i)).map_or(process, |a| a.process))
-        }
-        _ => Some(process),
     }
 }

@@ -27,6 +27,7 @@ pub mod sigma;
 pub mod transform;
 pub mod yaml;
 
+pub use l2::lineage_key;
 pub use problem::Problem;
 pub use ruleset::{load, RuleSet};
 pub use transform::build;

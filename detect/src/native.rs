@@ -31,7 +31,10 @@ pub struct Loaded {
 pub fn load_document(file: &Arc<Path>, doc: Node<'_>, problems: &mut Problems<'_>) -> Loaded {
     let mut loaded = Loaded::default();
     let Some(entries) = doc.entries() else {
-        problems.at(doc.line(), format!("a rule file must be a mapping with `rules:` and/or `ioc_sets:`, not {}", doc.describe()));
+        problems.at(
+            doc.line(),
+            format!("a rule file must be a mapping with `rules:` and/or `ioc_sets:`, not {}", doc.describe()),
+        );
         return loaded;
     };
     for (key, key_node, value) in entries {
@@ -56,15 +59,29 @@ pub fn load_document(file: &Arc<Path>, doc: Node<'_>, problems: &mut Problems<'_
                 }
                 None => problems.at(value.line(), "`ioc_sets` must be a list"),
             },
-            other => problems.hint(key_node.line(), format!("unknown key `{other}`"), "a rule file has `rules` and `ioc_sets`"),
+            other => problems.hint(
+                key_node.line(),
+                format!("unknown key `{other}`"),
+                "a rule file has `rules` and `ioc_sets`",
+            ),
         }
     }
     loaded
 }
 
 const RULE_KEYS: &[&str] = &[
-    "id", "title", "description", "severity", "confidence", "attack", "tags", "enabled", "exceptions", "match",
-    "sequence", "count",
+    "id",
+    "title",
+    "description",
+    "severity",
+    "confidence",
+    "attack",
+    "tags",
+    "enabled",
+    "exceptions",
+    "match",
+    "sequence",
+    "count",
 ];
 
 fn load_rule(file: &Arc<Path>, node: Node<'_>, problems: &mut Problems<'_>) -> Option<Rule> {
@@ -84,7 +101,11 @@ fn load_rule(file: &Arc<Path>, node: Node<'_>, problems: &mut Problems<'_>) -> O
     problems.rule_id = Some(id.clone());
     for (key, key_node, _) in &entries {
         if !RULE_KEYS.contains(&key.as_str()) {
-            problems.hint(key_node.line(), format!("unknown key `{key}`"), format!("a rule's keys are: {}", RULE_KEYS.join(", ")));
+            problems.hint(
+                key_node.line(),
+                format!("unknown key `{key}`"),
+                format!("a rule's keys are: {}", RULE_KEYS.join(", ")),
+            );
         }
     }
     let text = |key: &str, problems: &mut Problems<'_>, required: bool| -> Arc<str> {
@@ -107,14 +128,26 @@ fn load_rule(file: &Arc<Path>, node: Node<'_>, problems: &mut Problems<'_>) -> O
     let title = text("title", problems, true);
     let description = text("description", problems, false);
     let severity = match node.get("severity") {
-        Some(v) => named(v, "severity", Severity::from_name, &Severity::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(), problems),
+        Some(v) => named(
+            v,
+            "severity",
+            Severity::from_name,
+            &Severity::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            problems,
+        ),
         None => {
             problems.at(node.line(), "missing `severity` (info, low, medium, high, critical)");
             None
         }
     };
     let confidence = match node.get("confidence") {
-        Some(v) => named(v, "confidence", Confidence::from_name, &Confidence::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(), problems),
+        Some(v) => named(
+            v,
+            "confidence",
+            Confidence::from_name,
+            &Confidence::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            problems,
+        ),
         None => {
             problems.at(node.line(), "missing `confidence` (definite, very_high, high, medium, low)");
             None
@@ -151,7 +184,11 @@ fn load_rule(file: &Arc<Path>, node: Node<'_>, problems: &mut Problems<'_>) -> O
         [("sequence", s)] => load_sequence(*s, problems).map(Body::Sequence),
         [("count", c)] => load_count(*c, problems).map(Body::Count),
         [] => {
-            problems.hint(node.line(), "the rule has no body", "give it one of `match` (L1), `sequence` or `count` (L2)");
+            problems.hint(
+                node.line(),
+                "the rule has no body",
+                "give it one of `match` (L1), `sequence` or `count` (L2)",
+            );
             None
         }
         _ => {
@@ -199,7 +236,10 @@ fn named<T: Copy>(
 ) -> Option<T> {
     let value = node.text().and_then(|t| parse(t.trim()));
     if value.is_none() {
-        problems.at(node.line(), format!("`{what}` must be one of {}, not {:?}", known.join(", "), node.text().unwrap_or_default()));
+        problems.at(
+            node.line(),
+            format!("`{what}` must be one of {}, not {:?}", known.join(", "), node.text().unwrap_or_default()),
+        );
     }
     value
 }
@@ -247,7 +287,11 @@ pub fn load_match(node: Node<'_>, problems: &mut Problems<'_>) -> Option<Match> 
                 Some(k) => set = KindSet(set.0 | KindSet::of(&[k]).0),
                 None => {
                     let known: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
-                    problems.hint(line, format!("unknown event kind `{name}`"), format!("known kinds: {}", known.join(", ")));
+                    problems.hint(
+                        line,
+                        format!("unknown event kind `{name}`"),
+                        format!("known kinds: {}", known.join(", ")),
+                    );
                 }
             }
         }
@@ -264,7 +308,10 @@ pub fn load_match(node: Node<'_>, problems: &mut Problems<'_>) -> Option<Match> 
 /// field). `top`: `kind` is allowed here.
 fn load_expr(node: Node<'_>, top: bool, problems: &mut Problems<'_>) -> Option<Expr> {
     let Some(entries) = node.entries() else {
-        problems.at(node.line(), format!("a condition must be a mapping of fields (or all/any/not), not {}", node.describe()));
+        problems.at(
+            node.line(),
+            format!("a condition must be a mapping of fields (or all/any/not), not {}", node.describe()),
+        );
         return None;
     };
     let mut all = Vec::new();
@@ -311,8 +358,10 @@ pub fn target_type(target: Target) -> FieldType {
     }
 }
 
-const OPS: &[&str] =
-    &["equals", "prefix", "suffix", "contains", "regex", "cidr", "gt", "gte", "lt", "lte", "ne", "in", "in_set", "exists", "bits_any", "cased", "all"];
+const OPS: &[&str] = &[
+    "equals", "prefix", "suffix", "contains", "regex", "cidr", "gt", "gte", "lt", "lte", "ne", "in", "in_set",
+    "exists", "bits_any", "cased", "all",
+];
 
 fn load_field(name: &str, line: usize, value: Node<'_>, problems: &mut Problems<'_>) -> Option<Expr> {
     let Some(target) = parse_target(name) else {
@@ -339,7 +388,8 @@ fn load_field(name: &str, line: usize, value: Node<'_>, problems: &mut Problems<
                     "suffix" => TextOp::Suffix,
                     _ => TextOp::Contains,
                 };
-                let values = strings(Some(arg), "a text test", problems).into_iter().map(|(_, t)| Arc::from(t)).collect();
+                let values =
+                    strings(Some(arg), "a text test", problems).into_iter().map(|(_, t)| Arc::from(t)).collect();
                 Some(Test::Text { op, values, all, cased })
             }
             ("regex", FieldType::Text) => {
@@ -348,7 +398,11 @@ fn load_field(name: &str, line: usize, value: Node<'_>, problems: &mut Problems<
                     .filter_map(|(line, p)| match regex::Regex::new(&p) {
                         Ok(_) => Some(Arc::from(p)),
                         Err(e) => {
-                            problems.hint(line, format!("regex does not compile: {e}"), "Rust regex syntax; (?i) for case-insensitive");
+                            problems.hint(
+                                line,
+                                format!("regex does not compile: {e}"),
+                                "Rust regex syntax; (?i) for case-insensitive",
+                            );
                             None
                         }
                     })
@@ -375,9 +429,15 @@ fn load_field(name: &str, line: usize, value: Node<'_>, problems: &mut Problems<
                     None
                 }
             },
-            ("bits_any", FieldType::Number) => integer(arg, problems).and_then(|v| u64::try_from(v).ok()).map(Test::BitsAny),
+            ("bits_any", FieldType::Number) => {
+                integer(arg, problems).and_then(|v| u64::try_from(v).ok()).map(Test::BitsAny)
+            }
             (known, _) if OPS.contains(&known) => {
-                problems.hint(op_node.line(), format!("`{known}` does not apply to `{name}` ({})", type_name(ty)), ops_for(ty));
+                problems.hint(
+                    op_node.line(),
+                    format!("`{known}` does not apply to `{name}` ({})", type_name(ty)),
+                    ops_for(ty),
+                );
                 None
             }
             (other, _) => {
@@ -467,7 +527,11 @@ fn window(node: Node<'_>, key: &str, problems: &mut Problems<'_>) -> Option<u64>
             None
         }
         Some(Ok(ns)) if ns > 86_400_000_000_000 => {
-            problems.hint(value.line(), format!("`{key}` is longer than a day"), "L2 state is held in memory; keep windows short");
+            problems.hint(
+                value.line(),
+                format!("`{key}` is longer than a day"),
+                "L2 state is held in memory; keep windows short",
+            );
             None
         }
         Some(Ok(ns)) => Some(ns),
@@ -503,7 +567,11 @@ fn group_by(node: Node<'_>, default: GroupKey, problems: &mut Problems<'_>) -> V
 fn check_keys(node: Node<'_>, allowed: &[&str], what: &str, problems: &mut Problems<'_>) {
     for (key, key_node, _) in node.entries().unwrap_or_default() {
         if !allowed.contains(&key.as_str()) {
-            problems.hint(key_node.line(), format!("unknown key `{key}` in `{what}`"), format!("`{what}` takes {}", allowed.join(", ")));
+            problems.hint(
+                key_node.line(),
+                format!("unknown key `{key}` in `{what}`"),
+                format!("`{what}` takes {}", allowed.join(", ")),
+            );
         }
     }
 }
@@ -523,6 +591,9 @@ fn load_sequence(node: Node<'_>, problems: &mut Problems<'_>) -> Option<Sequence
     };
     let mut steps = Vec::new();
     match node.get("steps").and_then(Node::items) {
+        Some(items) if items.len() > crate::l2::MAX_STEPS => {
+            problems.at(node.line(), format!("a sequence has at most {} steps", crate::l2::MAX_STEPS));
+        }
         Some(items) if items.len() >= 2 => {
             for (i, item) in items.into_iter().enumerate() {
                 check_keys(item, &["match", "relation"], "step", problems);
@@ -533,7 +604,11 @@ fn load_sequence(node: Node<'_>, problems: &mut Problems<'_>) -> Option<Sequence
                     Some("descendant") => Relation::Descendant,
                     Some("same_lineage") => Relation::SameLineage,
                     Some(other) => {
-                        problems.hint(item.line(), format!("unknown relation `{other}`"), "any, same_process, child, descendant, same_lineage");
+                        problems.hint(
+                            item.line(),
+                            format!("unknown relation `{other}`"),
+                            "any, same_process, child, descendant, same_lineage",
+                        );
                         Relation::Any
                     }
                 };
@@ -550,7 +625,11 @@ fn load_sequence(node: Node<'_>, problems: &mut Problems<'_>) -> Option<Sequence
                 }
             }
         }
-        _ => problems.hint(node.line(), "a sequence needs `steps`: a list of at least two", "steps: [{match: …}, {match: …}]"),
+        _ => problems.hint(
+            node.line(),
+            "a sequence needs `steps`: a list of at least two",
+            "steps: [{match: …}, {match: …}]",
+        ),
     }
     if problems.list.len() > before {
         return None;
@@ -572,9 +651,9 @@ fn load_count(node: Node<'_>, problems: &mut Problems<'_>) -> Option<Count> {
     });
     let more_than = match node.get("more_than") {
         Some(v) => match v.scalar() {
-            Some(Scalar::Int(n)) if n >= 1 => Some(n as u64),
+            Some(Scalar::Int(n)) if (1..=crate::l2::MAX_MORE_THAN as i64).contains(&n) => Some(n as u64),
             _ => {
-                problems.at(v.line(), "`more_than` must be an integer ≥ 1");
+                problems.at(v.line(), format!("`more_than` must be an integer from 1 to {}", crate::l2::MAX_MORE_THAN));
                 None
             }
         },
@@ -611,14 +690,14 @@ fn load_ioc_set(file: &Arc<Path>, node: Node<'_>, problems: &mut Problems<'_>) -
             None
         }
     };
-    let mut values: Vec<Arc<str>> = strings(node.get("values"), "values", problems).into_iter().map(|(_, t)| t.into()).collect();
+    let mut values: Vec<Arc<str>> =
+        strings(node.get("values"), "values", problems).into_iter().map(|(_, t)| t.into()).collect();
     if let Some(path_node) = node.get("file") {
         let relative = path_node.text().unwrap_or_default();
         let path = file.parent().unwrap_or(Path::new(".")).join(&relative);
         match std::fs::read_to_string(&path) {
-            Ok(text) => values.extend(
-                text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(Arc::from),
-            ),
+            Ok(text) => values
+                .extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(Arc::from)),
             Err(e) => problems.at(path_node.line(), format!("cannot read IOC file {}: {e}", path.display())),
         }
     }

@@ -318,9 +318,8 @@ pub struct Count {
 pub enum GroupKey {
     /// The acting process (its key: PID reuse cannot join two processes).
     Process,
-    /// The process's lineage: the session leader's key when the session
-    /// leader is among its ancestors, else the ancestor just below PID 1
-    /// (see `crate::lineage_key`).
+    /// The process's lineage: its audit login session when it has one,
+    /// else its ancestor just below PID 1 (see [`crate::lineage_key`]).
     Lineage,
     /// A field's value (Sigma `group-by`).
     Field(Target),

@@ -161,7 +161,9 @@ pub fn load_texts(texts: Vec<(PathBuf, std::io::Result<Vec<u8>>)>) -> Loaded {
         };
         if let Some(text) = text {
             match yaml::parse(&text) {
-                Err((line, message)) => problems.hint(line, format!("not valid YAML: {message}"), "fix the YAML syntax"),
+                Err((line, message)) => {
+                    problems.hint(line, format!("not valid YAML: {message}"), "fix the YAML syntax")
+                }
                 Ok(docs) => {
                     for raw in &docs {
                         let doc = Node::new(raw);
@@ -200,7 +202,9 @@ pub fn load_texts(texts: Vec<(PathBuf, std::io::Result<Vec<u8>>)>) -> Loaded {
     for problem in sigma_problems {
         match reports.iter_mut().find(|r| r.path == problem.file) {
             Some(report) => report.problems.push(problem),
-            None => reports.push(FileReport { path: problem.file.clone(), rules: 0, ioc_sets: 0, problems: vec![problem] }),
+            None => {
+                reports.push(FileReport { path: problem.file.clone(), rules: 0, ioc_sets: 0, problems: vec![problem] })
+            }
         }
     }
     check_unique(&rules, &ioc_sets, &mut reports);
@@ -219,7 +223,12 @@ pub fn load_texts(texts: Vec<(PathBuf, std::io::Result<Vec<u8>>)>) -> Loaded {
             for problem in problems {
                 match reports.iter_mut().find(|r| r.path == problem.file) {
                     Some(report) => report.problems.push(problem),
-                    None => reports.push(FileReport { path: problem.file.clone(), rules: 0, ioc_sets: 0, problems: vec![problem] }),
+                    None => reports.push(FileReport {
+                        path: problem.file.clone(),
+                        rules: 0,
+                        ioc_sets: 0,
+                        problems: vec![problem],
+                    }),
                 }
             }
             Loaded { set: None, files: reports }
@@ -249,7 +258,12 @@ fn check_unique(rules: &[Rule], sets: &[IocSet], reports: &mut [FileReport]) {
                 &set.origin.file,
                 set.origin.line,
                 None,
-                format!("duplicate IOC set `{}`; first defined at {}:{}", set.name, first.origin.file.display(), first.origin.line),
+                format!(
+                    "duplicate IOC set `{}`; first defined at {}:{}",
+                    set.name,
+                    first.origin.file.display(),
+                    first.origin.line
+                ),
                 None,
             ));
         }
@@ -261,7 +275,12 @@ fn check_unique(rules: &[Rule], sets: &[IocSet], reports: &mut [FileReport]) {
     }
 }
 
-fn compile(rules: Vec<Rule>, ioc_sets: Vec<IocSet>, digest: String, files: Vec<FileReport>) -> Result<RuleSet, Vec<Problem>> {
+fn compile(
+    rules: Vec<Rule>,
+    ioc_sets: Vec<IocSet>,
+    digest: String,
+    files: Vec<FileReport>,
+) -> Result<RuleSet, Vec<Problem>> {
     let mut builder = Builder::default();
     let mut owners = Vec::new();
     let mut l2 = Vec::new();
@@ -316,7 +335,13 @@ fn compile(rules: Vec<Rule>, ioc_sets: Vec<IocSet>, digest: String, files: Vec<F
                     Owner::Indicator { rule } | Owner::Step { rule } => &rules[*rule],
                 });
                 match rule {
-                    Some(rule) => Problem::new(&rule.origin.file, rule.origin.line, Some(rule.meta.id.to_string()), e.message, None),
+                    Some(rule) => Problem::new(
+                        &rule.origin.file,
+                        rule.origin.line,
+                        Some(rule.meta.id.to_string()),
+                        e.message,
+                        None,
+                    ),
                     None => Problem::new(Path::new("<rules>"), 0, None, e.message, None),
                 }
             })
@@ -356,3 +381,7 @@ impl Fnv {
 pub fn owner(set: &RuleSet, id: MatchId) -> Option<Owner> {
     set.owners.get(id.0 as usize).copied()
 }
+
+#[cfg(test)]
+#[path = "ruleset/tests.rs"]
+mod tests;

@@ -58,7 +58,7 @@ pub struct SigmaLoader {
 
 #[derive(Debug)]
 enum Slot {
-    Rule(Loaded),
+    Rule(Box<Loaded>),
     Correlation(Box<Pending>),
 }
 
@@ -91,7 +91,8 @@ impl SigmaLoader {
             return;
         }
         let identity = identity(doc, &mut problems);
-        let names: Vec<String> = identity.iter().flat_map(|(id, name)| [Some(id.clone()), name.clone()]).flatten().collect();
+        let names: Vec<String> =
+            identity.iter().flat_map(|(id, name)| [Some(id.clone()), name.clone()]).flatten().collect();
         if doc.get("correlation").is_some() {
             self.correlation_names.extend(names);
             if doc.get("detection").is_some() {
@@ -104,7 +105,7 @@ impl SigmaLoader {
             }
         } else {
             match load_rule(file, doc, identity, &mut problems) {
-                Some(loaded) if problems.list.is_empty() => self.slots.push(Slot::Rule(loaded)),
+                Some(loaded) if problems.list.is_empty() => self.slots.push(Slot::Rule(Box::new(loaded))),
                 _ => self.rejected.extend(names),
             }
         }
@@ -115,13 +116,13 @@ impl SigmaLoader {
     /// possibly in other files) and returns every rule that loaded plus
     /// every problem (file, line, rule id, message, hint).
     ///
-    /// A detection rule named by a correlation does not fire alone unless
-    /// one of the correlations naming it says `generate: true` (Sigma's
-    /// default): it is returned disabled. That holds even when the
-    /// correlation itself was rejected: the rule was written as a part.
+    /// A detection rule named by a correlation is returned disabled (it
+    /// does not fire alone) unless a correlation naming it says
+    /// `generate: true`; Sigma's default is `false`. That holds even when
+    /// the correlation itself was rejected: the rule was written as a part.
     pub fn finish(mut self) -> (Vec<Rule>, Vec<Problem>) {
         let rules: Vec<&Loaded> =
-            self.slots.iter().filter_map(|s| if let Slot::Rule(l) = s { Some(l) } else { None }).collect();
+            self.slots.iter().filter_map(|s| if let Slot::Rule(l) = s { Some(&**l) } else { None }).collect();
         let lookup = |reference: &str| -> Option<usize> {
             rules
                 .iter()
@@ -147,7 +148,7 @@ impl SigmaLoader {
             match slot {
                 Slot::Rule(loaded) => {
                     let mut rule = loaded.rule.clone();
-                    rule.meta.enabled = referenced[index].unwrap_or(true);
+                    rule.meta.enabled = referenced.get(index).copied().flatten().unwrap_or(true);
                     index += 1;
                     out.push(rule);
                 }
@@ -275,14 +276,22 @@ fn load_rule(
 
 fn logsource(doc: Node<'_>, problems: &mut Problems<'_>) -> Option<Source> {
     let Some(node) = doc.get("logsource").filter(|n| n.is_mapping()) else {
-        problems.hint(doc.line(), "a Sigma rule needs a `logsource` mapping", "logsource: {product: linux, category: …}");
+        problems.hint(
+            doc.line(),
+            "a Sigma rule needs a `logsource` mapping",
+            "logsource: {product: linux, category: …}",
+        );
         return None;
     };
     let get = |key: &str| node.get(key).map(|n| (n.line(), n.text().unwrap_or_default().trim().to_owned()));
     match get("product") {
         Some((_, product)) if product.eq_ignore_ascii_case("linux") => {}
         Some((line, product)) => {
-            problems.hint(line, format!("logsource product `{product}` is not collected"), "hostflow runs on Linux: `product: linux`");
+            problems.hint(
+                line,
+                format!("logsource product `{product}` is not collected"),
+                "hostflow runs on Linux: `product: linux`",
+            );
             return None;
         }
         None => {
@@ -379,6 +388,10 @@ fn selection(value: Node<'_>, source: Source, problems: &mut Problems<'_>) -> Op
     if value.is_mapping() {
         return mapping_selection(value, source, problems);
     }
+    if value.is_null() {
+        problems.at(value.line(), "an empty selection");
+        return None;
+    }
     match value.items() {
         Some(items) if !items.is_empty() && items.iter().all(|i| i.is_mapping()) => {
             let parts: Vec<Option<Expr>> = items.into_iter().map(|i| mapping_selection(i, source, problems)).collect();
@@ -443,7 +456,7 @@ fn is_false(expr: &Expr) -> bool {
 /// Narrows `base` to the kinds the expression can hold on, from its checks
 /// on the event kind (`Initiated`, auditd `type`, auditd fields), and
 /// drops the checks the narrowed kinds make always true.
-pub(crate) fn narrow(base: KindSet, expr: Expr) -> (KindSet, Expr) {
+fn narrow(base: KindSet, expr: Expr) -> (KindSet, Expr) {
     let kinds = possible(&expr, base);
     (kinds, simplify(expr, kinds))
 }
@@ -469,35 +482,48 @@ fn simplify(expr: Expr, kinds: KindSet) -> Expr {
             e => Expr::Not(Box::new(e)),
         },
         Expr::All(parts) => {
-            // Kind checks of one conjunction meet in one check.
+            // Kind checks of one conjunction meet in one check, and the
+            // other parts are simplified knowing it holds.
+            let mut flat = Vec::new();
+            flatten_all(parts, &mut flat);
             let mut admitted = kinds;
-            let mut first_check = None;
+            let mut has_check = false;
+            let mut rest = Vec::new();
+            for e in flat {
+                match check_of(&e) {
+                    Some(set) => {
+                        admitted = admitted.intersect(set);
+                        has_check = true;
+                    }
+                    None => rest.push(e),
+                }
+            }
+            if admitted.is_empty() {
+                return Expr::Any(Vec::new());
+            }
             let mut out: Vec<Expr> = Vec::new();
-            for part in parts {
-                let part = simplify(part, kinds);
-                let flat = match part {
-                    Expr::All(inner) => inner,
-                    e => vec![e],
-                };
-                for e in flat {
+            for part in rest {
+                let mut simplified = Vec::new();
+                flatten_all(vec![simplify(part, admitted)], &mut simplified);
+                for e in simplified {
                     if is_false(&e) {
                         return e;
                     }
                     match check_of(&e) {
                         Some(set) => {
                             admitted = admitted.intersect(set);
-                            first_check.get_or_insert(out.len());
+                            has_check = true;
                         }
                         None if !out.contains(&e) => out.push(e),
                         None => {}
                     }
                 }
             }
-            if let Some(at) = first_check {
+            if has_check {
                 match kind_check(admitted, kinds) {
                     e if is_false(&e) => return e,
                     e if is_true(&e) => {}
-                    e => out.insert(at, e),
+                    e => out.insert(0, e),
                 }
             }
             values::join(out, true)
@@ -505,7 +531,7 @@ fn simplify(expr: Expr, kinds: KindSet) -> Expr {
         Expr::Any(parts) => {
             // Kind checks of one disjunction join in one check.
             let mut admitted = KindSet::default();
-            let mut first_check = None;
+            let mut has_check = false;
             let mut out: Vec<Expr> = Vec::new();
             for part in parts {
                 let part = simplify(part, kinds);
@@ -520,21 +546,31 @@ fn simplify(expr: Expr, kinds: KindSet) -> Expr {
                     match check_of(&e) {
                         Some(set) => {
                             admitted = KindSet(admitted.0 | set.0);
-                            first_check.get_or_insert(out.len());
+                            has_check = true;
                         }
                         None if !out.contains(&e) => out.push(e),
                         None => {}
                     }
                 }
             }
-            if let Some(at) = first_check {
+            if has_check {
                 match kind_check(admitted, kinds) {
                     e if is_true(&e) => return e,
                     e if is_false(&e) => {}
-                    e => out.insert(at, e),
+                    e => out.insert(0, e),
                 }
             }
             values::join(out, false)
+        }
+    }
+}
+
+/// The parts of nested conjunctions, in order.
+fn flatten_all(parts: Vec<Expr>, out: &mut Vec<Expr>) {
+    for part in parts {
+        match part {
+            Expr::All(inner) => flatten_all(inner, out),
+            e => out.push(e),
         }
     }
 }

@@ -83,7 +83,7 @@ fn default_watch_interval_ms() -> u64 {
     1000
 }
 fn default_reorder_ms() -> u64 {
-    2000
+    300
 }
 fn default_max_states_per_rule() -> usize {
     10_000
@@ -124,6 +124,9 @@ pub struct Detect {
     health: Option<HealthHandle>,
     reorder_ns: u64,
     last_batch: Instant,
+    /// The latest event time seen, to move L2's watermark on with wall
+    /// time while no events arrive.
+    max_ts: u64,
     evictions_reported: Vec<(String, u64)>,
     late_reported: u64,
     excepted_reported: u64,
@@ -137,7 +140,7 @@ impl Detect {
             max_states_total: config.max_states_total,
         };
         let detect = Detect {
-            engine: Engine::new(set, l2_config.clone()),
+            engine: Engine::new(set, l2_config),
             reorder_ns: l2_config.reorder_ns,
             l2_config,
             path: config.rules.into_inner(),
@@ -147,6 +150,7 @@ impl Detect {
             firings: Vec::new(),
             health: None,
             last_batch: Instant::now(),
+            max_ts: 0,
             evictions_reported: Vec::new(),
             late_reported: 0,
             excepted_reported: 0,
@@ -220,11 +224,13 @@ impl Detect {
             }
         }
         if stats.late > self.late_reported {
-            metrics::counter!(L2_LATE_EVENTS_TOTAL, "component" => component.clone()).increment(stats.late - self.late_reported);
+            metrics::counter!(L2_LATE_EVENTS_TOTAL, "component" => component.clone())
+                .increment(stats.late - self.late_reported);
             self.late_reported = stats.late;
         }
         if self.engine.excepted > self.excepted_reported {
-            metrics::counter!(EXCEPTED_TOTAL, "component" => component).increment(self.engine.excepted - self.excepted_reported);
+            metrics::counter!(EXCEPTED_TOTAL, "component" => component)
+                .increment(self.engine.excepted - self.excepted_reported);
             self.excepted_reported = self.engine.excepted;
         }
     }
@@ -234,6 +240,7 @@ impl Transform for Detect {
     fn process(&mut self, batch: Batch, out: &mut Output) {
         self.last_batch = Instant::now();
         for event in &batch {
+            self.max_ts = self.max_ts.max(event.meta().ts_ns);
             self.engine.process(event, &mut self.firings);
         }
         self.emit(out);
@@ -245,15 +252,22 @@ impl Transform for Detect {
     }
 
     fn tick_interval(&self) -> Option<Duration> {
-        Some(Duration::from_millis(250))
+        Some(Duration::from_millis(100))
     }
 
-    /// With no input for a whole reorder window (wall time), nothing can
-    /// arrive to be put in order before what L2 holds: release it.
+    /// While no events arrive, event time is taken to move on with wall
+    /// time (kernel timestamps are the monotonic clock), so what L2 holds
+    /// is released one reorder window after it happened rather than when
+    /// the next event comes. Only events that could still be put in order
+    /// are held back; on a replay at full speed ticks barely matter.
     fn on_tick(&mut self, out: &mut Output) {
-        if self.last_batch.elapsed() >= Duration::from_nanos(self.reorder_ns.max(1)) {
-            self.engine.flush(u64::MAX, &mut self.firings);
-            self.emit(out);
+        let idle = self.last_batch.elapsed().as_nanos() as u64;
+        let upto = self.max_ts.saturating_add(idle).saturating_sub(self.reorder_ns);
+        if idle >= self.reorder_ns.min(100_000_000) && upto > 0 {
+            self.engine.flush(upto, &mut self.firings);
+            if !self.firings.is_empty() {
+                self.emit(out);
+            }
         }
     }
 
@@ -266,7 +280,14 @@ impl Transform for Detect {
         let interval = self.watch?;
         let (sender, receiver) = update_channel();
         let fingerprint = fingerprint(&self.path);
-        spawn_reloader(self.path.clone(), interval, fingerprint, self.engine.set().digest.clone(), sender, self.component.clone());
+        spawn_reloader(
+            self.path.clone(),
+            interval,
+            fingerprint,
+            self.engine.set().digest.clone(),
+            sender,
+            self.component.clone(),
+        );
         Some(receiver)
     }
 
@@ -278,7 +299,7 @@ impl Transform for Detect {
         self.engine.flush(u64::MAX, &mut self.firings);
         self.emit(out);
         tracing::info!(component = %self.component, ruleset = %set.digest, rules = set.rules.len(), "detect: rule set swapped in");
-        self.engine = Engine::new(*set, self.l2_config.clone());
+        self.engine = Engine::new(*set, self.l2_config);
         self.excepted_reported = 0;
         self.publish_set();
     }

@@ -17,11 +17,13 @@ use crate::sketch::LogSketch;
 mod argv;
 pub mod columns;
 pub mod context;
+mod detection;
 mod field;
 pub mod security;
 mod snapshot;
 pub use argv::Argv;
 pub use context::{Ancestor, ContextOrigin, HashState, Lineage, ProcessContext};
+pub use detection::{Confidence, Detection, DetectionLayer, Severity};
 pub use field::{Field, FieldType, FieldValue};
 pub use security::{
     BpfProgramLoad, CredSyscall, CredentialChange, Credentials, ExecAttributes, ExecFile, FdKind, FileChange, FileOp,
@@ -277,6 +279,7 @@ pub enum Event {
     NetSend(NetSend),
     ProcessSnapshot(ProcessSnapshot),
     ExeHash(ExeHash),
+    Detection(Detection),
 }
 
 /// The kind of an [`Event`], without its payload.
@@ -303,11 +306,12 @@ pub enum EventKind {
     NetSend,
     ProcessSnapshot,
     ExeHash,
+    Detection,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 22] = [
         EventKind::ProcessExec,
         EventKind::ProcessExit,
         EventKind::ProcessFork,
@@ -329,6 +333,7 @@ impl EventKind {
         EventKind::NetSend,
         EventKind::ProcessSnapshot,
         EventKind::ExeHash,
+        EventKind::Detection,
     ];
 
     /// The snake_case name used in topology.toml and in every output format.
@@ -355,6 +360,7 @@ impl EventKind {
             EventKind::NetSend => "net_send",
             EventKind::ProcessSnapshot => "process_snapshot",
             EventKind::ExeHash => "exe_hash",
+            EventKind::Detection => "detection",
         }
     }
 
@@ -400,6 +406,7 @@ impl Event {
             Event::NetSend(_) => EventKind::NetSend,
             Event::ProcessSnapshot(_) => EventKind::ProcessSnapshot,
             Event::ExeHash(_) => EventKind::ExeHash,
+            Event::Detection(_) => EventKind::Detection,
         }
     }
 
@@ -427,6 +434,7 @@ impl Event {
             Event::NetSend(e) => &e.meta,
             Event::ProcessSnapshot(e) => &e.meta,
             Event::ExeHash(e) => &e.meta,
+            Event::Detection(e) => &e.meta,
         }
     }
 
@@ -450,6 +458,7 @@ impl Event {
             Event::NetSend(e) => Some(&e.process),
             Event::ProcessSnapshot(e) => Some(&e.process),
             Event::ExeHash(e) => Some(&e.process),
+            Event::Detection(e) => Some(&e.process),
 
             Event::ProcessAggregate(_) | Event::Sketch(_) | Event::AgentDiag(_) | Event::ProcessEphemeral(_) => None,
         }
@@ -476,6 +485,7 @@ impl Event {
             Event::NetSend(e) => Some(&e.context),
             Event::ProcessSnapshot(e) => Some(&e.context),
             Event::ExeHash(e) => Some(&e.context),
+            Event::Detection(e) => Some(&e.context),
             Event::ProcessSample(_)
             | Event::ProcessAggregate(_)
             | Event::Sketch(_)
@@ -508,6 +518,7 @@ impl Event {
             Event::NetSend(e) => Some(&mut e.context),
             Event::ProcessSnapshot(e) => Some(&mut e.context),
             Event::ExeHash(e) => Some(&mut e.context),
+            Event::Detection(e) => Some(&mut e.context),
             Event::ProcessSample(_)
             | Event::ProcessAggregate(_)
             | Event::Sketch(_)

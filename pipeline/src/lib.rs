@@ -28,7 +28,10 @@ pub use component::{
 };
 pub use config::{ComponentOptions, ConfigError, ConfigErrors, Role, SourceFile, TopologyConfig, TopologySource};
 pub use edge::{BufferConfig, EdgeReceiver, EdgeSender, Fanout, WhenFull};
-pub use event::{Batch, Event, EventKind, EventMeta, Field, FieldType, FieldValue, ProcessKey};
+pub use event::{
+    Batch, Confidence, Detection, DetectionLayer, Event, EventKind, EventMeta, Field, FieldType, FieldValue,
+    ProcessKey, Severity,
+};
 pub use metrics::DropReason;
 pub use shutdown::{shutdown_channel, ShutdownSignal, ShutdownTrigger};
 pub use topology::Topology;

@@ -37,8 +37,11 @@ use crate::columns::{carries_context, security_kind, Column, ColumnType, EXEC_AT
 /// 4: every kind that [`carries_context`] ends
 /// with `has_context` and the [`PROCESS_CONTEXT`] columns (`ctx_…`), and
 /// the kinds `process_snapshot` and `exe_hash`; a version-3 file is again
-/// a prefix (its events come back without a context).
-pub const ARROW_SCHEMA_VERSION: &str = "4";
+/// a prefix (its events come back without a context). Version 5: the kind
+/// `detection` (issue #15), whose `event_ids` is the first declared
+/// `List<UInt64>` column ([`u64_list_type`]); no column of an existing
+/// kind changed, so a version-4 file of any kind is read as before.
+pub const ARROW_SCHEMA_VERSION: &str = "5";
 
 /// The column that starts the process-context group of a kind.
 pub const HAS_CONTEXT: &str = "has_context";
@@ -72,6 +75,7 @@ pub const KINDS: &[&str] = &[
     "net_send",
     "process_snapshot",
     "exe_hash",
+    "detection",
 ];
 
 /// The Arrow schema of one event kind; `None` for a name not in [`KINDS`].
@@ -219,6 +223,7 @@ pub fn arrow_type(ty: ColumnType) -> DataType {
         ColumnType::Bool => DataType::Boolean,
         ColumnType::Str => DataType::Utf8,
         ColumnType::StrList => argv_type(),
+        ColumnType::U64List => u64_list_type(),
     }
 }
 
@@ -232,6 +237,19 @@ pub fn argv_type() -> DataType {
 /// The item field of [`argv_type`].
 pub fn argv_item() -> Field {
     Field::new_list_field(DataType::Utf8, false)
+}
+
+/// A declared list of numbers (`ColumnType::U64List`): non-null items,
+/// like [`argv_type`] (a sketch's `bins` predate the declaration and keep
+/// arrow's default nullable item). A writer builds it with
+/// `ListBuilder::with_field(u64_list_item())`.
+pub fn u64_list_type() -> DataType {
+    DataType::List(Arc::new(u64_list_item()))
+}
+
+/// The item field of [`u64_list_type`].
+pub fn u64_list_item() -> Field {
+    Field::new_list_field(DataType::UInt64, false)
 }
 
 fn u64_field(name: &str) -> Field {
@@ -312,7 +330,11 @@ mod tests {
             assert_eq!(columns, expected, "{}", declared.kind);
         }
         assert_eq!(arrow_type(ColumnType::StrList), argv_type(), "a list column is typed like argv");
-        assert_eq!(ARROW_SCHEMA_VERSION, "4", "the process context is layout 4");
+        assert_eq!(ARROW_SCHEMA_VERSION, "5", "the detection kind is layout 5");
+        let detection = schema_for("detection").expect("detection schema");
+        let event_ids = detection.field_with_name("event_ids").expect("event_ids");
+        let DataType::List(item) = event_ids.data_type() else { panic!("a list") };
+        assert_eq!((item.data_type(), item.is_nullable()), (&DataType::UInt64, false), "event_ids items are non-null");
     }
 
     #[test]

@@ -14,9 +14,9 @@
 //! address is text (`10.0.0.1`, `::1`); a small closed set is text
 //! (`chmod`, `setuid`, `tcp`).
 
-/// A column's value type. Arrow: `UInt16`…`Utf8`, `List<Utf8>`; protobuf:
-/// `uint32` (u16 too), `uint64`, `int32`, `int64`, `bool`, `string`,
-/// `repeated string`.
+/// A column's value type. Arrow: `UInt16`…`Utf8`, `List<Utf8>`,
+/// `List<UInt64>`; protobuf: `uint32` (u16 too), `uint64`, `int32`,
+/// `int64`, `bool`, `string`, `repeated string`, `repeated uint64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColumnType {
     /// `UInt16`; protobuf `uint32`.
@@ -35,6 +35,9 @@ pub enum ColumnType {
     Str,
     /// `List<Utf8>` with non-null items; `repeated string`.
     StrList,
+    /// `List<UInt64>` with non-null items; `repeated uint64` (packed, as
+    /// proto3 packs repeated scalars); NDJSON an array of numbers.
+    U64List,
 }
 
 /// One column.
@@ -65,7 +68,7 @@ const fn c(name: &'static str, ty: ColumnType, tag: u32) -> Column {
     Column { name, ty, tag }
 }
 
-use ColumnType::{Bool, Str, StrList, I32, U16, U32, U64};
+use ColumnType::{Bool, Str, StrList, U64List, I32, U16, U32, U64};
 
 /// The acting process (on the protobuf wire: `SecurityEvent.pid` and
 /// `start_time_ns`).
@@ -342,6 +345,25 @@ pub const SECURITY_KINDS: &[KindColumns] = &[
             c("state", Str, 5),
         ],
     },
+    KindColumns {
+        kind: "detection",
+        message: "DetectionEvent",
+        detail_tag: 35,
+        columns: &[
+            PID,
+            START,
+            c("rule_id", Str, 1),
+            c("title", Str, 2),
+            c("layer", Str, 3),
+            c("severity", Str, 4),
+            c("confidence", Str, 5),
+            c("attack", StrList, 6),
+            c("event_ids", U64List, 7),
+            c("event_kind", Str, 8),
+            c("summary", Str, 9),
+            c("ruleset", Str, 10),
+        ],
+    },
 ];
 
 /// The declaration of a security kind, by its name.
@@ -360,6 +382,7 @@ pub fn proto_type(ty: ColumnType) -> &'static str {
         ColumnType::Bool => "bool",
         ColumnType::Str => "string",
         ColumnType::StrList => "repeated string",
+        ColumnType::U64List => "repeated uint64",
     }
 }
 

@@ -279,6 +279,18 @@ const FROZEN_FIELDS: &[(&str, &[FrozenField])] = &[
         (4, "sha256", "string"),
         (5, "state", "string"),
     ]),
+    ("hostflow.v1.DetectionEvent", &[
+        (1, "rule_id", "string"),
+        (2, "title", "string"),
+        (3, "layer", "string"),
+        (4, "severity", "string"),
+        (5, "confidence", "string"),
+        (6, "attack", "repeated string"),
+        (7, "event_ids", "repeated uint64"),
+        (8, "event_kind", "string"),
+        (9, "summary", "string"),
+        (10, "ruleset", "string"),
+    ]),
     ("hostflow.v1.Detection", &[
         (1, "rule_id", "string"),
         (2, "layer", "hostflow.v1.Layer"),

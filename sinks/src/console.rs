@@ -1,8 +1,17 @@
 //! `console`: events as NDJSON lines on standard output (or error), for
 //! looking at a topology by eye or piping it into `jq`.
+//!
+//! A detection is the exception: one line for a person watching the
+//! console, e.g. `DETECTION high/very_high hf-linux-reverse-shell "Shell
+//! with a socket on stdin" pid=1234 exe=/bin/bash [T1059.004]
+//! events=17,18 — …`, since its NDJSON object (with the process context)
+//! is hundreds of characters and the point of the console is to see it.
+//! The other formats (`file`, the spool, Kafka) carry it in full.
+
+use std::io::Write as _;
 
 use async_trait::async_trait;
-use pipeline::{Batch, ComponentError, ComponentOptions, ConfigError, Sink};
+use pipeline::{Batch, ComponentError, ComponentOptions, ConfigError, Detection, Event, Sink};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
 
@@ -41,7 +50,7 @@ pub struct ConsoleSink {
 impl Sink for ConsoleSink {
     async fn write(&mut self, batch: Batch) -> Result<(), ComponentError> {
         self.buffer.clear();
-        crate::ndjson::encode_batch(&batch, &mut self.buffer);
+        encode_batch(&batch, &mut self.buffer);
         let result = match self.target {
             Target::Stdout => tokio::io::stdout().write_all(&self.buffer).await,
             Target::Stderr => tokio::io::stderr().write_all(&self.buffer).await,
@@ -55,5 +64,157 @@ impl Sink for ConsoleSink {
             Target::Stderr => tokio::io::stderr().flush().await,
         };
         result.map_err(|e| ComponentError::io("cannot flush the console", e))
+    }
+}
+
+/// Appends one line per event: a detection as [`detection_line`], any other
+/// event as NDJSON.
+pub fn encode_batch(events: &[Event], out: &mut Vec<u8>) {
+    for event in events {
+        match event {
+            Event::Detection(detection) => detection_line(detection, out),
+            other => crate::ndjson::encode(other, out),
+        }
+        out.push(b'\n');
+    }
+}
+
+/// A detection as one line (no newline): severity/confidence, rule, title,
+/// the process (its executable when a context is attached), ATT&CK ids,
+/// the events it rests on and the summary. Every control character of the
+/// text is escaped, since rule texts quote what a process chose (its
+/// path, its arguments): a newline or a terminal escape in them must not
+/// start a fake line or repaint the console.
+pub fn detection_line(detection: &Detection, out: &mut Vec<u8>) {
+    let Detection { process, rule_id, title, severity, confidence, attack, event_ids, summary, context, .. } =
+        detection;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "DETECTION {}/{} ", severity.as_str(), confidence.as_str());
+    escaped(rule_id, out);
+    out.extend_from_slice(b" \"");
+    escaped(title, out);
+    let _ = write!(out, "\" pid={}", process.pid);
+    if let Some(exe) = context.as_deref().map(|c| &*c.exe).filter(|exe| !exe.is_empty()) {
+        out.extend_from_slice(b" exe=");
+        escaped(exe, out);
+    }
+    if !attack.is_empty() {
+        out.extend_from_slice(b" [");
+        for (position, id) in attack.iter().enumerate() {
+            if position > 0 {
+                out.push(b',');
+            }
+            escaped(id, out);
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b" events=");
+    for (position, id) in event_ids.iter().enumerate() {
+        if position > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(itoa::Buffer::new().format(*id).as_bytes());
+    }
+    out.extend_from_slice(" \u{2014} ".as_bytes());
+    escaped(summary, out);
+}
+
+/// `text` with control characters as Rust escapes (`\n`, `\u{1b}`) and a
+/// double quote as `\"` (the title is quoted); the rest as is.
+fn escaped(text: &str, out: &mut Vec<u8>) {
+    for c in text.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            c if c.is_control() => {
+                let _ = write!(out, "{}", c.escape_default());
+            }
+            c => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use pipeline::event::context::sample_context;
+    use pipeline::event::{Confidence, DetectionLayer, ProcessContext, Severity};
+    use pipeline::{EventMeta, ProcessKey};
+
+    use super::*;
+
+    fn detection(context: Option<Arc<ProcessContext>>) -> Detection {
+        Detection {
+            meta: EventMeta { ts_ns: 5, event_id: 19 },
+            process: ProcessKey { pid: 1234, start_time_ns: 9 },
+            rule_id: "hf-linux-reverse-shell".into(),
+            title: "Shell with a socket on stdin".into(),
+            layer: DetectionLayer::L2,
+            severity: Severity::High,
+            confidence: Confidence::VeryHigh,
+            attack: vec!["T1059.004".into()],
+            event_ids: vec![17, 18],
+            event_kind: "process_exec".into(),
+            summary: "bash -i reads from 10.0.0.9:4444".into(),
+            ruleset: "0123456789abcdef".into(),
+            context,
+        }
+    }
+
+    fn text(events: &[Event]) -> String {
+        let mut out = Vec::new();
+        encode_batch(events, &mut out);
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn a_detection_is_one_readable_line() {
+        let context = ProcessContext { exe: "/bin/bash".into(), ..(*sample_context()).clone() };
+        assert_eq!(
+            text(&[Event::Detection(detection(Some(Arc::new(context))))]),
+            "DETECTION high/very_high hf-linux-reverse-shell \"Shell with a socket on stdin\" pid=1234 \
+             exe=/bin/bash [T1059.004] events=17,18 \u{2014} bash -i reads from 10.0.0.9:4444\n"
+        );
+        // Without a context the executable is unknown, so not shown; no
+        // ATT&CK ids, no brackets.
+        let bare = Detection { attack: Vec::new(), ..detection(None) };
+        assert_eq!(
+            text(&[Event::Detection(bare)]),
+            "DETECTION high/very_high hf-linux-reverse-shell \"Shell with a socket on stdin\" pid=1234 \
+             events=17,18 \u{2014} bash -i reads from 10.0.0.9:4444\n"
+        );
+    }
+
+    #[test]
+    fn text_a_process_chose_cannot_break_the_line_or_the_terminal() {
+        let context = ProcessContext { exe: "/tmp/x\nDETECTION fake".into(), ..(*sample_context()).clone() };
+        let hostile = Detection {
+            title: "a \"quoted\" title".into(),
+            summary: "argv: \u{1b}[2J\r\tdone".into(),
+            ..detection(Some(Arc::new(context)))
+        };
+        let line = text(&[Event::Detection(hostile)]);
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        assert!(!line.contains('\u{1b}') && !line.contains('\r') && !line.contains('\t'), "{line}");
+        assert!(line.contains(r#""a \"quoted\" title""#), "{line}");
+        assert!(line.contains(r"exe=/tmp/x\nDETECTION fake "), "{line}");
+        assert!(line.ends_with("argv: \\u{1b}[2J\\r\\tdone\n"), "{line}");
+    }
+
+    #[test]
+    fn other_events_stay_ndjson_in_order() {
+        let diag = Event::AgentDiag(pipeline::event::AgentDiag {
+            meta: EventMeta { ts_ns: 1, event_id: 2 },
+            module: "m".into(),
+            event_type: "t".into(),
+            reason: "r".into(),
+        });
+        let lines = text(&[diag.clone(), Event::Detection(detection(None)), diag]);
+        let lines: Vec<&str> = lines.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].starts_with("DETECTION "), "{}", lines[1]);
+        for line in [lines[0], lines[2]] {
+            let _: serde_json::Value = serde_json::from_str(line).expect("NDJSON");
+        }
     }
 }

@@ -31,6 +31,7 @@ fn declared_type(ty: ColumnType) -> Written {
         ColumnType::Bool => Written::Bool,
         ColumnType::Str => Written::Str,
         ColumnType::StrList => Written::StrList,
+        ColumnType::U64List => Written::U64List,
     }
 }
 
@@ -124,7 +125,7 @@ fn protobuf_bytes_decode_with_prost_to_every_value() {
             "{}",
             event.kind()
         );
-        assert_eq!((decoded.entity_guid.as_str(), decoded.schema_version.as_str()), ("guid-7", "1.3"));
+        assert_eq!((decoded.entity_guid.as_str(), decoded.schema_version.as_str()), ("guid-7", "1.4"));
         let detail = decoded.detail.clone().expect("a detail");
         let mut reencoded = Vec::new();
         detail.encode(&mut reencoded);
@@ -227,6 +228,18 @@ fn check_detail(event: &Event, detail: &Detail) {
             (d.exe.as_str(), d.dev, d.inode, d.sha256.as_str(), d.state.as_str()),
             (&*e.exe, e.dev, e.inode, &*e.sha256, e.state.as_str())
         ),
+        (Event::Detection(e), Detail::Detection(d)) => {
+            assert_eq!(
+                [d.rule_id.as_str(), d.title.as_str(), d.event_kind.as_str(), d.summary.as_str(), d.ruleset.as_str()],
+                [&*e.rule_id, &*e.title, &*e.event_kind, &*e.summary, &*e.ruleset]
+            );
+            assert_eq!(
+                [d.layer.as_str(), d.severity.as_str(), d.confidence.as_str()],
+                [e.layer.as_str(), e.severity.as_str(), e.confidence.as_str()]
+            );
+            assert_eq!(d.attack, e.attack.iter().map(|id| id.to_string()).collect::<Vec<_>>());
+            assert_eq!(d.event_ids, e.event_ids);
+        }
         (Event::ProcessExec(e), Detail::Exec(d)) => {
             assert_eq!((d.exe.as_str(), d.argv_truncated), (&*e.exe, e.argv_truncated));
             assert_eq!(d.argv, e.argv.iter().collect::<Vec<_>>());

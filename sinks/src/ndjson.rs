@@ -11,9 +11,10 @@
 //! The security kinds, and an exec's kernel attributes, are written by one
 //! generic [`ColumnWriter`] keyed by the declaration's names
 //! (`schemas::columns`): flat keys like every other kind's, in declaration
-//! order, a list column as an array of strings. An exec with attributes
-//! gets `"has_attributes":true` and the attribute keys after its own; an
-//! exec without them is written exactly as before attributes existed. The
+//! order, a list column as an array of strings (or of numbers: a
+//! detection's `event_ids`). An exec with attributes gets
+//! `"has_attributes":true` and the attribute keys after its own; an exec
+//! without them is written exactly as before attributes existed. The
 //! same way, an event with a process context (after an enrich transform)
 //! ends with `"has_context":true` and the `ctx_` keys of
 //! `schemas::columns::PROCESS_CONTEXT`, whatever its kind.
@@ -253,6 +254,10 @@ impl ColumnWriter for DeclaredKeys<'_, '_> {
     fn str_list(&mut self, values: &mut dyn Iterator<Item = &str>) {
         let key = self.key();
         self.w.texts(&key, values);
+    }
+    fn u64_list(&mut self, values: &[u64]) {
+        let key = self.key();
+        self.w.uints(&key, values);
     }
 }
 

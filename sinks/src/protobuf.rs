@@ -9,9 +9,10 @@
 //! `SketchEnvelope`; diagnostics an `AgentDiagEvent`; kernel-style events a
 //! `SecurityEvent`.
 //!
-//! The security kinds (`file_change` … `net_send`) and an exec's kernel
-//! attributes have no mapping here: their records write their values
-//! through `pipeline::event::columns`, and [`ProtoFields`] encodes them
+//! The declared kinds (`file_change` … `net_send`, `process_snapshot`,
+//! `exe_hash`, `detection`) and an exec's kernel attributes have no
+//! mapping here: their records write their values through
+//! `pipeline::event::columns`, and [`ProtoFields`] encodes them
 //! with `prost::encoding` at the names' tags of the declaration
 //! (`schemas::columns`), which a schemas test holds equal to
 //! `security.proto`. Such an event is a [`DeclaredSecurityEvent`]: the
@@ -550,6 +551,15 @@ impl ColumnWriter for ProtoFields {
                 for value in values {
                     self.text(column.tag, value);
                 }
+            }
+        }
+    }
+    fn u64_list(&mut self, values: &[u64]) {
+        // Packed (one length-delimited field), as proto3 and prost write a
+        // `repeated uint64`; nothing for an empty list.
+        if let Some(column) = self.column(ColumnType::U64List) {
+            if column.tag != 0 {
+                pb::uint64::encode_packed(column.tag, values, &mut self.body);
             }
         }
     }

@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pipeline::event::{
-    AgentDiag, Argv, BpfProgramLoad, CredSyscall, CredentialChange, Credentials, EventMeta, ExeHash, FileChange,
-    FileOp, FileOpen, HashState, ModuleLoad, ModuleSyscall, NamespaceChange, NamespaceSyscall, NetAccept, NetConnect,
-    NetListen, NetSend, ProcessAggregateSample, ProcessEphemeralSummary, ProcessExec, ProcessExit, ProcessFork,
-    ProcessSample, ProcessSnapshot, Protocol, PtraceAttach, ScanInfo, SketchEvent,
+    AgentDiag, Argv, BpfProgramLoad, Confidence, CredSyscall, CredentialChange, Credentials, Detection, DetectionLayer,
+    EventMeta, ExeHash, FileChange, FileOp, FileOpen, HashState, ModuleLoad, ModuleSyscall, NamespaceChange,
+    NamespaceSyscall, NetAccept, NetConnect, NetListen, NetSend, ProcessAggregateSample, ProcessEphemeralSummary,
+    ProcessExec, ProcessExit, ProcessFork, ProcessSample, ProcessSnapshot, Protocol, PtraceAttach, ScanInfo, Severity,
+    SketchEvent,
 };
 use pipeline::sketch::LogSketch;
 use pipeline::{
@@ -229,7 +230,64 @@ struct Pools {
     modules: Vec<Arc<str>>,
     module_params: Vec<Arc<str>>,
     bpf_names: Vec<Arc<str>>,
+    rules: Vec<GeneratedRule>,
+    ruleset: Arc<str>,
 }
+
+/// What a generated detection takes from its rule ([`RULES`]).
+struct GeneratedRule {
+    id: Arc<str>,
+    title: Arc<str>,
+    layer: DetectionLayer,
+    severity: Severity,
+    confidence: Confidence,
+    attack: Vec<Arc<str>>,
+    event_kind: Arc<str>,
+    summary: Arc<str>,
+}
+
+/// Rules a generated detection names: id, title, layer, severity,
+/// confidence, ATT&CK ids and the kind of the triggering event.
+type RuleRow =
+    (&'static str, &'static str, DetectionLayer, Severity, Confidence, &'static [&'static str], &'static str);
+const RULES: [RuleRow; 4] = [
+    (
+        "hf-linux-reverse-shell",
+        "Shell with a socket on stdin",
+        DetectionLayer::L2,
+        Severity::High,
+        Confidence::VeryHigh,
+        &["T1059.004"],
+        "process_exec",
+    ),
+    (
+        "hf-linux-ioc-hash",
+        "Known-bad executable",
+        DetectionLayer::L1,
+        Severity::Critical,
+        Confidence::Definite,
+        &["T1204.002"],
+        "exe_hash",
+    ),
+    (
+        "hf-linux-rare-parent",
+        "Rare parent for this program",
+        DetectionLayer::L3,
+        Severity::Low,
+        Confidence::Medium,
+        &[],
+        "process_exec",
+    ),
+    (
+        "hf-linux-download-chmod-exec",
+        "Downloaded, made executable, run",
+        DetectionLayer::L4,
+        Severity::Medium,
+        Confidence::High,
+        &["T1105", "T1222.002"],
+        "file_change",
+    ),
+];
 
 const PROGRAMS: [&str; 8] = ["bash", "python3", "curl", "nginx", "sshd", "postgres", "cron", "node"];
 const PATHS: [&str; 8] = [
@@ -278,6 +336,20 @@ impl EventStream {
             modules: MODULES.iter().map(|p| Arc::from(*p)).collect(),
             module_params: MODULE_PARAMS.iter().map(|p| Arc::from(*p)).collect(),
             bpf_names: BPF_NAMES.iter().map(|p| Arc::from(*p)).collect(),
+            rules: RULES
+                .iter()
+                .map(|&(id, title, layer, severity, confidence, attack, event_kind)| GeneratedRule {
+                    id: Arc::from(id),
+                    title: Arc::from(title),
+                    layer,
+                    severity,
+                    confidence,
+                    attack: attack.iter().map(|t| Arc::from(*t)).collect(),
+                    event_kind: Arc::from(event_kind),
+                    summary: Arc::from(format!("{title} (generated)")),
+                })
+                .collect(),
+            ruleset: Arc::from("5eed5eed5eed5eed"),
         };
         EventStream { rng: SplitMix64(seed), cumulative, total_weight, sequence: 0, ts_step_ns, pools }
     }
@@ -409,8 +481,9 @@ impl EventStream {
                 event_type: Arc::clone(&pools.diag_type),
                 reason: Arc::clone(&pools.diag_reason),
             }),
-            // The security kinds: plausible values cut from the same draw
-            // (never in the default mix, so older streams are unchanged).
+            // The security kinds and detections: plausible values cut from
+            // the same draw (never in the default mix, so older streams are
+            // unchanged).
             EventKind::FileChange => {
                 let op = FileOp::ALL[((r >> 24) % FileOp::ALL.len() as u64) as usize];
                 let path = |shift: u32| Arc::clone(&pools.paths[((r >> shift) % PATHS.len() as u64) as usize]);
@@ -574,6 +647,28 @@ impl EventStream {
                 sha256: Arc::clone(&pools.empty),
                 state: HashState::Unavailable,
             }),
+            EventKind::Detection => {
+                // Resting on one to three of the events just before it
+                // (fewer at the start of the stream: none before the first).
+                let rule = &pools.rules[((r >> 24) % RULES.len() as u64) as usize];
+                let rests_on = (1 + (r >> 28) % 3).min(sequence);
+                let id = |back: u64| event_id_prefix | (sequence.saturating_sub(back) & ((1 << 48) - 1));
+                Event::Detection(Detection {
+                    context: None,
+                    meta,
+                    process,
+                    rule_id: Arc::clone(&rule.id),
+                    title: Arc::clone(&rule.title),
+                    layer: rule.layer,
+                    severity: rule.severity,
+                    confidence: rule.confidence,
+                    attack: rule.attack.clone(),
+                    event_ids: (1..=rests_on).rev().map(id).collect(),
+                    event_kind: Arc::clone(&rule.event_kind),
+                    summary: Arc::clone(&rule.summary),
+                    ruleset: Arc::clone(&pools.ruleset),
+                })
+            }
         }
     }
 }

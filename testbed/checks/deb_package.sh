@@ -137,7 +137,7 @@ field() { dpkg-deb --field "$DEB" "$1"; }
 [[ "$(field Depends)" == *"libc6 (>= "* ]] || fail "Depends lacks a versioned libc6: $(field Depends)"
 echo "    Depends: $(field Depends)"
 mkdir -p "$WORK/control" && dpkg-deb --control "$DEB" "$WORK/control" || fail "dpkg-deb --control"
-expected_conffiles=$'/etc/hostflow/topology.toml\n/etc/hostflow/rules/README'
+expected_conffiles="$(printf '%s\n' /etc/hostflow/topology.toml /etc/hostflow/rules/README; for f in "$ROOT"/rules/linux/*.yml; do echo "/etc/hostflow/rules/linux/$(basename "$f")"; done)"
 [[ "$(sort "$WORK/control/conffiles")" == "$(sort <<<"$expected_conffiles")" ]] ||
   fail "conffiles: $(tr '\n' ' ' <"$WORK/control/conffiles"), expected $(tr '\n' ' ' <<<"$expected_conffiles")"
 ok "conffiles: $(tr '\n' ' ' <"$WORK/control/conffiles")"

@@ -46,10 +46,11 @@ except ImportError:
     skip("python package pyarrow is not installed (pip install pyarrow)")
 
 BIN = os.environ.get("HOSTFLOW_BIN") or fail("HOSTFLOW_BIN is not set (run through testbed/test)")
-# The security kinds of issue #13, written from one column declaration
-# (schemas/src/columns.rs); pyarrow is the independent reader here.
+# The declared kinds (issues #13, #14, #15), written from one column
+# declaration (schemas/src/columns.rs); pyarrow is the independent reader here.
 SECURITY_KINDS = ["file_change", "credential_change", "namespace_change", "ptrace_attach", "module_load",
-                  "bpf_program_load", "net_listen", "net_accept", "net_send", "process_snapshot", "exe_hash"]
+                  "bpf_program_load", "net_listen", "net_accept", "net_send", "process_snapshot", "exe_hash",
+                  "detection"]
 # Kinds that end with the process context group (has_context + ctx_ columns).
 CONTEXT_KINDS = ["process_exec", "process_exit", "process_fork", "net_connect", "file_open", *SECURITY_KINDS]
 KINDS = ["process_exec", "process_exit", "process_fork", "net_connect", "file_open",
@@ -115,6 +116,13 @@ max_file_bytes = 100000
                     fail(f"{path}: ctx_ancestor_exes is {table.schema.field('ctx_ancestor_exes').type}")
                 if any(table.column("has_context").to_pylist()):
                     fail(f"{path}: a generated event has a context without an enrich transform")
+            if kind == "detection":
+                u64_list = pyarrow.list_(pyarrow.field("item", pyarrow.uint64(), nullable=False))
+                if table.schema.field("event_ids").type != u64_list:
+                    fail(f"{path}: event_ids is {table.schema.field('event_ids').type}")
+                if any(max(ids, default=-1) >= own for ids, own in
+                       zip(table.column("event_ids").to_pylist(), table.column("event_id").to_pylist())):
+                    fail(f"{path}: a generated detection rests on itself or a later event")
             if kind == "file_change" and set(table.column("op").to_pylist()) - {
                     "chmod", "unlink", "rename", "link", "symlink"}:
                 fail(f"{path}: file ops {set(table.column('op').to_pylist())}")

@@ -1,7 +1,9 @@
+//! Tests of the rule-case harness: the case format, its problems and the events it builds.
+
 use std::path::Path;
 use std::sync::Arc;
 
-use pipeline::event::FdKind;
+use pipeline::event::{FdKind, Lineage};
 use pipeline::{Event, EventKind, Field, FieldValue};
 
 use super::*;

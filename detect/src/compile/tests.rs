@@ -1,3 +1,5 @@
+//! Tests of the compiled evaluator: literal ops, regexes, CIDRs, numbers, IOC sets, kinds.
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -107,8 +109,18 @@ fn all_means_every_literal_and_cased_is_exact() {
 fn regex_cidr_numbers_sets_and_kinds() {
     let origin = Origin { file: Arc::from(PathBuf::from("x.yml").as_path()), line: 1, format: Format::Native };
     let sets = vec![
-        IocSet { name: "ips".into(), kind: IocKind::Ip, values: vec!["203.0.113.0/24".into(), "::1".into()], origin: origin.clone() },
-        IocSet { name: "subs".into(), kind: IocKind::Substring, values: vec!["xmrig".into(), "stratum+tcp".into()], origin },
+        IocSet {
+            name: "ips".into(),
+            kind: IocKind::Ip,
+            values: vec!["203.0.113.0/24".into(), "::1".into()],
+            origin: origin.clone(),
+        },
+        IocSet {
+            name: "subs".into(),
+            kind: IocKind::Substring,
+            values: vec!["xmrig".into(), "stratum+tcp".into()],
+            origin,
+        },
     ];
     let mut b = Builder::default();
     b.add(&all_kinds(Expr::Pred(Pred {
@@ -118,13 +130,19 @@ fn regex_cidr_numbers_sets_and_kinds() {
     b.add(&Match {
         kinds: KindSet::of(&[pipeline::EventKind::NetConnect]),
         expr: Expr::All(vec![
-            Expr::Pred(Pred { target: Target::Field(Field::DstAddr), test: Test::Cidr(vec![Cidr::parse("10.0.0.0/8").expect("cidr")]) }),
+            Expr::Pred(Pred {
+                target: Target::Field(Field::DstAddr),
+                test: Test::Cidr(vec![Cidr::parse("10.0.0.0/8").expect("cidr")]),
+            }),
             Expr::Pred(Pred { target: Target::Field(Field::DstPort), test: Test::NumIn(vec![3333, 4444]) }),
         ]),
     });
     b.add(&all_kinds(Expr::Pred(Pred { target: Target::Field(Field::DstAddr), test: Test::InSet("ips".into()) })));
     b.add(&all_kinds(Expr::Pred(Pred { target: Target::Field(Field::Cmdline), test: Test::InSet("subs".into()) })));
-    b.add(&all_kinds(Expr::Pred(Pred { target: Target::Field(Field::DstPort), test: Test::Num { op: CmpOp::Ge, value: 1024 } })));
+    b.add(&all_kinds(Expr::Pred(Pred {
+        target: Target::Field(Field::DstPort),
+        test: Test::Num { op: CmpOp::Ge, value: 1024 },
+    })));
     b.add(&all_kinds(Expr::Pred(Pred { target: Target::Field(Field::DstPort), test: Test::Exists(false) })));
     let ev = b.build(&sets).expect("builds");
     assert_eq!(hits(&ev, &exec("/bin/sh", &["sh", "-c", "echo x | BASE64  -d | sh"])), vec![0, 5]);
@@ -155,7 +173,10 @@ fn sha256_sets_hold_a_hundred_thousand_and_load_fast() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     let mut event = exec("/x", &["x"]);
     if let Event::ProcessExec(e) = &mut event {
-        e.context = Some(Arc::new(ProcessContext { exe_sha256: format!("{:064x}", 99u64 * 7919).into(), ..ProcessContext::unknown() }));
+        e.context = Some(Arc::new(ProcessContext {
+            exe_sha256: format!("{:064x}", 99u64 * 7919).into(),
+            ..ProcessContext::unknown()
+        }));
     }
     assert_eq!(hits(&ev, &event), Vec::<u32>::new(), "unknown context: no sha256 value");
     if let Event::ProcessExec(e) = &mut event {

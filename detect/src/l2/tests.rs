@@ -1,3 +1,5 @@
+//! Tests of the L2 engine: sequences, counts, relations, reorder, PID reuse, caps and churn.
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -6,6 +8,7 @@ use pipeline::event::{
 };
 use pipeline::{Event, EventMeta, Field, ProcessKey};
 
+use super::keys::duration;
 use super::*;
 
 const S: u64 = 1_000_000_000;
@@ -184,16 +187,17 @@ fn relations_same_process_child_descendant_and_lineage() {
 }
 
 #[test]
-fn lineage_key_prefers_the_session_leader_then_the_child_of_init() {
+fn lineage_key_is_the_login_session_else_the_child_of_init() {
     let l = key(500, 5);
     let (p, c) = (key(600, 6), key(700, 7));
+    let session = |id: u32| ProcessKey { pid: 0, start_time_ns: u64::from(id) };
     let at = |process: ProcessKey, context: Arc<ProcessContext>| lineage_key(&connect(S, 1, process, 1, &context));
-    assert_eq!(at(c, ctx("/x", 500, &[p, l, INIT])), Some(l), "session leader among the ancestors");
-    assert_eq!(at(l, ctx("/x", 500, &[INIT])), Some(l), "the leader itself");
-    assert_eq!(at(c, ctx("/x", 42, &[p, l, INIT])), Some(l), "no leader: the ancestor below init");
-    assert_eq!(at(c, ctx("/x", 1, &[p, INIT])), Some(p), "init's session is no lineage");
-    assert_eq!(at(p, ctx("/x", 42, &[INIT])), Some(p), "a child of init is its own lineage");
-    assert_eq!(at(c, ctx("/x", 42, &[p])), Some(c), "ancestry cut short: the process itself");
+    assert_eq!(at(c, ctx("/x", 500, &[p, l, INIT])), Some(session(500)), "a login session is the lineage");
+    assert_eq!(at(l, ctx("/x", 42, &[INIT])), Some(session(42)), "whatever the ancestry");
+    assert_ne!(at(c, ctx("/x", 43, &[p, l, INIT])), at(c, ctx("/x", 42, &[p, l, INIT])), "two logins, two lineages");
+    assert_eq!(at(c, ctx("/x", u32::MAX, &[p, l, INIT])), Some(l), "no session: the ancestor below init");
+    assert_eq!(at(p, ctx("/x", u32::MAX, &[INIT])), Some(p), "a child of init is its own lineage");
+    assert_eq!(at(c, ctx("/x", u32::MAX, &[p])), Some(c), "ancestry cut short: the process itself");
     assert_eq!(at(c, Arc::new(ProcessContext::unknown())), Some(c));
     assert_eq!(lineage_key(&exit(S, 1, c)), Some(c), "no context");
 }
@@ -564,6 +568,49 @@ fn events_without_l2_hits_cost_little() {
     }
     eprintln!("no L2 hit: {:.1} ns per event", start.elapsed().as_nanos() as f64 / 1e6);
     assert_eq!(engine.stats().held, 0);
+}
+
+#[test]
+#[cfg_attr(debug_assertions, ignore = "a timing: run with --release")]
+fn steady_state_latency() {
+    let (rules, _) = workload();
+    let mut engine = L2Engine::new(rules, L2Config::default());
+    let contexts: Vec<_> = (0..1_000u32).map(|i| ctx("/bin/sh", 100 + i % 7, &[key(50 + i % 7, 0), INIT])).collect();
+    let mut out = Vec::new();
+    let mut ns = Vec::with_capacity(1_000_000);
+    let mut firings = 0;
+    // 80 % of the events hit an L2 condition, 16 % fire: far busier than
+    // a real host. The output is drained as the transform does per batch.
+    for i in 0..1_000_000u64 {
+        let p = (i % 1_000) as usize;
+        let hits: &[MatchId] = match i % 5 {
+            0 => &[A, C],
+            1 => &[B],
+            2 => &[C],
+            3 => &[D],
+            _ => &[],
+        };
+        let event = connect(S + i * 10_000, i, key(100 + p as u32, 1), (i % 97) as u16, &contexts[p]);
+        let start = Instant::now();
+        engine.push(&event, hits, &mut out);
+        ns.push(start.elapsed().as_nanos() as u64);
+        if out.len() >= 256 {
+            firings += out.len();
+            out.clear();
+        }
+    }
+    firings += out.len();
+    ns.sort_unstable();
+    let stats = engine.stats();
+    eprintln!(
+        "steady state: p50 {} ns, p99 {} ns, p99.9 {} ns, mean {:.0} ns; {} firings, {stats:?}",
+        ns[ns.len() / 2],
+        ns[ns.len() * 99 / 100],
+        ns[ns.len() * 999 / 1000],
+        ns.iter().sum::<u64>() as f64 / ns.len() as f64,
+        firings
+    );
+    assert!(firings > 0);
 }
 
 #[test]

@@ -1,3 +1,5 @@
+//! Tests of the native rule front end: every body, and every problem at once with its line.
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -14,7 +14,10 @@ pub(crate) enum Cond {
     /// A selection by name.
     Sel(String),
     /// `1 of …` (`all: false`) or `all of …`.
-    Of { all: bool, pattern: Pattern },
+    Of {
+        all: bool,
+        pattern: Pattern,
+    },
 }
 
 /// What `x of` ranges over.

@@ -82,7 +82,11 @@ pub(crate) fn parse(
     };
     for (key, key_node, _) in section.entries().unwrap_or_default() {
         if !KEYS.contains(&key.as_str()) {
-            problems.hint(key_node.line(), format!("unknown key `{key}` in `correlation`"), format!("keys: {}", KEYS.join(", ")));
+            problems.hint(
+                key_node.line(),
+                format!("unknown key `{key}` in `correlation`"),
+                format!("keys: {}", KEYS.join(", ")),
+            );
         }
     }
     let generate = match section.get("generate").or_else(|| doc.get("generate")) {
@@ -139,7 +143,11 @@ pub(crate) fn parse(
                 None
             }
             Some(Ok(ns)) if ns > 86_400_000_000_000 => {
-                problems.hint(node.line(), "`timespan` is longer than a day", "L2 state is held in memory; keep windows short");
+                problems.hint(
+                    node.line(),
+                    "`timespan` is longer than a day",
+                    "L2 state is held in memory; keep windows short",
+                );
                 None
             }
             Some(Ok(ns)) => Some(ns),
@@ -158,7 +166,11 @@ pub(crate) fn parse(
         None => (0, None),
     };
     if matches!(kind, Some(Kind::Temporal | Kind::TemporalOrdered)) && rules.len() < 2 {
-        problems.hint(section.line(), "a temporal correlation needs at least two rules", "count one rule with event_count");
+        problems.hint(
+            section.line(),
+            "a temporal correlation needs at least two rules",
+            "count one rule with event_count",
+        );
     }
     let pending = match (kind, within_ns) {
         (Some(kind), Some(within_ns)) if problems.list.len() == before => Some(Pending {
@@ -194,7 +206,12 @@ fn texts(node: Option<Node<'_>>, what: &str, problems: &mut Problems<'_>) -> Vec
 
 /// The correlation's `condition`: a count's threshold and, for
 /// value_count, the counted field.
-fn condition(section: Node<'_>, kind: Kind, rules: usize, problems: &mut Problems<'_>) -> (u64, Option<(usize, String)>) {
+fn condition(
+    section: Node<'_>,
+    kind: Kind,
+    rules: usize,
+    problems: &mut Problems<'_>,
+) -> (u64, Option<(usize, String)>) {
     let counts = matches!(kind, Kind::EventCount | Kind::ValueCount);
     let Some(node) = section.get("condition") else {
         if counts {
@@ -210,14 +227,18 @@ fn condition(section: Node<'_>, kind: Kind, rules: usize, problems: &mut Problem
     let mut field = None;
     for (key, key_node, value) in entries {
         match key.as_str() {
-            "field" if kind == Kind::ValueCount => match value.text().filter(|t| value.scalar().is_some() && !t.is_empty()) {
-                Some(t) => field = Some((value.line(), t.trim().to_owned())),
-                None => problems.at(value.line(), "`field` names the field whose distinct values are counted"),
-            },
+            "field" if kind == Kind::ValueCount => {
+                match value.text().filter(|t| value.scalar().is_some() && !t.is_empty()) {
+                    Some(t) => field = Some((value.line(), t.trim().to_owned())),
+                    None => problems.at(value.line(), "`field` names the field whose distinct values are counted"),
+                }
+            }
             "field" => problems.at(key_node.line(), "`field` belongs to value_count correlations"),
             "gt" | "gte" => match (value.scalar(), threshold) {
                 (_, Some(_)) => problems.at(key_node.line(), "the condition has more than one threshold"),
-                (Some(Scalar::Int(n)), None) => threshold = Some((key_node.line(), if key == "gt" { "gt" } else { "gte" }, n)),
+                (Some(Scalar::Int(n)), None) => {
+                    threshold = Some((key_node.line(), if key == "gt" { "gt" } else { "gte" }, n))
+                }
                 _ => problems.at(value.line(), format!("`{key}` takes an integer")),
             },
             "lt" | "lte" | "eq" | "neq" => problems.hint(
@@ -225,7 +246,11 @@ fn condition(section: Node<'_>, kind: Kind, rules: usize, problems: &mut Problem
                 format!("a correlation condition `{key}` (at most / exactly N) is not supported"),
                 "hostflow correlations fire when a count exceeds a threshold: use `gt` or `gte`",
             ),
-            other => problems.hint(key_node.line(), format!("unknown condition `{other}`"), "use `gt` or `gte` (and `field` for value_count)"),
+            other => problems.hint(
+                key_node.line(),
+                format!("unknown condition `{other}`"),
+                "use `gt` or `gte` (and `field` for value_count)",
+            ),
         }
     }
     if kind == Kind::ValueCount && field.is_none() {
@@ -276,8 +301,14 @@ pub(crate) fn resolve(pending: &Pending, cx: &Context<'_>, problems: &mut Proble
                 format!("`{reference}` is a correlation; correlations of correlations are not supported"),
                 "name detection rules",
             ),
-            None if known(cx.rejected) => problems.at(*line, format!("rule `{reference}` did not load (see its problems)")),
-            None => problems.hint(*line, format!("no Sigma rule has the id or name `{reference}`"), "name a rule by `id` or `name`"),
+            None if known(cx.rejected) => {
+                problems.at(*line, format!("rule `{reference}` did not load (see its problems)"))
+            }
+            None => problems.hint(
+                *line,
+                format!("no Sigma rule has the id or name `{reference}`"),
+                "name a rule by `id` or `name`",
+            ),
         }
     }
     if problems.list.len() > before {
@@ -323,13 +354,9 @@ pub(crate) fn resolve(pending: &Pending, cx: &Context<'_>, problems: &mut Proble
     }
     let within_ns = pending.within_ns;
     let body = match pending.kind {
-        Kind::EventCount | Kind::ValueCount => Body::Count(Count {
-            matcher: merge(matches),
-            group_by,
-            distinct,
-            more_than: pending.more_than,
-            within_ns,
-        }),
+        Kind::EventCount | Kind::ValueCount => {
+            Body::Count(Count { matcher: merge(matches), group_by, distinct, more_than: pending.more_than, within_ns })
+        }
         Kind::Temporal | Kind::TemporalOrdered => Body::Sequence(Sequence {
             group_by,
             within_ns,
@@ -348,7 +375,11 @@ pub(crate) fn resolve(pending: &Pending, cx: &Context<'_>, problems: &mut Proble
 fn target(name: &str, named: &[(&Rule, Source)]) -> Result<Target, (String, String)> {
     let mut found: Option<Target> = None;
     for (rule, source) in named {
-        let t = plain_target(*source, name).map_err(|(m, h)| (format!("rule `{}`: {m}", rule.meta.id), h))?;
+        let kinds = match &rule.body {
+            Body::Indicator(m) => m.kinds,
+            _ => KindSet::ALL,
+        };
+        let t = plain_target(*source, kinds, name).map_err(|(m, h)| (format!("rule `{}`: {m}", rule.meta.id), h))?;
         match found {
             Some(f) if f != t => {
                 return Err((

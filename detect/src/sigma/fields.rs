@@ -28,9 +28,7 @@ impl Source {
             Source::ProcessCreation => KindSet::of(&[EventKind::ProcessExec]),
             Source::FileEvent => KindSet::of(&[EventKind::FileOpen, EventKind::FileChange]),
             Source::NetworkConnection => KindSet::of(&[EventKind::NetConnect, EventKind::NetAccept]),
-            Source::Auditd => {
-                KindSet(Record::Execve.kinds().0 | Record::Path.kinds().0 | Record::Syscall.kinds().0)
-            }
+            Source::Auditd => KindSet(Record::Execve.kinds().0 | Record::Path.kinds().0 | Record::Syscall.kinds().0),
         }
     }
 
@@ -102,6 +100,11 @@ pub(crate) enum Mapping {
     /// (an auditd record's field): the test comes with a kind check, so
     /// `a1` is never read from the context of, say, a file open.
     Scoped(Target, KindSet),
+    /// A Sysmon network field whose meaning follows the direction: for an
+    /// outgoing connection (`Initiated: 'true'`) the destination is the
+    /// remote end; for an accepted one, Sysmon's destination is the local
+    /// end.
+    Direction { connect: Field, accept: Field },
     /// `Initiated` (network_connection): the direction, i.e. the kind.
     Initiated,
     /// `type` (auditd): the record type, i.e. the kinds.
@@ -131,8 +134,12 @@ pub(crate) fn map(source: Source, name: &str, record: Option<Record>) -> Result<
         (Source::FileEvent, "TargetFilename") => field(F::Path),
         (Source::FileEvent | Source::NetworkConnection, "Image") => field(F::CtxExe),
         (Source::FileEvent | Source::NetworkConnection, "User") => field(F::CtxUser),
-        (Source::NetworkConnection, "DestinationIp") => field(F::DstAddr),
-        (Source::NetworkConnection, "DestinationPort") => field(F::DstPort),
+        (Source::NetworkConnection, "DestinationIp") => {
+            Ok(Mapping::Direction { connect: F::DstAddr, accept: F::LocalAddr })
+        }
+        (Source::NetworkConnection, "DestinationPort") => {
+            Ok(Mapping::Direction { connect: F::DstPort, accept: F::LocalPort })
+        }
         (Source::NetworkConnection, "Protocol") => field(F::Protocol),
         (Source::NetworkConnection, "Initiated") => Ok(Mapping::Initiated),
         (Source::NetworkConnection, "DestinationHostname" | "SourceHostname") => Err((
@@ -140,8 +147,8 @@ pub(crate) fn map(source: Source, name: &str, record: Option<Record>) -> Result<
             "match the address with `DestinationIp|cidr`, or drop the rule".to_owned(),
         )),
         (Source::NetworkConnection, "SourceIp" | "SourcePort") => Err((
-            format!("`{name}`: the local end of a connection is not collected for connects"),
-            "match `DestinationIp` / `DestinationPort`".to_owned(),
+            format!("`{name}`: the local end of an outgoing connection is not collected"),
+            "match `DestinationIp` / `DestinationPort` (an accepted connection's local end)".to_owned(),
         )),
         (
             _,
@@ -169,10 +176,8 @@ fn known(source: Source) -> &'static str {
             "Image, CommandLine, ParentImage, ParentCommandLine, User, CurrentDirectory, ProcessId, ParentProcessId"
         }
         Source::FileEvent => "TargetFilename, Image, User, ProcessId",
-        Source::NetworkConnection => {
-            "DestinationIp, DestinationPort, Initiated, Protocol, Image, User, ProcessId"
-        }
-        Source::Auditd => "type (EXECVE, PATH, SYSCALL), a0…aN, name, exe, comm, syscall",
+        Source::NetworkConnection => "DestinationIp, DestinationPort, Initiated, Protocol, Image, User, ProcessId",
+        Source::Auditd => "type (EXECVE, PATH, SYSCALL), a0…aN, name, exe, comm, syscall, pid, uid, euid, auid",
     }
 }
 
@@ -195,6 +200,10 @@ fn map_auditd(name: &str, record: Option<Record>) -> Result<Mapping, Unmapped> {
         "name" => Ok(Mapping::Scoped(Target::Field(Field::Path), Record::Path.kinds())),
         "exe" => Ok(Mapping::Scoped(Target::Field(Field::CtxExe), Record::Syscall.kinds())),
         "comm" => Ok(Mapping::Scoped(Target::Field(Field::Comm), KindSet::of(&[EventKind::ProcessExec]))),
+        "pid" => Ok(Mapping::Scoped(Target::Field(Field::Pid), Record::Syscall.kinds())),
+        "uid" => Ok(Mapping::Scoped(Target::Field(Field::CtxUid), Record::Syscall.kinds())),
+        "euid" => Ok(Mapping::Scoped(Target::Field(Field::CtxEuid), Record::Syscall.kinds())),
+        "auid" => Ok(Mapping::Scoped(Target::Field(Field::CtxLoginuid), Record::Syscall.kinds())),
         "syscall" | "SYSCALL" => Ok(Mapping::Syscall),
         "key" => Err((
             "`key`: audit rule keys (`-k`) are not collected".to_owned(),

@@ -9,11 +9,11 @@ use super::condition::{self, Cond, Pattern};
 use super::values::{base64, base64_offsets};
 use super::SigmaLoader;
 use crate::problem::Problem;
-use crate::rule::{
-    Body, Cidr, CmpOp, Count, Expr, GroupKey, KindSet, Match, Pred, Relation, Rule, Sequence, Target, Test, TextOp,
-};
+use crate::rule::{Body, Cidr, CmpOp, Expr, KindSet, Match, Pred, Rule, Target, Test, TextOp};
 use crate::yaml::{self, Node};
 
+mod correlations;
+mod external;
 mod fuzz;
 
 /// Loads `files` (path, text) in order and resolves them.
@@ -53,11 +53,7 @@ fn matcher(rule: &Rule) -> &Match {
 /// A rule of `category` with one selection made of `lines` (each a field
 /// entry) and `condition: selection`.
 fn rule_with(category: &str, lines: &[&str]) -> String {
-    let source = if category == "auditd" {
-        "  service: auditd".to_owned()
-    } else {
-        format!("  category: {category}")
-    };
+    let source = if category == "auditd" { "  service: auditd".to_owned() } else { format!("  category: {category}") };
     let body: String = lines.iter().map(|l| format!("    {l}\n")).collect();
     format!(
         "title: Test rule\nid: hf-test\nlogsource:\n  product: linux\n{source}\ndetection:\n  selection:\n{body}  condition: selection\n"
@@ -107,8 +103,7 @@ fn kind_check(list: &[&str]) -> Expr {
 
 #[test]
 fn metadata_level_tags_and_confidence() {
-    let rule = one(
-        "title: Shell from a web server
+    let rule = one("title: Shell from a web server
 id: 6f0c2f4e-0000-4000-8000-000000000001
 status: experimental
 description: A web server spawned a shell.
@@ -130,8 +125,7 @@ detection:
   selection:
     ParentImage|endswith: /nginx
   condition: selection
-",
-    );
+");
     assert_eq!(&*rule.meta.id, "6f0c2f4e-0000-4000-8000-000000000001");
     assert_eq!(&*rule.meta.title, "Shell from a web server");
     assert_eq!(&*rule.meta.description, "A web server spawned a shell.");
@@ -201,7 +195,10 @@ fn text_modifiers() {
     assert_eq!(entry("CommandLine|endswith: '.sh'"), pred(Field::Cmdline, text(TextOp::Suffix, &[".sh"])));
     assert_eq!(
         entry("CommandLine|contains|all: [curl, '| sh']"),
-        pred(Field::Cmdline, Test::Text { op: TextOp::Contains, values: arc(&["curl", "| sh"]), all: true, cased: false })
+        pred(
+            Field::Cmdline,
+            Test::Text { op: TextOp::Contains, values: arc(&["curl", "| sh"]), all: true, cased: false }
+        )
     );
     assert_eq!(
         entry("CommandLine|contains|cased: PATH="),
@@ -251,7 +248,12 @@ fn regex_modifier_and_flags() {
 
 #[test]
 fn numeric_address_and_existence_modifiers() {
-    let net = |lines: &[&str]| matcher(&one(&rule_with("network_connection", lines))).expr.clone();
+    // Outgoing connections only (see `destination_follows_the_direction`).
+    let net = |lines: &[&str]| {
+        let mut lines = lines.to_vec();
+        lines.push("Initiated: 'true'");
+        matcher(&one(&rule_with("network_connection", &lines))).expr.clone()
+    };
     assert_eq!(net(&["DestinationPort: 4444"]), pred(Field::DstPort, Test::NumIn(vec![4444])));
     assert_eq!(net(&["DestinationPort: ['4444', 22]"]), pred(Field::DstPort, Test::NumIn(vec![4444, 22])));
     assert_eq!(net(&["DestinationPort|gte: 1024"]), pred(Field::DstPort, Test::Num { op: CmpOp::Ge, value: 1024 }));
@@ -310,7 +312,9 @@ fn encoding_modifiers() {
     match entry("CommandLine|windash|contains|all: ['-a -b', x]") {
         Expr::All(parts) => {
             assert_eq!(parts.len(), 2);
-            assert!(matches!(&parts[1], Expr::Pred(Pred { test: Test::Text { values, .. }, .. }) if values.len() == 25));
+            assert!(
+                matches!(&parts[1], Expr::Pred(Pred { test: Test::Text { values, .. }, .. }) if values.len() == 25)
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -366,6 +370,39 @@ fn field_mapping_per_category() {
     reject("process_creation", "TargetFilename: x", "not part of process_creation");
     reject("file_event", "CommandLine: x", "not part of file_event");
     reject("process_creation", "image: /bin/sh", "field `image`");
+}
+
+#[test]
+fn destination_follows_the_direction() {
+    // Sysmon's destination is the remote end of a connect, but the local
+    // end of an accepted connection.
+    let both = one(&rule_with("network_connection", &["DestinationPort: 22"]));
+    assert_eq!(matcher(&both).kinds, kinds(&[EventKind::NetConnect, EventKind::NetAccept]));
+    assert_eq!(
+        matcher(&both).expr,
+        Expr::Any(vec![
+            Expr::All(vec![kind_check(&["net_connect"]), pred(Field::DstPort, Test::NumIn(vec![22]))]),
+            Expr::All(vec![kind_check(&["net_accept"]), pred(Field::LocalPort, Test::NumIn(vec![22]))]),
+        ])
+    );
+    let inbound = one(&rule_with("network_connection", &["Initiated: 'false'", "DestinationIp|cidr: 10.0.0.0/8"]));
+    assert_eq!(matcher(&inbound).kinds, kinds(&[EventKind::NetAccept]));
+    let net = Cidr::parse("10.0.0.0/8").expect("cidr");
+    assert_eq!(matcher(&inbound).expr, pred(Field::LocalAddr, Test::Cidr(vec![net])));
+    // Under `not`, each direction keeps its own field.
+    let text = "title: t\nid: not-local\nlogsource: {product: linux, category: network_connection}\ndetection:\n  \
+                sel:\n    Image|endswith: /bash\n  filter:\n    DestinationIp: 127.0.0.1\n  condition: sel and not filter\n";
+    let host = Cidr::parse("127.0.0.1").expect("cidr");
+    assert_eq!(
+        matcher(&one(text)).expr,
+        Expr::All(vec![
+            pred(Field::CtxExe, text_test(TextOp::Suffix, &["/bash"])),
+            Expr::Not(Box::new(Expr::Any(vec![
+                Expr::All(vec![kind_check(&["net_connect"]), pred(Field::DstAddr, Test::Cidr(vec![host]))]),
+                Expr::All(vec![kind_check(&["net_accept"]), pred(Field::LocalAddr, Test::Cidr(vec![host]))]),
+            ]))),
+        ])
+    );
 }
 
 #[test]
@@ -434,6 +471,12 @@ fn auditd_records() {
             pred(Field::CtxExe, text(TextOp::Equals, &["/usr/bin/kmod"])),
         ])
     );
+    let rule = one(&rule_with("auditd", &["type: SYSCALL", "SYSCALL: [execve, execveat]", "euid: 33", "auid: 1000"]));
+    assert_eq!(matcher(&rule).kinds, kinds(&[EventKind::ProcessExec]));
+    assert_eq!(
+        matcher(&rule).expr,
+        Expr::All(vec![pred(Field::CtxEuid, Test::NumIn(vec![33])), pred(Field::CtxLoginuid, Test::NumIn(vec![1000]))])
+    );
     let rule = one(&rule_with("auditd", &["type: SYSCALL", "SYSCALL: [setuid, setns]"]));
     assert_eq!(matcher(&rule).kinds, kinds(&[EventKind::CredentialChange, EventKind::NamespaceChange]));
     let syscall = |k: &str, s: &str| {
@@ -442,7 +485,10 @@ fn auditd_records() {
             pred(Field::Syscall, Test::Text { op: TextOp::Equals, values: arc(&[s]), all: false, cased: true }),
         ])
     };
-    assert_eq!(matcher(&rule).expr, Expr::Any(vec![syscall("credential_change", "setuid"), syscall("namespace_change", "setns")]));
+    assert_eq!(
+        matcher(&rule).expr,
+        Expr::Any(vec![syscall("credential_change", "setuid"), syscall("namespace_change", "setns")])
+    );
     // Two records under `1 of`: each keeps its kind check.
     let text = "title: t
 id: two-records
@@ -461,7 +507,10 @@ detection:
     assert_eq!(
         matcher(&rule).expr,
         Expr::Any(vec![
-            Expr::All(vec![kind_check(&["file_open", "file_change"]), pred(Field::Path, text_test(TextOp::Equals, &["/etc/login.defs"]))]),
+            Expr::All(vec![
+                kind_check(&["file_open", "file_change"]),
+                pred(Field::Path, text_test(TextOp::Equals, &["/etc/login.defs"]))
+            ]),
             Expr::All(vec![kind_check(&["process_exec"]), arg(0, text_test(TextOp::Equals, &["chage"]))]),
         ])
     );
@@ -478,7 +527,10 @@ detection:
 fn condition_grammar() {
     let sel = |n: &str| Cond::Sel(n.into());
     let parse = |t: &str| condition::parse(t).expect(t);
-    assert_eq!(parse("a or b and not c"), Cond::Any(vec![sel("a"), Cond::All(vec![sel("b"), Cond::Not(Box::new(sel("c")))])]));
+    assert_eq!(
+        parse("a or b and not c"),
+        Cond::Any(vec![sel("a"), Cond::All(vec![sel("b"), Cond::Not(Box::new(sel("c")))])])
+    );
     assert_eq!(parse("not a and b"), Cond::All(vec![Cond::Not(Box::new(sel("a"))), sel("b")]));
     assert_eq!(parse("(a or b) and c"), Cond::All(vec![Cond::Any(vec![sel("a"), sel("b")]), sel("c")]));
     assert_eq!(parse("a and b and c or d"), Cond::Any(vec![Cond::All(vec![sel("a"), sel("b"), sel("c")]), sel("d")]));
@@ -519,7 +571,10 @@ fn conditions_resolve_to_expressions() {
     assert_eq!(expr("1 of sel_*"), Expr::Any(vec![exe("a"), exe("b")]));
     assert_eq!(expr("all of them"), Expr::All(vec![exe("a"), exe("b")]));
     assert_eq!(expr("1 of them"), Expr::Any(vec![exe("a"), exe("b")]));
-    assert_eq!(expr("sel_a and not (sel_b or _helper)"), Expr::All(vec![exe("a"), Expr::Not(Box::new(Expr::Any(vec![exe("b"), exe("c")])))]));
+    assert_eq!(
+        expr("sel_a and not (sel_b or _helper)"),
+        Expr::All(vec![exe("a"), Expr::Not(Box::new(Expr::Any(vec![exe("b"), exe("c")])))])
+    );
     assert_eq!(expr("all of sel_* or _helper"), Expr::Any(vec![Expr::All(vec![exe("a"), exe("b")]), exe("c")]));
     // A list of conditions is any of them.
     assert_eq!(expr("[sel_a, sel_b]"), Expr::Any(vec![exe("a"), exe("b")]));
@@ -528,7 +583,10 @@ fn conditions_resolve_to_expressions() {
                 sel:\n    - Image: a\n      User: root\n    - Image: b\n  condition: sel\n";
     assert_eq!(
         matcher(&one(text)).expr,
-        Expr::Any(vec![Expr::All(vec![exe("a"), pred(Field::CtxUser, text_test(TextOp::Equals, &["root"]))]), exe("b")])
+        Expr::Any(vec![
+            Expr::All(vec![exe("a"), pred(Field::CtxUser, text_test(TextOp::Equals, &["root"]))]),
+            exe("b")
+        ])
     );
 
     assert_rejected(&three("sel_a and sel_c"), 11, "`sel_c`, which is not a selection");
@@ -649,257 +707,19 @@ detection:
     let cat = "logsource: {product: linux, category: process_creation}\n";
     assert_rejected(&format!("{base}{cat}detection:\n  sel:\n    Image: x\n"), 5, "no `condition`");
     assert_rejected(&format!("{base}{cat}detection:\n  sel: {{}}\n  condition: sel\n"), 5, "empty selection");
+    assert_rejected(&format!("{base}{cat}detection:\n  sel:\n  condition: sel\n"), 5, "empty selection");
     assert_rejected(&format!("{base}{cat}detection:\n  sel:\n    Image: []\n  condition: sel\n"), 6, "empty list");
-    assert_rejected(&format!("{base}{cat}detection:\n  sel:\n    Image: {{a: b}}\n  condition: sel\n"), 6, "not a mapping");
+    assert_rejected(
+        &format!("{base}{cat}detection:\n  sel:\n    Image: {{a: b}}\n  condition: sel\n"),
+        6,
+        "not a mapping",
+    );
     assert_rejected(&format!("{base}{cat}detection:\n  sel:\n    Image: x\n  condition: 3\n"), 7, "must be text");
-    assert_rejected(&format!("title: [x]\nid: s\n{cat}detection:\n  sel:\n    Image: x\n  condition: sel\n"), 1, "must be text");
-}
-
-/// Base rules for the correlation tests, in their own file.
-const BASE: &str = "title: recon command
-id: base-recon
-name: recon
-logsource: {product: linux, category: process_creation}
-detection:
-  selection:
-    Image|endswith: [/id, /whoami, /uname]
-  condition: selection
----
-title: outbound
-id: base-connect
-name: connect
-logsource: {product: linux, category: network_connection}
-detection:
-  selection:
-    Initiated: 'true'
-  condition: selection
----
-title: file write
-id: base-file
-logsource: {product: linux, category: file_event}
-detection:
-  selection:
-    TargetFilename|startswith: /tmp/
-  condition: selection
-";
-
-fn correlate(correlation: &str) -> (Vec<Rule>, Vec<Problem>) {
-    load_files(&[("rules/base.yml", BASE), ("rules/correlation.yml", correlation)])
-}
-
-fn base_matcher(id: &str) -> Match {
-    let (rules, _) = load_files(&[("rules/base.yml", BASE)]);
-    matcher(rules.iter().find(|r| &*r.meta.id == id).expect("base")).clone()
-}
-
-#[test]
-fn event_count_correlation() {
-    let (rules, problems) = correlate(
-        "title: recon burst
-id: corr-count
-level: high
-tags: [attack.t1033]
-correlation:
-  type: event_count
-  rules: [recon]
-  group-by: [User, ComputerName]
-  timespan: 30s
-  condition: {gte: 10}
-",
+    assert_rejected(
+        &format!("title: [x]\nid: s\n{cat}detection:\n  sel:\n    Image: x\n  condition: sel\n"),
+        1,
+        "must be text",
     );
-    assert!(problems.is_empty(), "{problems:#?}");
-    assert_eq!(rules.len(), 4);
-    let corr = rules.iter().find(|r| &*r.meta.id == "corr-count").expect("loaded");
-    assert_eq!(corr.body.layer(), pipeline::DetectionLayer::L2);
-    assert_eq!((corr.meta.severity, corr.meta.confidence), (Severity::High, Confidence::High));
-    assert_eq!(corr.meta.attack, arc(&["T1033"]));
-    assert_eq!(corr.origin.file, Arc::<Path>::from(Path::new("rules/correlation.yml")));
-    assert_eq!(
-        corr.body,
-        Body::Count(Count {
-            matcher: base_matcher("base-recon"),
-            group_by: vec![GroupKey::Field(Target::Field(Field::CtxUser))],
-            distinct: None,
-            more_than: 9,
-            within_ns: 30_000_000_000,
-        })
-    );
-    // The referenced rule is a part: it does not fire alone; others do.
-    let enabled = |id: &str| rules.iter().find(|r| &*r.meta.id == id).expect("rule").meta.enabled;
-    assert!(!enabled("base-recon") && enabled("base-connect") && enabled("base-file"));
-}
-
-#[test]
-fn value_count_correlation_and_merged_rules() {
-    let (rules, problems) = correlate(
-        "title: port scan
-id: corr-ports
-correlation:
-  type: value_count
-  rules: [base-connect]
-  group-by: [Image]
-  timespan: 10s
-  condition:
-    field: DestinationPort
-    gt: 50
-",
-    );
-    assert!(problems.is_empty(), "{problems:#?}");
-    let corr = rules.iter().find(|r| &*r.meta.id == "corr-ports").expect("loaded");
-    assert_eq!(
-        corr.body,
-        Body::Count(Count {
-            matcher: base_matcher("base-connect"),
-            group_by: vec![GroupKey::Field(Target::Field(Field::CtxExe))],
-            distinct: Some(Target::Field(Field::DstPort)),
-            more_than: 50,
-            within_ns: 10_000_000_000,
-        })
-    );
-    // Two rules of different kinds are counted together, each under its
-    // kind check.
-    let (rules, problems) = correlate(
-        "title: busy
-id: corr-two
-correlation:
-  type: event_count
-  rules: [base-connect, base-file]
-  group-by: [User]
-  timespan: 1m
-  condition: {gt: 3}
-",
-    );
-    assert!(problems.is_empty(), "{problems:#?}");
-    let corr = rules.iter().find(|r| &*r.meta.id == "corr-two").expect("loaded");
-    let (connect, file) = (base_matcher("base-connect"), base_matcher("base-file"));
-    let Body::Count(count) = &corr.body else { panic!("{:?}", corr.body) };
-    assert_eq!(count.matcher.kinds, KindSet(connect.kinds.0 | file.kinds.0));
-    assert_eq!(
-        count.matcher.expr,
-        Expr::Any(vec![
-            Expr::All(vec![kind_check(&["net_connect"]), connect.expr]),
-            Expr::All(vec![kind_check(&["file_open", "file_change"]), file.expr]),
-        ])
-    );
-    assert_eq!(count.more_than, 3);
-}
-
-#[test]
-fn temporal_correlations() {
-    let (rules, problems) = correlate(
-        "title: recon then connect
-id: corr-temporal
-correlation:
-  type: temporal
-  rules: [recon, connect]
-  timespan: 5m
-  generate: true
-",
-    );
-    assert!(problems.is_empty(), "{problems:#?}");
-    let corr = rules.iter().find(|r| &*r.meta.id == "corr-temporal").expect("loaded");
-    let step = |id| crate::rule::Step { matcher: base_matcher(id), relation: Relation::Any };
-    assert_eq!(
-        corr.body,
-        Body::Sequence(Sequence {
-            group_by: vec![GroupKey::Lineage],
-            within_ns: 300_000_000_000,
-            ordered: false,
-            steps: vec![step("base-recon"), step("base-connect")],
-        })
-    );
-    // generate: true lets the parts fire alone too.
-    assert!(rules.iter().all(|r| r.meta.enabled));
-
-    let (rules, problems) = correlate(
-        "title: write then recon
-name: corr-ordered
-correlation:
-  type: temporal_ordered
-  rules: [base-file, recon]
-  group-by: [Lineage, ProcessGuid, User]
-  timespan: 1h
-  condition: {gte: 2}
-",
-    );
-    assert!(problems.is_empty(), "{problems:#?}");
-    let corr = rules.iter().find(|r| &*r.meta.id == "corr-ordered").expect("loaded");
-    assert_eq!(
-        corr.body,
-        Body::Sequence(Sequence {
-            group_by: vec![GroupKey::Lineage, GroupKey::Process, GroupKey::Field(Target::Field(Field::CtxUser))],
-            within_ns: 3_600_000_000_000,
-            ordered: true,
-            steps: vec![step("base-file"), step("base-recon")],
-        })
-    );
-    let enabled = |id: &str| rules.iter().find(|r| &*r.meta.id == id).expect("rule").meta.enabled;
-    assert!(!enabled("base-file") && !enabled("base-recon") && enabled("base-connect"));
-}
-
-#[test]
-fn correlation_problems() {
-    let corr = |body: &str| format!("title: c\nid: corr-bad\ncorrelation:\n{body}");
-    let cases: &[(&str, usize, &str)] = &[
-        ("  type: event_count\n  rules: [recon]\n  timespan: 1m\n  condition: {lt: 5}\n", 7, "`lt`"),
-        ("  type: event_count\n  rules: [recon]\n  timespan: 1m\n  condition: {gte: 1}\n", 7, "single event"),
-        ("  type: event_count\n  rules: [recon]\n  timespan: 1m\n", 4, "needs a `condition`"),
-        ("  type: value_count\n  rules: [recon]\n  timespan: 1m\n  condition: {gt: 5}\n", 7, "needs `field`"),
-        ("  type: value_sum\n  rules: [recon]\n  timespan: 1m\n  condition: {gt: 5}\n", 4, "`value_sum` is not supported"),
-        ("  type: event_count\n  rules: [nope]\n  timespan: 1m\n  condition: {gt: 5}\n", 5, "no Sigma rule has the id or name `nope`"),
-        ("  type: event_count\n  rules: [recon]\n  timespan: 2d\n  condition: {gt: 5}\n", 6, "longer than a day"),
-        ("  type: event_count\n  rules: [recon]\n  timespan: 5x\n  condition: {gt: 5}\n", 6, "duration unit"),
-        ("  type: temporal\n  rules: [recon]\n  timespan: 5m\n", 4, "at least two rules"),
-        ("  type: temporal\n  rules: [recon, connect]\n  timespan: 5m\n  condition: {gte: 1}\n", 7, "every named rule"),
-        (
-            "  type: temporal\n  rules: [recon, connect]\n  timespan: 5m\n  aliases: {ip: {recon: a, connect: b}}\n",
-            7,
-            "`aliases`",
-        ),
-        ("  type: event_count\n  rules: [recon]\n  group_by: [User]\n  timespan: 1m\n  condition: {gt: 5}\n", 6, "unknown key `group_by`"),
-        (
-            "  type: event_count\n  rules: [connect]\n  group-by: [DestinationHostname]\n  timespan: 1m\n  condition: {gt: 5}\n",
-            6,
-            "no DNS names",
-        ),
-        (
-            "  type: temporal\n  rules: [recon, connect]\n  group-by: [Image]\n  timespan: 1m\n",
-            6,
-            "different fields",
-        ),
-        (
-            "  type: event_count\n  rules: [connect]\n  group-by: [Initiated]\n  timespan: 1m\n  condition: {gt: 5}\n",
-            6,
-            "selects event kinds",
-        ),
-    ];
-    for (body, line, reason) in cases {
-        let (rules, problems) = correlate(&corr(body));
-        assert_eq!(rules.len(), 3, "{body}: {rules:#?}");
-        assert!(
-            problems.iter().any(|p| p.line == *line
-                && p.message.contains(reason)
-                && p.rule_id.as_deref() == Some("corr-bad")
-                && p.file == Path::new("rules/correlation.yml")),
-            "{body}: no problem at {line} with {reason:?}: {problems:#?}"
-        );
-    }
-    // A correlation naming a correlation, or a rule that did not load.
-    let chain = "title: c1\nid: c1\ncorrelation:\n  type: event_count\n  rules: [recon]\n  timespan: 1m\n  \
-                 condition: {gt: 5}\n---\ntitle: c2\nid: c2\ncorrelation:\n  type: event_count\n  rules: [c1]\n  \
-                 timespan: 1m\n  condition: {gt: 5}\n";
-    let (rules, problems) = correlate(chain);
-    assert_eq!(rules.len(), 4);
-    assert!(problems.iter().any(|p| p.line == 13 && p.message.contains("correlations of correlations")), "{problems:#?}");
-    let broken = "title: b\nid: broken\nlogsource: {product: linux, category: process_creation}\ndetection:\n  \
-                  sel:\n    OriginalFileName: x\n  condition: sel\n---\ntitle: c\nid: c\ncorrelation:\n  type: \
-                  event_count\n  rules: [broken]\n  timespan: 1m\n  condition: {gt: 5}\n";
-    let (rules, problems) = load(broken);
-    assert!(rules.is_empty());
-    assert!(problems.iter().any(|p| p.line == 13 && p.message.contains("did not load")), "{problems:#?}");
-    // A rejected correlation still keeps its parts quiet.
-    let (rules, _) = correlate(&corr(cases[0].0));
-    assert!(!rules.iter().find(|r| &*r.meta.id == "base-recon").expect("base").meta.enabled);
 }
 
 #[test]
@@ -915,61 +735,4 @@ fn non_mapping_and_mixed_documents() {
     assert!(rules.is_empty());
     assert!(problems.iter().any(|p| p.message.contains("must be a mapping")));
     assert!(problems.iter().any(|p| p.message.contains("not both")));
-}
-
-/// Loads every `.yml` under `$HOSTFLOW_SIGMA_DIR` (e.g. a checkout of
-/// SigmaHQ's `rules/linux`) and prints how many load and why the others
-/// do not. Does nothing without the variable; third-party rules are never
-/// part of the repository.
-#[test]
-fn external_sigma_directory() {
-    let Some(dir) = std::env::var_os("HOSTFLOW_SIGMA_DIR") else { return };
-    let mut files = Vec::new();
-    let mut stack = vec![std::path::PathBuf::from(dir)];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).expect("readable directory").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yml" || e == "yaml") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    let mut loader = SigmaLoader::new();
-    let mut documents = 0;
-    for path in &files {
-        let text = std::fs::read_to_string(path).expect("readable file");
-        let file: Arc<Path> = Arc::from(path.as_path());
-        for doc in yaml::parse(&text).unwrap_or_default() {
-            documents += 1;
-            loader.add_document(&file, Node::new(&doc));
-        }
-    }
-    let (rules, problems) = loader.finish();
-    let mut failed: Vec<&Path> = problems.iter().map(|p| p.file.as_path()).collect();
-    failed.dedup();
-    println!("{} files, {documents} documents, {} rules loaded, {} files with problems", files.len(), rules.len(), failed.len());
-    let mut reasons: Vec<String> = problems
-        .iter()
-        .map(|p| p.message.split('`').enumerate().map(|(i, s)| if i % 2 == 1 { "…" } else { s }).collect::<Vec<_>>().join("`"))
-        .collect();
-    reasons.sort();
-    let mut counted: Vec<(usize, String)> = Vec::new();
-    for reason in reasons {
-        match counted.last_mut() {
-            Some((n, r)) if *r == reason => *n += 1,
-            _ => counted.push((1, reason)),
-        }
-    }
-    counted.sort_by(|a, b| b.0.cmp(&a.0));
-    for (n, reason) in counted {
-        println!("{n:5}  {reason}");
-    }
-    if std::env::var_os("HOSTFLOW_SIGMA_VERBOSE").is_some() {
-        for p in &problems {
-            println!("{p}");
-        }
-    }
 }

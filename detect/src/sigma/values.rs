@@ -14,7 +14,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use pipeline::FieldType;
+use pipeline::{EventKind, FieldType};
 
 use super::fields::{self, kind_pred, Mapping, Record, Source};
 use crate::rule::{Cidr, CmpOp, Expr, KindSet, Pred, Target, Test, TextOp};
@@ -61,7 +61,8 @@ impl Mods {
                     m.re = Some(String::new());
                     kinds += 1;
                 }
-                "i" | "m" | "s" => flags.push_str(modifier),
+                "i" | "m" | "s" if !flags.contains(modifier) => flags.push_str(modifier),
+                "i" | "m" | "s" => {}
                 "cidr" => {
                     m.cidr = true;
                     kinds += 1;
@@ -94,7 +95,8 @@ impl Mods {
                 }
                 "expand" => {
                     return Err((
-                        "modifier `expand`: placeholders need a processing pipeline, which hostflow does not have".into(),
+                        "modifier `expand`: placeholders need a processing pipeline, which hostflow does not have"
+                            .into(),
                         "write the values out".into(),
                     ))
                 }
@@ -130,11 +132,17 @@ impl Mods {
         if m.base64 && m.base64offset {
             return Err(("`base64` and `base64offset` do not combine".into(), "keep `base64offset|contains`".into()));
         }
+        if m.windash && (m.base64 || m.base64offset) {
+            return Err(("`windash` does not combine with Base64 encodings".into(), "split the test in two".into()));
+        }
         if m.base64offset {
             match m.op {
                 None | Some(TextOp::Contains) => m.op = Some(TextOp::Contains),
                 Some(_) => {
-                    return Err(("`base64offset` only combines with `contains`".into(), "write `base64offset|contains`".into()))
+                    return Err((
+                        "`base64offset` only combines with `contains`".into(),
+                        "write `base64offset|contains`".into(),
+                    ))
                 }
             }
         }
@@ -390,7 +398,10 @@ fn value_leaves(item: Node<'_>, ty: FieldType, m: &Mods) -> Result<Vec<Leaf>, (S
     };
     if let Some(op) = m.cmp {
         if ty != FieldType::Number {
-            return Err((format!("`gt`/`gte`/`lt`/`lte` compare numbers; this field is {}", type_name(ty)), String::new()));
+            return Err((
+                format!("`gt`/`gte`/`lt`/`lte` compare numbers; this field is {}", type_name(ty)),
+                String::new(),
+            ));
         }
         return sigma_int(item)
             .map(|v| vec![Leaf::Cmp(op, v)])
@@ -559,19 +570,27 @@ pub(crate) fn entry(
             return None;
         }
     };
-    let (target, scope) = match mapping {
-        Mapping::Target(t) => (t, None),
-        Mapping::Scoped(t, kinds) => (t, Some(kinds)),
+    // Where the value is read: one target, or one per kind (each under its
+    // kind check).
+    let targets: Vec<(Target, Option<KindSet>)> = match mapping {
+        Mapping::Target(t) => vec![(t, None)],
+        Mapping::Scoped(t, kinds) => vec![(t, Some(kinds))],
+        Mapping::Direction { connect, accept } => vec![
+            (Target::Field(connect), Some(KindSet::of(&[EventKind::NetConnect]))),
+            (Target::Field(accept), Some(KindSet::of(&[EventKind::NetAccept]))),
+        ],
         Mapping::Initiated | Mapping::RecordType | Mapping::Syscall => {
             return selector(name, line, mapping, value, &mods, problems);
         }
     };
-    let ty = target_type(target);
+    let ty = targets.first().map_or(FieldType::Text, |(t, _)| target_type(*t));
     if (m.op.is_some() || m.windash || m.base64 || m.base64offset) && ty == FieldType::Number {
         problems.at(line, format!("`{name}` is a number; text modifiers do not apply"));
         return None;
     }
-    if ty == FieldType::Address && (m.windash || m.base64 || m.base64offset || matches!(m.op, Some(op) if op != TextOp::Prefix)) {
+    if ty == FieldType::Address
+        && (m.windash || m.base64 || m.base64offset || matches!(m.op, Some(op) if op != TextOp::Prefix))
+    {
         problems.hint(line, format!("`{name}` is an address; it is not compared as text"), "use `|cidr`");
         return None;
     }
@@ -587,22 +606,29 @@ pub(crate) fn entry(
     if problems.list.len() > before {
         return None;
     }
-    let mut expr = if m.all {
-        let (single, multi): (Vec<_>, Vec<_>) = alternatives.into_iter().partition(|a| a.len() == 1);
-        let mut parts = group(target, single.into_iter().flatten().collect(), true);
-        parts.extend(multi.into_iter().map(|leaves| join(group(target, leaves, false), false)));
-        join(parts, true)
-    } else {
-        join(group(target, alternatives.into_iter().flatten().collect(), false), false)
+    let build = |target: Target| {
+        let mut expr = if m.all {
+            let (single, multi): (Vec<_>, Vec<_>) = alternatives.iter().cloned().partition(|a| a.len() == 1);
+            let mut parts = group(target, single.into_iter().flatten().collect(), true);
+            parts.extend(multi.into_iter().map(|leaves| join(group(target, leaves, false), false)));
+            join(parts, true)
+        } else {
+            join(group(target, alternatives.iter().flatten().cloned().collect(), false), false)
+        };
+        if m.neq {
+            let exists = Expr::Pred(Pred { target, test: Test::Exists(true) });
+            expr = Expr::All(vec![exists, Expr::Not(Box::new(expr))]);
+        }
+        expr
     };
-    if m.neq {
-        let exists = Expr::Pred(Pred { target, test: Test::Exists(true) });
-        expr = Expr::All(vec![exists, Expr::Not(Box::new(expr))]);
-    }
-    Some(match scope {
-        Some(kinds) => Expr::All(vec![kind_pred(kinds), expr]),
-        None => expr,
-    })
+    let parts = targets
+        .into_iter()
+        .map(|(target, scope)| match scope {
+            Some(kinds) => Expr::All(vec![kind_pred(kinds), build(target)]),
+            None => build(target),
+        })
+        .collect();
+    Some(join(parts, false))
 }
 
 /// `Initiated`, auditd `type` and `syscall`: values that choose kinds.
@@ -625,8 +651,8 @@ fn selector(
         let text = item.text().unwrap_or_default();
         match mapping {
             Mapping::Initiated => match sigma_bool(item) {
-                Some(true) => alternatives.push(kind_pred(KindSet::of(&[pipeline::EventKind::NetConnect]))),
-                Some(false) => alternatives.push(kind_pred(KindSet::of(&[pipeline::EventKind::NetAccept]))),
+                Some(true) => alternatives.push(kind_pred(KindSet::of(&[EventKind::NetConnect]))),
+                Some(false) => alternatives.push(kind_pred(KindSet::of(&[EventKind::NetAccept]))),
                 None => problems.at(item.line(), "`Initiated` is 'true' or 'false'"),
             },
             Mapping::RecordType => match Record::from_name(&text) {
@@ -672,11 +698,23 @@ pub(crate) fn is_keyword(key: &str) -> bool {
 }
 
 /// Reads the target a group-by or `field` name stands for in a rule of
-/// `source`.
-pub(crate) fn plain_target(source: Source, name: &str) -> Result<Target, (String, String)> {
+/// `source` matching `kinds`.
+pub(crate) fn plain_target(source: Source, kinds: KindSet, name: &str) -> Result<Target, (String, String)> {
     match fields::map(source, name, None)? {
         Mapping::Target(t) | Mapping::Scoped(t, _) => Ok(t),
+        Mapping::Direction { connect, accept } => {
+            let (connects, accepts) = (KindSet::of(&[EventKind::NetConnect]), KindSet::of(&[EventKind::NetAccept]));
+            if kinds.intersect(connects) == kinds {
+                Ok(Target::Field(connect))
+            } else if kinds.intersect(accepts) == kinds {
+                Ok(Target::Field(accept))
+            } else {
+                Err((
+                    format!("`{name}` is the remote end of a connect but the local end of an accept"),
+                    "narrow the rule with `Initiated: 'true'` or `'false'`".into(),
+                ))
+            }
+        }
         _ => Err((format!("`{name}` selects event kinds; it is not a value to group or count by"), String::new())),
     }
 }
-

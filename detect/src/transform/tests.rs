@@ -1,3 +1,5 @@
+//! Tests of the detect transform: every match fires, exceptions, swaps between batches, determinism.
+
 use std::sync::Arc;
 
 use pipeline::event::{Ancestor, Argv, Lineage, ProcessContext, ProcessExec};
@@ -43,7 +45,11 @@ fn exec(id: u64, exe: &str, args: &[&str], parent: &str) -> Event {
         context: Some(Arc::new(ProcessContext {
             exe: exe.into(),
             argv,
-            ancestry: vec![Ancestor { process: ProcessKey { pid: 1, start_time_ns: 0 }, exe: parent.into(), args: "".into() }],
+            ancestry: vec![Ancestor {
+                process: ProcessKey { pid: 1, start_time_ns: 0 },
+                exe: parent.into(),
+                args: "".into(),
+            }],
             lineage: Lineage::Complete,
             ..ProcessContext::unknown()
         })),
@@ -77,7 +83,8 @@ fn every_matching_rule_fires_with_its_metadata_and_inputs_pass_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("r.yml"), RULES).expect("write");
     let mut transform = detect(dir.path(), true);
-    let batch = vec![exec(1, "/tmp/a", &["a", "curl", "x"], "/bin/bash"), exec(2, "/usr/bin/true", &["true"], "/bin/bash")];
+    let batch =
+        vec![exec(1, "/tmp/a", &["a", "curl", "x"], "/bin/bash"), exec(2, "/usr/bin/true", &["true"], "/bin/bash")];
     let (events, discarded) = run(&mut transform, batch);
     assert_eq!(discarded, 0);
     assert_eq!(events.len(), 4, "two detections, then both inputs");
@@ -138,7 +145,9 @@ fn an_applied_set_takes_over_between_batches_and_output_is_deterministic() {
     assert_eq!(transform.engine.set().digest, digest);
 
     // The same input through two fresh transforms: identical detections.
-    let input = || (1..50).map(|i| exec(i, if i % 3 == 0 { "/tmp/z" } else { "/bin/ls" }, &["ls", "curl"], "/bin/sh")).collect();
+    let input = || {
+        (1..50).map(|i| exec(i, if i % 3 == 0 { "/tmp/z" } else { "/bin/ls" }, &["ls", "curl"], "/bin/sh")).collect()
+    };
     let mut a = detect(dir.path(), false);
     let mut b = detect(dir.path(), false);
     let (ra, _) = run(&mut a, input());

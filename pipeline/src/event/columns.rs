@@ -33,6 +33,7 @@ pub enum ColumnType {
     Bool,
     Str,
     StrList,
+    U64List,
 }
 
 /// Receives one record's values in declaration order.
@@ -47,6 +48,9 @@ pub trait ColumnWriter {
     /// A list of text; an iterator so a record can hand out what it holds
     /// (its argv, its ancestors' exes) without collecting it per event.
     fn str_list(&mut self, values: &mut dyn Iterator<Item = &str>);
+    /// A list of numbers (a detection's `event_ids`); a slice, since a
+    /// record holds it as one.
+    fn u64_list(&mut self, values: &[u64]);
 }
 
 /// Why a record could not be read back.
@@ -72,6 +76,7 @@ pub trait ColumnReader {
     fn bool(&mut self) -> Result<bool, ColumnError>;
     fn str(&mut self) -> Result<Arc<str>, ColumnError>;
     fn str_list(&mut self) -> Result<Vec<Arc<str>>, ColumnError>;
+    fn u64_list(&mut self) -> Result<Vec<u64>, ColumnError>;
 }
 
 impl dyn ColumnReader + '_ {
@@ -138,6 +143,9 @@ impl ColumnWriter for TypeRecorder {
     fn str_list(&mut self, _: &mut dyn Iterator<Item = &str>) {
         self.0.push(ColumnType::StrList);
     }
+    fn u64_list(&mut self, _: &[u64]) {
+        self.0.push(ColumnType::U64List);
+    }
 }
 
 /// A typed value, as [`ValueRecorder`] keeps it.
@@ -151,6 +159,7 @@ pub enum ColumnValue {
     Bool(bool),
     Str(Arc<str>),
     StrList(Vec<Arc<str>>),
+    U64List(Vec<u64>),
 }
 
 /// Keeps every value a record writes; as a [`ColumnReader`] it hands them
@@ -185,6 +194,9 @@ impl ColumnWriter for ValueRecorder {
     }
     fn str_list(&mut self, values: &mut dyn Iterator<Item = &str>) {
         self.values.push(ColumnValue::StrList(values.map(Arc::from).collect()));
+    }
+    fn u64_list(&mut self, values: &[u64]) {
+        self.values.push(ColumnValue::U64List(values.to_vec()));
     }
 }
 
@@ -229,6 +241,9 @@ impl ColumnReader for ValueRecorder {
     fn str_list(&mut self) -> Result<Vec<Arc<str>>, ColumnError> {
         take!(self, StrList, ColumnType::StrList)
     }
+    fn u64_list(&mut self) -> Result<Vec<u64>, ColumnError> {
+        take!(self, U64List, ColumnType::U64List)
+    }
 }
 
 /// Calls `$m!(Variant)` style dispatch over the security kinds: the one
@@ -247,7 +262,8 @@ macro_rules! security_kinds {
             NetAccept,
             NetSend,
             ProcessSnapshot,
-            ExeHash
+            ExeHash,
+            Detection
         )
     };
 }
@@ -349,8 +365,8 @@ pub type ExecAttributesSample = Arc<super::ExecAttributes>;
 /// a format drops or mistypes shows up as a difference).
 pub fn security_samples(first_id: u64) -> Vec<super::Event> {
     use super::security::*;
+    use super::{Confidence, Detection, DetectionLayer, ExeHash, ProcessSnapshot, Severity};
     use super::{Event, Protocol};
-    use super::{ExeHash, ProcessSnapshot};
     let meta = |n: u64| EventMeta { ts_ns: 5_000_000_000 + first_id + n, event_id: first_id + n };
     let process = ProcessKey { pid: 4242, start_time_ns: 9_100_000_000 };
     let v6 = |text: &str| text.parse().unwrap_or(IpAddr::from([0u16; 8]));
@@ -491,6 +507,21 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             inode: 77,
             sha256: "ab".repeat(32).into(),
             state: super::HashState::Ok,
+        }),
+        Event::Detection(Detection {
+            meta: meta(12),
+            context: None,
+            process,
+            rule_id: "hf-linux-reverse-shell".into(),
+            title: "Shell with a \"socket\" on stdin".into(),
+            layer: DetectionLayer::L2,
+            severity: Severity::Critical,
+            confidence: Confidence::VeryHigh,
+            attack: vec!["T1059.004".into(), "T1071".into(), "".into()],
+            event_ids: vec![first_id + 9, first_id + 8, 0, u64::MAX],
+            event_kind: "process_exec".into(),
+            summary: "bash -i with stdin from 2001:db8::7:4444\tand é".into(),
+            ruleset: "0123456789abcdef".into(),
         }),
     ]
     .into_iter()

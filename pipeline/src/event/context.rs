@@ -35,8 +35,10 @@ macro_rules! wire_enum {
         pub enum $name { $($(#[$vdoc])* $variant),+ }
 
         impl $name {
-            /// Every value, in declaration order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            /// Every value, in declaration order. An array, like
+            /// `EventKind::ALL`: `for value in ALL` gives values, and
+            /// `ALL.map(…)` works.
+            pub const ALL: [$name; [$($text),+].len()] = [$($name::$variant),+];
 
             /// The name used in every output format.
             pub fn as_str(self) -> &'static str {

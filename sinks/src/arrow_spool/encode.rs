@@ -227,6 +227,7 @@ enum Builder {
     Bool(BooleanBuilder),
     Str(StringBuilder),
     StrList(ListBuilder<StringBuilder>),
+    U64List(ListBuilder<UInt64Builder>),
 }
 
 /// A [`ColumnWriter`] appending one record per row to builders typed by a
@@ -257,6 +258,9 @@ impl BuilderWriter {
                 ColumnType::Str => Builder::Str(StringBuilder::new()),
                 ColumnType::StrList => Builder::StrList(
                     ListBuilder::new(StringBuilder::new()).with_field(Arc::new(schemas::arrow::argv_item())),
+                ),
+                ColumnType::U64List => Builder::U64List(
+                    ListBuilder::new(UInt64Builder::new()).with_field(Arc::new(schemas::arrow::u64_list_item())),
                 ),
             })
             .collect();
@@ -295,6 +299,7 @@ impl BuilderWriter {
                 Builder::Bool(mut b) => Arc::new(b.finish()),
                 Builder::Str(mut b) => Arc::new(b.finish()),
                 Builder::StrList(mut b) => Arc::new(b.finish()),
+                Builder::U64List(mut b) => Arc::new(b.finish()),
             })
             .collect()
     }
@@ -339,6 +344,12 @@ impl ColumnWriter for BuilderWriter {
             for value in values {
                 b.values().append_value(value);
             }
+            b.append(true);
+        })
+    }
+    fn u64_list(&mut self, values: &[u64]) {
+        append!(self, U64List, U64List, |b| {
+            b.values().append_slice(values);
             b.append(true);
         })
     }

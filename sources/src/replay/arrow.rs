@@ -444,6 +444,7 @@ impl<'a> Columns<'a> {
                 ColumnType::Bool => Typed::Bool(self.bool(name)?),
                 ColumnType::Str => Typed::Str(self.utf8(name)?),
                 ColumnType::StrList => Typed::StrList(self.argvs(name)?),
+                ColumnType::U64List => Typed::U64List(self.bins(name)?),
             });
         }
         let last = vec![None; typed.len()];
@@ -461,6 +462,7 @@ enum Typed<'a> {
     Bool(&'a BooleanArray),
     Str(&'a StringArray),
     StrList(Argvs<'a>),
+    U64List(Bins<'a>),
 }
 
 /// The declared columns of one batch, and the last string each text column
@@ -549,6 +551,19 @@ impl ColumnReader for RowReader<'_, '_> {
         })?;
         Ok(items.map(Arc::from).collect())
     }
+    fn u64_list(&mut self) -> Result<Vec<u64>, ColumnError> {
+        let index = self.next;
+        let Some(Typed::U64List(lists)) = self.batch.columns.get(index) else {
+            return Err(ColumnError::Type { index, expected: Written::U64List });
+        };
+        self.next += 1;
+        let items = lists.items(self.row).map_err(|reason| ColumnError::Value {
+            index,
+            what: "list of numbers",
+            value: reason.to_owned(),
+        })?;
+        Ok(items.to_vec())
+    }
 }
 
 /// A string column handing out `Arc<str>`s; a value equal to the previous
@@ -606,19 +621,28 @@ impl<'a> Argvs<'a> {
     }
 }
 
-/// A `List(UInt64)` column of sketch bins, read straight from its buffers.
+/// A `List(UInt64)` column (sketch bins, a declared list of numbers), read
+/// straight from its buffers.
 struct Bins<'a> {
     offsets: &'a [i32],
     values: &'a [u64],
 }
 
 impl Bins<'_> {
+    /// Row `row`'s numbers; an error for offsets out of range (a valid
+    /// array never has them).
+    fn items(&self, row: usize) -> Result<&[u64], &'static str> {
+        let bounds = (self.offsets.get(row), self.offsets.get(row + 1));
+        let (Some(&start), Some(&end)) = bounds else { return Err("offsets out of range") };
+        let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else {
+            return Err("negative offsets");
+        };
+        self.values.get(start..end).ok_or("offsets out of range")
+    }
+
     /// Row `row`'s bins; empty if the offsets are out of range (a valid
     /// array never has such offsets, and then the sketch check fails).
     fn row(&self, row: usize) -> &[u64] {
-        let bounds = (self.offsets.get(row), self.offsets.get(row + 1));
-        let (Some(&start), Some(&end)) = bounds else { return &[] };
-        let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else { return &[] };
-        self.values.get(start..end).unwrap_or(&[])
+        self.items(row).unwrap_or(&[])
     }
 }

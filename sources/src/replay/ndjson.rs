@@ -366,6 +366,9 @@ impl ColumnReader for JsonReader<'_> {
     fn str_list(&mut self) -> Result<Vec<Arc<str>>, ColumnError> {
         self.take(Written::StrList, |v| v.as_array()?.iter().map(|item| item.as_str().map(Arc::from)).collect())
     }
+    fn u64_list(&mut self) -> Result<Vec<u64>, ColumnError> {
+        self.take(Written::U64List, |v| v.as_array()?.iter().map(Value::as_u64).collect())
+    }
 }
 
 /// Every key any kind writes; which ones a line must have depends on its

@@ -1,7 +1,8 @@
 //! Tests of replay's generic decoding (issue #13): the security kinds and
 //! an exec's attributes read through their column declaration, from
-//! hand-built batches and literal NDJSON lines; and a spool file of the
-//! previous layout (2), which must still replay.
+//! hand-built batches and literal NDJSON lines, a detection's list of
+//! numbers (issue #15) among them; and a spool file of the previous
+//! layout (2), which must still replay.
 
 use std::sync::Arc;
 
@@ -112,4 +113,76 @@ fn security_ndjson_lines_decode_by_the_declared_keys() {
     let exec = r#"{"kind":"process_exec","event_id":7,"ts_ns":5,"pid":42,"start_time_ns":99,"ppid":1,"uid":0,"gid":5,"cgroup_id":1,"comm":"sh","exe":"/bin/sh","argv":[],"argv_truncated":false,"has_attributes":true,"euid":0}"#;
     let error = decode_line(exec.as_bytes()).expect_err("attributes missing");
     assert!(matches!(error, NdjsonError::Missing { field: "suid", .. }), "{error}");
+}
+
+/// A detection (issue #15) built by hand: its `event_ids` list of numbers
+/// and its text enums come back from Arrow and NDJSON; a list of another
+/// type, a number out of range or an unknown severity is an error naming
+/// the column, never a panic or a silently empty list.
+#[test]
+fn a_detection_decodes_its_list_of_numbers_and_its_names() {
+    use arrow_array::builder::{ListBuilder, UInt64Builder};
+    use pipeline::event::{Confidence, Detection, DetectionLayer, Severity};
+
+    let mut ids = ListBuilder::new(UInt64Builder::new()).with_field(Arc::new(schemas::arrow::u64_list_item()));
+    ids.values().append_slice(&[7, u64::MAX]);
+    ids.append(true);
+    let columns = |event_ids: arrow_array::ArrayRef, severity: &str| {
+        vec![
+            u64s(&[9]),
+            u64s(&[10]),
+            u32s(&[42]),
+            u64s(&[43]),
+            strs(&["hf-r"]),
+            strs(&["T"]),
+            strs(&["l4"]),
+            strs(&[severity]),
+            strs(&["definite"]),
+            argvs(&[&["T1059.004", "T1105"]]),
+            event_ids,
+            strs(&["process_exec"]),
+            strs(&["s"]),
+            strs(&["0123456789abcdef"]),
+        ]
+    };
+    let event_ids: arrow_array::ArrayRef = Arc::new(ids.finish());
+    let expected = Event::Detection(Detection {
+        meta: meta(9, 10),
+        process: ProcessKey { pid: 42, start_time_ns: 43 },
+        rule_id: "hf-r".into(),
+        title: "T".into(),
+        layer: DetectionLayer::L4,
+        severity: Severity::Medium,
+        confidence: Confidence::Definite,
+        attack: vec!["T1059.004".into(), "T1105".into()],
+        event_ids: vec![7, u64::MAX],
+        event_kind: "process_exec".into(),
+        summary: "s".into(),
+        ruleset: "0123456789abcdef".into(),
+        context: None,
+    });
+    let good = batch(EventKind::Detection, columns(Arc::clone(&event_ids), "medium"));
+    assert_eq!(decode_batch(EventKind::Detection, &good).expect("decodes"), std::slice::from_ref(&expected));
+    let bad = batch(EventKind::Detection, columns(event_ids, "severe"));
+    let error = decode_batch(EventKind::Detection, &bad).expect_err("unknown severity");
+    assert!(error.to_string().contains("row 0, column `severity`"), "{error}");
+    // `event_ids` as a list of strings: a wrong type, named.
+    let wrong = columns(argvs(&[&["7"]]), "medium");
+    let schema = good.schema();
+    let mut fields: Vec<arrow_schema::Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields[10] = arrow_schema::Field::new("event_ids", schemas::arrow::argv_type(), false);
+    let wrong_schema = Arc::new(arrow_schema::Schema::new(fields));
+    let wrong = arrow_array::RecordBatch::try_new(wrong_schema, wrong).expect("a batch");
+    let error = decode_batch(EventKind::Detection, &wrong).expect_err("strings are not numbers");
+    assert!(error.to_string().contains("column `event_ids`"), "{error}");
+
+    let line = r#"{"kind":"detection","event_id":9,"ts_ns":10,"pid":42,"start_time_ns":43,"rule_id":"hf-r","title":"T","layer":"l4","severity":"medium","confidence":"definite","attack":["T1059.004","T1105"],"event_ids":[7,18446744073709551615],"event_kind":"process_exec","summary":"s","ruleset":"0123456789abcdef"}"#;
+    assert_eq!(decode_line(line.as_bytes()).expect("decodes"), expected);
+    for bad in [r#""event_ids":[7,-1]"#, r#""event_ids":[7,1.5]"#, r#""event_ids":["7"]"#, r#""event_ids":7"#] {
+        let line = line.replace(r#""event_ids":[7,18446744073709551615]"#, bad);
+        let error = decode_line(line.as_bytes()).expect_err(bad);
+        assert!(error.to_string().contains("`event_ids`"), "{bad}: {error}");
+    }
+    let error = decode_line(line.replace("\"definite\"", "\"sure\"").as_bytes()).expect_err("unknown confidence");
+    assert!(error.to_string().contains("`confidence`") && error.to_string().contains("sure"), "{error}");
 }
