@@ -50,6 +50,7 @@
 //! written `0o4755` or `0x4206`.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -238,6 +239,12 @@ pub fn case_events(dir: &Path) -> Result<Vec<Event>, Vec<Problem>> {
 pub fn events_of(cases: &[Case]) -> Vec<Event> {
     let places = layout(cases);
     cases.iter().enumerate().flat_map(|(i, case)| case.events(i, places[i].0, places[i].1)).collect()
+}
+
+/// The ids [`events_of`] gives each case's events: one range per case, in
+/// case order (a detection resting on ids of one range is that case's).
+pub fn case_event_ids(cases: &[Case]) -> Vec<Range<u64>> {
+    layout(cases).into_iter().zip(cases).map(|((_, first), case)| first..first + case.event_count() as u64).collect()
 }
 
 /// How one case went.

@@ -14,24 +14,32 @@
 //! the cheap prefilter in front of the exact checks.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
-use pipeline::event::Argv;
-use pipeline::{Event, EventKind, FieldValue};
+use pipeline::{Event, EventKind};
 use regex::RegexSet;
 
 use crate::firing::MatchId;
-use crate::rule::{canonical, mask, Cidr, CmpOp, Expr, IocKind, IocSet, Match, Pred, Target, Test, TextOp};
+use crate::rule::{Cidr, CmpOp, Expr, IocKind, IocSet, Match, Pred, Target, Test, TextOp};
+
+mod values;
+use values::{compare, text_holds, IpSet};
+pub use values::{parse_sha256, value, with_texts, Value};
 
 /// Everything compiled; immutable and shared by reference.
 #[derive(Debug)]
 pub struct Evaluator {
     conditions: Vec<Condition>,
     /// Per `EventKind::index()`: the conditions that can hold for it.
-    by_kind: Vec<Vec<MatchId>>,
+    by_kind: Vec<KindIndex>,
+    /// Per global literal id: the conditions that cannot hold unless it is
+    /// found (see [`KindIndex`]).
+    needed_by: Vec<Vec<MatchId>>,
+    /// Numeric gates: (numeric target, value) → the conditions that cannot
+    /// hold unless the target has that value (`dst_port: [3333, 4444]`).
+    needed_by_number: HashMap<(u16, i128), Vec<MatchId>>,
+    numeric_targets: Vec<Target>,
     slots: Vec<Slot>,
     sets: Vec<CompiledSet>,
     literal_count: usize,
@@ -41,6 +49,32 @@ pub struct Evaluator {
 #[derive(Debug)]
 struct Condition {
     node: Node,
+}
+
+/// The prefilter of one event kind. Most rules cannot hold unless some
+/// literal of theirs occurs in the event (a Sigma rule's `Image|endswith`
+/// list, a native rule's `exe: { prefix: … }`): those rules are only
+/// evaluated when one of their literals was found by the slot scans, which
+/// run once per event anyway. With 200 rules on exec events, an event meets
+/// the handful whose literals it contains instead of all 200.
+#[derive(Clone, Debug, Default)]
+struct KindIndex {
+    /// Conditions with no necessary literal: always evaluated.
+    always: Vec<MatchId>,
+    /// Conditions gated by their literals.
+    gated: Vec<MatchId>,
+    /// The slots whose scans decide the gated conditions.
+    slots: Vec<u16>,
+    /// The numeric targets whose values decide gated conditions.
+    numbers: Vec<u16>,
+}
+
+/// One key of a gate: a literal found by a slot scan, or a numeric
+/// target's exact value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Gate {
+    Literal { slot: u16, id: u32 },
+    Number { target: u16, value: i128 },
 }
 
 #[derive(Debug)]
@@ -115,31 +149,6 @@ enum CompiledSet {
     Substring(AhoCorasick),
 }
 
-/// Addresses and networks: one hash set per prefix length present.
-#[derive(Debug, Default)]
-struct IpSet {
-    v4: Vec<(u8, HashSet<IpAddr>)>,
-    v6: Vec<(u8, HashSet<IpAddr>)>,
-}
-
-impl IpSet {
-    fn insert(&mut self, net: Cidr) {
-        let list = if net.addr.is_ipv4() { &mut self.v4 } else { &mut self.v6 };
-        match list.iter_mut().find(|(p, _)| *p == net.prefix) {
-            Some((_, set)) => {
-                set.insert(net.addr);
-            }
-            None => list.push((net.prefix, HashSet::from([net.addr]))),
-        }
-    }
-
-    fn contains(&self, addr: IpAddr) -> bool {
-        let addr = canonical(addr);
-        let list = if addr.is_ipv4() { &self.v4 } else { &self.v6 };
-        list.iter().any(|(prefix, set)| set.contains(&mask(addr, *prefix)))
-    }
-}
-
 /// A compile failure (the front ends check most things; this catches what
 /// only compiling can, e.g. an unknown IOC set name).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,19 +176,56 @@ impl Builder {
         let set_index: HashMap<&str, u32> = sets.iter().enumerate().map(|(i, s)| (&*s.name, i as u32)).collect();
         let mut state = BuildState::default();
         let mut conditions = Vec::with_capacity(self.matches.len());
-        let mut by_kind = vec![Vec::new(); EventKind::ALL.len()];
+        let mut by_kind = vec![KindIndex::default(); EventKind::ALL.len()];
+        let mut gates: Vec<Option<Vec<Gate>>> = Vec::with_capacity(self.matches.len());
+        let mut numeric_targets: Vec<Target> = Vec::new();
         for (i, m) in self.matches.iter().enumerate() {
             let id = MatchId(i as u32);
             match state.node(&m.expr, &set_index) {
-                Ok(node) => conditions.push(Condition { node }),
+                Ok(node) => {
+                    gates.push(necessary(&node, &mut numeric_targets));
+                    conditions.push(Condition { node });
+                }
                 Err(message) => {
                     errors.push(CompileError { condition: id, message });
+                    gates.push(None);
                     conditions.push(Condition { node: Node::Any(Vec::new()) });
                 }
             }
             for kind in EventKind::ALL {
                 if m.kinds.contains(kind) {
-                    by_kind[kind.index()].push(id);
+                    let index = &mut by_kind[kind.index()];
+                    match &gates[i] {
+                        Some(keys) => {
+                            index.gated.push(id);
+                            for key in keys {
+                                match key {
+                                    Gate::Literal { slot, .. } if !index.slots.contains(slot) => {
+                                        index.slots.push(*slot)
+                                    }
+                                    Gate::Number { target, .. } if !index.numbers.contains(target) => {
+                                        index.numbers.push(*target)
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        None => index.always.push(id),
+                    }
+                }
+            }
+        }
+        let mut needed_by = vec![Vec::new(); state.literal_count as usize];
+        let mut needed_by_number: HashMap<(u16, i128), Vec<MatchId>> = HashMap::new();
+        for (i, gate) in gates.iter().enumerate() {
+            let id = MatchId(i as u32);
+            for key in gate.iter().flatten() {
+                let list = match key {
+                    Gate::Literal { id: literal, .. } => &mut needed_by[*literal as usize],
+                    Gate::Number { target, value } => needed_by_number.entry((*target, *value)).or_default(),
+                };
+                if list.last() != Some(&id) {
+                    list.push(id);
                 }
             }
         }
@@ -235,6 +281,9 @@ impl Builder {
         Ok(Evaluator {
             conditions,
             by_kind,
+            needed_by,
+            needed_by_number,
+            numeric_targets,
             slots,
             sets: compiled_sets,
             literal_count: state.literal_count as usize,
@@ -344,6 +393,41 @@ impl BuildState {
     }
 }
 
+/// Keys of which at least one must be present for the node to hold
+/// (`None`: no such set). `Not` and other leaves have none; `All` takes its
+/// smallest part's set, `Any` the union of its parts' when every part has
+/// one.
+fn necessary(node: &Node, numeric_targets: &mut Vec<Target>) -> Option<Vec<Gate>> {
+    let mut number = |target: Target| -> u16 {
+        match numeric_targets.iter().position(|t| *t == target) {
+            Some(i) => i as u16,
+            None => {
+                numeric_targets.push(target);
+                (numeric_targets.len() - 1) as u16
+            }
+        }
+    };
+    match node {
+        Node::Literals { slot, ids, .. } => Some(ids.iter().map(|id| Gate::Literal { slot: *slot, id: *id }).collect()),
+        Node::NumIn { target, values } if !values.is_empty() => {
+            let target = number(*target);
+            Some(values.iter().map(|value| Gate::Number { target, value: *value }).collect())
+        }
+        Node::Num { target, op: CmpOp::Eq, value } => {
+            Some(vec![Gate::Number { target: number(*target), value: *value }])
+        }
+        Node::All(parts) => parts.iter().filter_map(|p| necessary(p, numeric_targets)).min_by_key(Vec::len),
+        Node::Any(parts) if !parts.is_empty() => {
+            let mut union = Vec::new();
+            for part in parts {
+                union.extend(necessary(part, numeric_targets)?);
+            }
+            Some(union)
+        }
+        _ => None,
+    }
+}
+
 fn compile_set(set: &IocSet) -> Result<CompiledSet, String> {
     Ok(match set.kind {
         IocKind::Sha256 => {
@@ -372,21 +456,6 @@ fn compile_set(set: &IocSet) -> Result<CompiledSet, String> {
     })
 }
 
-/// 64 hex digits → 32 bytes.
-pub fn parse_sha256(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
-}
-
 const HIT_ANY: u8 = 1;
 const HIT_START: u8 = 2;
 const HIT_END: u8 = 4;
@@ -404,6 +473,12 @@ pub struct Scratch {
     literal_hits: Vec<u8>,
     regex_stamp: Vec<u32>,
     text: String,
+    /// Conditions to evaluate for the current event, and whether a
+    /// condition is already among them.
+    candidates: Vec<MatchId>,
+    candidate_stamp: Vec<u32>,
+    /// Literals found in this event, in the order the scans found them.
+    found: Vec<u32>,
 }
 
 impl Evaluator {
@@ -417,6 +492,9 @@ impl Evaluator {
             literal_hits: vec![0; self.literal_count],
             regex_stamp: vec![0; self.regex_count],
             text: String::new(),
+            candidates: Vec::new(),
+            candidate_stamp: vec![0; self.conditions.len()],
+            found: Vec::new(),
         }
     }
 
@@ -432,24 +510,59 @@ impl Evaluator {
     /// Appends to `hits` the ids of every condition that holds for `event`,
     /// in id order.
     pub fn evaluate(&self, event: &Event, scratch: &mut Scratch, hits: &mut Vec<MatchId>) {
-        let candidates = &self.by_kind[event.kind().index()];
-        if candidates.is_empty() {
+        let index = &self.by_kind[event.kind().index()];
+        if index.always.is_empty() && index.gated.is_empty() {
             return;
         }
         scratch.generation = scratch.generation.wrapping_add(1);
+        scratch.found.clear();
         if scratch.generation == 0 {
             // Wrapped: old stamps could collide with new generations.
             scratch.slot_scanned.fill(0);
             scratch.slot_regexed.fill(0);
             scratch.literal_stamp.fill(0);
             scratch.regex_stamp.fill(0);
+            scratch.candidate_stamp.fill(0);
             scratch.generation = 1;
         }
-        for id in candidates {
+        let mut candidates = std::mem::take(&mut scratch.candidates);
+        candidates.clear();
+        candidates.extend_from_slice(&index.always);
+        if !index.gated.is_empty() {
+            // Scan the gating slots, then wake the conditions whose
+            // literals were found (only those of this kind).
+            for slot in &index.slots {
+                self.scan(*slot, event, scratch);
+            }
+            let generation = scratch.generation;
+            for target in &index.numbers {
+                if let Some(Value::Int(v)) = value(self.numeric_targets[*target as usize], event) {
+                    for id in self.needed_by_number.get(&(*target, v)).into_iter().flatten() {
+                        let c = id.0 as usize;
+                        if scratch.candidate_stamp[c] != generation && index.gated.binary_search(id).is_ok() {
+                            scratch.candidate_stamp[c] = generation;
+                            candidates.push(*id);
+                        }
+                    }
+                }
+            }
+            for literal in &scratch.found {
+                for id in &self.needed_by[*literal as usize] {
+                    let c = id.0 as usize;
+                    if scratch.candidate_stamp[c] != generation && index.gated.binary_search(id).is_ok() {
+                        scratch.candidate_stamp[c] = generation;
+                        candidates.push(*id);
+                    }
+                }
+            }
+            candidates.sort_unstable();
+        }
+        for id in &candidates {
             if self.holds(&self.conditions[id.0 as usize].node, event, scratch) {
                 hits.push(*id);
             }
         }
+        scratch.candidates = candidates;
     }
 
     fn holds(&self, node: &Node, event: &Event, s: &mut Scratch) -> bool {
@@ -535,7 +648,7 @@ impl Evaluator {
         }
         let Some(automaton) = &info.automaton else { return false };
         let generation = s.generation;
-        let (stamps, hits) = (&mut s.literal_stamp, &mut s.literal_hits);
+        let (stamps, hits, found) = (&mut s.literal_stamp, &mut s.literal_hits, &mut s.found);
         let present = with_texts(info.target, event, &mut s.text, |text| {
             let len = text.len();
             for m in automaton.find_overlapping_iter(text) {
@@ -553,6 +666,7 @@ impl Evaluator {
                 if stamps[id] != generation {
                     stamps[id] = generation;
                     hits[id] = 0;
+                    found.push(id as u32);
                 }
                 hits[id] |= bits;
             }
@@ -603,119 +717,6 @@ impl Evaluator {
                 with_texts(target, event, &mut s.text, |text| found |= ac.is_match(text));
                 found
             }
-        }
-    }
-}
-
-fn compare(op: CmpOp, v: i128, want: i128) -> bool {
-    match op {
-        CmpOp::Eq => v == want,
-        CmpOp::Ne => v != want,
-        CmpOp::Gt => v > want,
-        CmpOp::Ge => v >= want,
-        CmpOp::Lt => v < want,
-        CmpOp::Le => v <= want,
-    }
-}
-
-fn text_holds(op: TextOp, text: &str, value: &str, cased: bool) -> bool {
-    let (t, v) = (text.as_bytes(), value.as_bytes());
-    let eq = |a: &[u8], b: &[u8]| if cased { a == b } else { a.eq_ignore_ascii_case(b) };
-    match op {
-        TextOp::Equals => eq(t, v),
-        TextOp::Prefix => t.len() >= v.len() && eq(&t[..v.len()], v),
-        TextOp::Suffix => t.len() >= v.len() && eq(&t[t.len() - v.len()..], v),
-        TextOp::Contains => v.is_empty() || (t.len() >= v.len() && t.windows(v.len()).any(|w| eq(w, v))),
-    }
-}
-
-/// A non-text value of a target.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Value {
-    Int(i128),
-    Addr(IpAddr),
-    Other,
-}
-
-/// The target's value as a number or an address.
-pub fn value(target: Target, event: &Event) -> Option<Value> {
-    match target {
-        Target::Field(field) => Some(match event.field(field)? {
-            FieldValue::Int(v) => Value::Int(v),
-            FieldValue::Float(f) => Value::Int(f as i128),
-            FieldValue::Addr(a) => Value::Addr(a),
-            _ => Value::Other,
-        }),
-        Target::Arg(i) => argv(event)?.iter().nth(usize::from(i)).map(|_| Value::Other),
-    }
-}
-
-/// The command line a target `argv[i]` reads: an exec's own, else the
-/// process context's.
-fn argv(event: &Event) -> Option<&Argv> {
-    match event {
-        Event::ProcessExec(e) => Some(&e.argv),
-        _ => event.context().map(|c| &c.argv),
-    }
-}
-
-/// Calls `f` with each text view of the target's value (one, or one per
-/// item of a list such as the environment); returns whether the event has
-/// the value at all. `buffer` holds texts that must be built (arguments
-/// joined with spaces, numbers, addresses).
-pub fn with_texts(target: Target, event: &Event, buffer: &mut String, mut f: impl FnMut(&str)) -> bool {
-    let field = match target {
-        Target::Arg(i) => {
-            return match argv(event).and_then(|a| a.iter().nth(usize::from(i))) {
-                Some(arg) => {
-                    f(arg);
-                    true
-                }
-                None => false,
-            };
-        }
-        Target::Field(field) => field,
-    };
-    match event.field(field) {
-        None => false,
-        Some(FieldValue::Str(text)) => {
-            f(text);
-            true
-        }
-        Some(FieldValue::Args(args)) => {
-            buffer.clear();
-            for (i, arg) in args.iter().enumerate() {
-                if i > 0 {
-                    buffer.push(' ');
-                }
-                buffer.push_str(arg);
-            }
-            f(buffer);
-            true
-        }
-        Some(FieldValue::List(items)) => {
-            for item in items {
-                f(item);
-            }
-            true
-        }
-        Some(FieldValue::Int(v)) => {
-            buffer.clear();
-            let _ = write!(buffer, "{v}");
-            f(buffer);
-            true
-        }
-        Some(FieldValue::Float(v)) => {
-            buffer.clear();
-            let _ = write!(buffer, "{v}");
-            f(buffer);
-            true
-        }
-        Some(FieldValue::Addr(a)) => {
-            buffer.clear();
-            let _ = write!(buffer, "{}", canonical(a));
-            f(buffer);
-            true
         }
     }
 }

@@ -92,15 +92,19 @@ impl Engine {
         self.retain_unexcepted(first, out);
     }
 
+    /// Drops the firings from `first` on that a rule's exceptions cover.
     fn retain_unexcepted(&mut self, first: usize, out: &mut Vec<Firing>) {
-        let before = out.len();
         let rules = &self.set.rules;
-        let mut index = 0;
-        out.retain(|firing| {
-            index += 1;
-            index <= first || !excepted(&rules[firing.rule], firing.context.as_deref())
-        });
-        self.excepted += (before - out.len()) as u64;
+        let mut kept = first;
+        for i in first..out.len() {
+            if excepted(&rules[out[i].rule], out[i].context.as_deref()) {
+                self.excepted += 1;
+            } else {
+                out.swap(kept, i);
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
     }
 }
 
