@@ -68,7 +68,7 @@ fn crates_depend_only_downwards() {
             .map(|d| d["name"].as_str().expect("name").to_owned())
             .collect()
     };
-    let components = ["sources", "transforms", "sinks"];
+    let components = ["sources", "transforms", "detect", "sinks"];
     // The engine knows no component, no wire format and no heavy client.
     let forbidden_in_pipeline = ["sources", "transforms", "sinks", "schemas", "aya", "rdkafka", "arrow", "datafusion"];
     for dep in deps_of("pipeline") {

@@ -14,6 +14,7 @@
 //!   [`pipeline::Detection`] events, and swaps in a recompiled set on
 //!   SIGHUP or a change under the rules directory, between two batches.
 
+pub mod builtin;
 pub mod cases;
 pub mod compile;
 pub mod engine;

@@ -49,13 +49,19 @@ pub const L2_STATES: &str = "hostflow_detect_l2_states";
 pub const L2_EVICTIONS_TOTAL: &str = "hostflow_detect_l2_evictions_total";
 /// Events that reached L2 after its reorder window had passed them.
 pub const L2_LATE_EVENTS_TOTAL: &str = "hostflow_detect_l2_late_events_total";
+/// Events L2 processed before their reorder window closed because its
+/// reorder buffer was full (bounded memory under a flood).
+pub const L2_FORCED_EVENTS_TOTAL: &str = "hostflow_detect_l2_forced_events_total";
+/// Partial sequences dropped because a group held its maximum.
+pub const L2_PARTIALS_DROPPED_TOTAL: &str = "hostflow_detect_l2_partials_dropped_total";
 
 /// `[transforms.NAME] type = "detect"`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectConfig {
     /// Directory of rule files (or one file), relative to the working
-    /// directory.
+    /// directory; `"builtin"`: the default pack compiled into the binary
+    /// (not reloaded).
     pub rules: toml::Spanned<PathBuf>,
     /// Reload when files under `rules` change (and on SIGHUP).
     #[serde(default = "default_true")]
@@ -96,7 +102,8 @@ fn default_max_states_total() -> usize {
 pub fn build(options: &ComponentOptions) -> Result<Box<dyn Transform>, Vec<ConfigError>> {
     pipeline::build_with(options, |config: DetectConfig, options| {
         let path = config.rules.get_ref().clone();
-        let loaded = ruleset::load(&path);
+        let loaded =
+            if path.as_os_str() == crate::builtin::BUILTIN { crate::builtin::load() } else { ruleset::load(&path) };
         let Some(set) = loaded.set else {
             let mut errors: Vec<ConfigError> = loaded
                 .problems()
@@ -129,6 +136,8 @@ pub struct Detect {
     max_ts: u64,
     evictions_reported: Vec<(String, u64)>,
     late_reported: u64,
+    forced_reported: u64,
+    partials_reported: u64,
     excepted_reported: u64,
 }
 
@@ -139,12 +148,14 @@ impl Detect {
             max_states_per_rule: config.max_states_per_rule,
             max_states_total: config.max_states_total,
         };
+        let builtin = config.rules.get_ref().as_os_str() == crate::builtin::BUILTIN;
         let detect = Detect {
             engine: Engine::new(set, l2_config),
             reorder_ns: l2_config.reorder_ns,
             l2_config,
             path: config.rules.into_inner(),
-            watch: config.watch.then(|| Duration::from_millis(config.watch_interval_ms.max(50))),
+            // The built-in pack is fixed per build: nothing to watch.
+            watch: (config.watch && !builtin).then(|| Duration::from_millis(config.watch_interval_ms.max(50))),
             pass_through: config.pass_through,
             component: Arc::from(component),
             firings: Vec::new(),
@@ -153,6 +164,8 @@ impl Detect {
             max_ts: 0,
             evictions_reported: Vec::new(),
             late_reported: 0,
+            forced_reported: 0,
+            partials_reported: 0,
             excepted_reported: 0,
         };
         detect.publish_set();
@@ -228,6 +241,16 @@ impl Detect {
                 .increment(stats.late - self.late_reported);
             self.late_reported = stats.late;
         }
+        if stats.forced > self.forced_reported {
+            metrics::counter!(L2_FORCED_EVENTS_TOTAL, "component" => component.clone())
+                .increment(stats.forced - self.forced_reported);
+            self.forced_reported = stats.forced;
+        }
+        if stats.partials_dropped > self.partials_reported {
+            metrics::counter!(L2_PARTIALS_DROPPED_TOTAL, "component" => component.clone())
+                .increment(stats.partials_dropped - self.partials_reported);
+            self.partials_reported = stats.partials_dropped;
+        }
         if self.engine.excepted > self.excepted_reported {
             metrics::counter!(EXCEPTED_TOTAL, "component" => component)
                 .increment(self.engine.excepted - self.excepted_reported);
@@ -300,7 +323,12 @@ impl Transform for Detect {
         self.emit(out);
         tracing::info!(component = %self.component, ruleset = %set.digest, rules = set.rules.len(), "detect: rule set swapped in");
         self.engine = Engine::new(*set, self.l2_config);
+        // The new engine counts from zero.
         self.excepted_reported = 0;
+        self.late_reported = 0;
+        self.forced_reported = 0;
+        self.partials_reported = 0;
+        self.evictions_reported.clear();
         self.publish_set();
     }
 
