@@ -124,9 +124,15 @@ def main():
             time.sleep(0.2)
         if status != 200:
             fail(f"/health: {status} {body}")
-        expected = {"procfs", "top", "rest", "sketches", "kernel", "enrich", "lifecycle", "diag", "spool"}
+        expected = {"procfs", "top", "rest", "sketches", "kernel", "enrich", "detect", "detections", "lifecycle",
+                    "diag", "spool", "console"}
         if set(health["components"]) != expected:
             fail(f"/health components: {sorted(health['components'])}, expected {sorted(expected)}")
+        # detect runs the built-in pack and says which set it is.
+        details = health["components"]["detect"].get("details", {})
+        if not (len(details.get("ruleset", "")) == 16 and details.get("path") == "builtin"
+                and details.get("rules", {}).get("l1", 0) >= 40):
+            fail(f"/health: detect shows no built-in rule set: {details}")
         # Without root (or the service's capabilities) the ebpf source runs on
         # its /proc fallback: degraded, with the reason, and nothing else is.
         kernel = health["components"]["kernel"]
