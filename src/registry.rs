@@ -111,10 +111,13 @@ mod tests {
                 pipeline::Role::Transform => "transforms",
                 pipeline::Role::Sink => "sinks",
             };
-            // One file, or one folder when the component is large.
+            // One file, or one folder when the component is large, or a
+            // crate of its own named after the type (`detect/`).
             let base = format!("{}/{crate_dir}/src/{}", env!("CARGO_MANIFEST_DIR"), spec.type_name);
-            let found =
-                [format!("{base}.rs"), format!("{base}/mod.rs")].into_iter().any(|f| std::path::Path::new(&f).exists());
+            let own_crate = format!("{}/{}/src/lib.rs", env!("CARGO_MANIFEST_DIR"), spec.type_name);
+            let found = [format!("{base}.rs"), format!("{base}/mod.rs"), own_crate]
+                .into_iter()
+                .any(|f| std::path::Path::new(&f).exists());
             assert!(found, "type name = file (or folder) name: {base}.rs");
         }
     }

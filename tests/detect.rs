@@ -160,3 +160,52 @@ fn rules_check_reports_per_file_and_exits_78_on_a_problem() {
     assert_eq!(report["ok"], false);
     assert_eq!(report["files"][0]["problems"][0]["line"], 6);
 }
+
+/// SIGHUP reloads the rules even when the directory is not polled, and a
+/// rule set that did not change is not swapped.
+#[test]
+fn sighup_reloads_an_unwatched_directory() {
+    let ws = Workspace::new();
+    let port = free_port();
+    std::fs::create_dir(ws.path("rules")).expect("rules dir");
+    ws.write("rules/r.yml", &rule("hf-test-curl", "/usr/bin/curl"));
+    let config = ws.write(
+        "topology.toml",
+        &format!(
+            r#"
+[api]
+address = "127.0.0.1:{port}"
+[sources.gen]
+type = "generator"
+rate = 2000
+mix = {{ process_exec = 1 }}
+[transforms.detect]
+type = "detect"
+inputs = ["gen"]
+rules = "rules"
+watch = false
+[sinks.rest]
+type = "blackhole"
+inputs = ["detect"]
+"#
+        ),
+    );
+    let agent = Agent::start(&ws, &config);
+    let first = support::wait_for(Duration::from_secs(30), || ruleset_in_health(port));
+    ws.write("rules/r.yml", &rule("hf-test-bash", "/usr/bin/bash"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(ruleset_in_health(port).as_deref(), Some(first.as_str()), "not polled: no reload yet");
+    agent.signal("HUP");
+    let second = support::wait_for(Duration::from_secs(30), || ruleset_in_health(port).filter(|d| *d != first));
+    assert_ne!(second, first);
+    agent.signal("HUP");
+    let unchanged = support::wait_for(Duration::from_secs(30), || {
+        let scrape = support::parse_prometheus(&http_get(port, "/metrics")?.body);
+        scrape.get("hostflow_detect_reloads_total", &[("component", "detect"), ("result", "unchanged")])
+    });
+    assert!(unchanged >= 1.0);
+    assert_eq!(ruleset_in_health(port).as_deref(), Some(second.as_str()));
+    agent.signal("TERM");
+    let finished = agent.wait(Duration::from_secs(60));
+    assert_eq!(finished.code, Some(0), "SIGHUP did not stop the agent; stderr:\n{}", finished.stderr);
+}

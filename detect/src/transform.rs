@@ -63,7 +63,7 @@ pub struct DetectConfig {
     /// directory; `"builtin"`: the default pack compiled into the binary
     /// (not reloaded).
     pub rules: toml::Spanned<PathBuf>,
-    /// Reload when files under `rules` change (and on SIGHUP).
+    /// Reload when files under `rules` change (SIGHUP reloads either way).
     #[serde(default = "default_true")]
     pub watch: bool,
     #[serde(default = "default_watch_interval_ms")]
@@ -124,7 +124,9 @@ pub struct Detect {
     engine: Engine,
     l2_config: L2Config,
     path: PathBuf,
-    watch: Option<Duration>,
+    /// `None`: the built-in pack, never reloaded. `Some(None)`: reload on
+    /// SIGHUP only; `Some(Some(interval))`: also poll the directory.
+    reload: Option<Option<Duration>>,
     pass_through: bool,
     component: Arc<str>,
     firings: Vec<Firing>,
@@ -154,8 +156,8 @@ impl Detect {
             reorder_ns: l2_config.reorder_ns,
             l2_config,
             path: config.rules.into_inner(),
-            // The built-in pack is fixed per build: nothing to watch.
-            watch: (config.watch && !builtin).then(|| Duration::from_millis(config.watch_interval_ms.max(50))),
+            // The built-in pack is fixed per build: nothing to reload.
+            reload: (!builtin).then(|| config.watch.then(|| Duration::from_millis(config.watch_interval_ms.max(50)))),
             pass_through: config.pass_through,
             component: Arc::from(component),
             firings: Vec::new(),
@@ -300,7 +302,7 @@ impl Transform for Detect {
     }
 
     fn take_updates(&mut self) -> Option<UpdateReceiver> {
-        let interval = self.watch?;
+        let interval = self.reload?;
         let (sender, receiver) = update_channel();
         let fingerprint = fingerprint(&self.path);
         spawn_reloader(
@@ -356,7 +358,7 @@ fn fingerprint(path: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
 /// automata: never on the runtime), woken by its interval or SIGHUP.
 fn spawn_reloader(
     path: PathBuf,
-    interval: Duration,
+    interval: Option<Duration>,
     mut last: Vec<(PathBuf, u64, Option<SystemTime>)>,
     mut digest: Arc<str>,
     sender: UpdateSender,
@@ -366,14 +368,20 @@ fn spawn_reloader(
     hangup_pokes(poke);
     let thread_name = format!("detect-reload-{component}");
     let logged = component.clone();
+    // Without polling, the thread still wakes now and then to notice that
+    // the topology stopped.
+    let wait = interval.unwrap_or(Duration::from_secs(5));
     let spawned = std::thread::Builder::new().name(thread_name).spawn(move || loop {
-        let hangup = match woken.recv_timeout(interval) {
+        let hangup = match woken.recv_timeout(wait) {
             Ok(()) => true,
             Err(mpsc::RecvTimeoutError::Timeout) => false,
             Err(mpsc::RecvTimeoutError::Disconnected) => false,
         };
         if sender.is_closed() {
             return;
+        }
+        if !hangup && interval.is_none() {
+            continue;
         }
         let now = fingerprint(&path);
         if !hangup && now == last {

@@ -178,7 +178,9 @@ unit_value() { sed -n "s/^$1=//p" "$WORK/root$UNIT_PATH"; }
 [[ "$(unit_value CapabilityBoundingSet)" == "$CAPS" ]] || fail "CapabilityBoundingSet=$(unit_value CapabilityBoundingSet), expected $CAPS"
 ok "unit: AmbientCapabilities = CapabilityBoundingSet = $CAPS"
 # The packaged topology is the default one with absolute paths: same components, same edges.
-"$WORK/root/usr/bin/hostflow" graph "$WORK/root/etc/hostflow/topology.toml" >"$WORK/graph.packaged" 2>&1 || fail "hostflow graph of the packaged topology: $(cat "$WORK/graph.packaged")"
+# The packaged topology names /etc/hostflow/rules: point it at the extracted copy.
+sed "s#/etc/hostflow/rules#$WORK/root/etc/hostflow/rules#" "$WORK/root/etc/hostflow/topology.toml" >"$WORK/topology.extracted.toml"
+"$WORK/root/usr/bin/hostflow" graph "$WORK/topology.extracted.toml" >"$WORK/graph.packaged" 2>&1 || fail "hostflow graph of the packaged topology: $(cat "$WORK/graph.packaged")"
 "$WORK/root/usr/bin/hostflow" graph "$ROOT/topology.toml" >"$WORK/graph.default" 2>&1 || fail "hostflow graph topology.toml: $(cat "$WORK/graph.default")"
 diff -u "$WORK/graph.default" "$WORK/graph.packaged" >"$WORK/graph.diff" ||
   { LOGS+=("$WORK/graph.diff"); fail "packaging/topology.toml no longer has the components and edges of topology.toml (update it)"; }
