@@ -90,7 +90,9 @@ enum Command {
     /// under DIR as the `detect` transform would and reports, per file,
     /// what loaded or every problem with its line and rule id.
     ///
-    /// Exit codes: 0 the set loads, 78 it has problems.
+    /// Exit codes: 0 everything loads, 65 the set loads but Sigma rules
+    /// were rejected as unsupported (listed), 78 the set has problems and
+    /// would be refused.
     Rules {
         #[command(subcommand)]
         command: RulesCommand,

@@ -1,8 +1,16 @@
 //! Loading a rules directory into one compiled, immutable [`RuleSet`]:
-//! every file read, every problem collected (a file with a bad rule still
-//! loads its good ones, but a set with any problem is refused as a whole
-//! by the reloader, so the old set keeps running), every condition
-//! compiled into one [`Evaluator`].
+//! every file read, every problem collected, every condition compiled
+//! into one [`Evaluator`].
+//!
+//! Two kinds of trouble, treated differently. A *problem* — malformed
+//! YAML, a native rule with an unknown field, a regex that does not
+//! compile, a duplicate id — means the directory is not what its author
+//! meant: the whole set is refused and a running agent keeps its old one.
+//! A Sigma rule that needs something hostflow does not collect (a DNS
+//! name, an audit key) is *rejected*: skipped whole, with its file, line
+//! and reason, counted, and the rest of the set loads — a SOC's Sigma
+//! directory is written for many products, and one rule for a field we do
+//! not have must not hold the others hostage.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +49,8 @@ pub struct RuleSet {
     /// Hex digest of every file's bytes (path order): what `/health` shows.
     pub digest: Arc<str>,
     pub files: Vec<FileReport>,
+    /// Sigma rules skipped as unsupported (see the module doc).
+    pub rejected: usize,
 }
 
 /// What one file contributed.
@@ -50,6 +60,8 @@ pub struct FileReport {
     pub rules: usize,
     pub ioc_sets: usize,
     pub problems: Vec<Problem>,
+    /// Sigma rules of this file skipped as unsupported, with the reason.
+    pub rejected: Vec<Problem>,
 }
 
 /// The result of a load: a set when there was no problem at all.
@@ -62,6 +74,11 @@ pub struct Loaded {
 impl Loaded {
     pub fn problems(&self) -> impl Iterator<Item = &Problem> {
         self.files.iter().flat_map(|f| f.problems.iter())
+    }
+
+    /// Sigma rules skipped as unsupported.
+    pub fn rejected(&self) -> impl Iterator<Item = &Problem> {
+        self.files.iter().flat_map(|f| f.rejected.iter())
     }
 }
 
@@ -111,6 +128,7 @@ pub fn load(path: &Path) -> Loaded {
                     path: path.to_path_buf(),
                     rules: 0,
                     ioc_sets: 0,
+                    rejected: Vec::new(),
                     problems: vec![Problem::new(
                         path,
                         0,
@@ -141,7 +159,8 @@ pub fn load_texts(texts: Vec<(PathBuf, std::io::Result<Vec<u8>>)>) -> Loaded {
     for (path, bytes) in texts {
         let file: Arc<Path> = Arc::from(path.as_path());
         let mut problems = Problems::new(&path);
-        let mut report = FileReport { path: path.clone(), rules: 0, ioc_sets: 0, problems: Vec::new() };
+        let mut report =
+            FileReport { path: path.clone(), rules: 0, ioc_sets: 0, problems: Vec::new(), rejected: Vec::new() };
         let text = match bytes {
             Ok(bytes) => {
                 digest.write(path.to_string_lossy().as_bytes());
@@ -199,12 +218,17 @@ pub fn load_texts(texts: Vec<(PathBuf, std::io::Result<Vec<u8>>)>) -> Loaded {
         }
     }
     rules.extend(sigma_rules);
+    let rejected = sigma_problems.len();
     for problem in sigma_problems {
         match reports.iter_mut().find(|r| r.path == problem.file) {
-            Some(report) => report.problems.push(problem),
-            None => {
-                reports.push(FileReport { path: problem.file.clone(), rules: 0, ioc_sets: 0, problems: vec![problem] })
-            }
+            Some(report) => report.rejected.push(problem),
+            None => reports.push(FileReport {
+                path: problem.file.clone(),
+                rules: 0,
+                ioc_sets: 0,
+                rejected: vec![problem],
+                problems: Vec::new(),
+            }),
         }
     }
     check_unique(&rules, &ioc_sets, &mut reports);
@@ -218,7 +242,10 @@ pub fn load_texts(texts: Vec<(PathBuf, std::io::Result<Vec<u8>>)>) -> Loaded {
         return Loaded { set: None, files: reports };
     }
     match compile(rules, ioc_sets, digest.hex(), reports.clone()) {
-        Ok(set) => Loaded { set: Some(set), files: reports },
+        Ok(mut set) => {
+            set.rejected = rejected;
+            Loaded { set: Some(set), files: reports }
+        }
         Err(problems) => {
             for problem in problems {
                 match reports.iter_mut().find(|r| r.path == problem.file) {
@@ -227,6 +254,7 @@ pub fn load_texts(texts: Vec<(PathBuf, std::io::Result<Vec<u8>>)>) -> Loaded {
                         path: problem.file.clone(),
                         rules: 0,
                         ioc_sets: 0,
+                        rejected: Vec::new(),
                         problems: vec![problem],
                     }),
                 }
@@ -347,7 +375,7 @@ fn compile(
             })
             .collect::<Vec<_>>()
     })?;
-    Ok(RuleSet { rules, ioc_sets, evaluator, owners, l2, digest: digest.into(), files })
+    Ok(RuleSet { rules, ioc_sets, evaluator, owners, l2, digest: digest.into(), files, rejected: 0 })
 }
 
 /// FNV-1a, 64 bits: a stable digest with no dependency (it names a rule

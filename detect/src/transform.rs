@@ -41,6 +41,8 @@ pub const DETECTIONS_TOTAL: &str = "hostflow_detect_detections_total";
 pub const RELOADS_TOTAL: &str = "hostflow_detect_reloads_total";
 /// Enabled rules in the active set, by `layer`.
 pub const RULES: &str = "hostflow_detect_rules";
+/// Sigma rules of the active set's directory skipped as unsupported.
+pub const REJECTED_RULES: &str = "hostflow_detect_rejected_rules";
 /// Firings silenced by a rule's exceptions.
 pub const EXCEPTED_TOTAL: &str = "hostflow_detect_excepted_total";
 /// L2 state entries held now.
@@ -104,6 +106,9 @@ pub fn build(options: &ComponentOptions) -> Result<Box<dyn Transform>, Vec<Confi
         let path = config.rules.get_ref().clone();
         let loaded =
             if path.as_os_str() == crate::builtin::BUILTIN { crate::builtin::load() } else { ruleset::load(&path) };
+        for rejected in loaded.rejected() {
+            tracing::warn!(component = %options.component, "detect: Sigma rule skipped: {rejected}");
+        }
         let Some(set) = loaded.set else {
             let mut errors: Vec<ConfigError> = loaded
                 .problems()
@@ -178,6 +183,7 @@ impl Detect {
     fn publish_set(&self) {
         let set = self.engine.set();
         let counts = set.counts();
+        metrics::gauge!(REJECTED_RULES, "component" => self.component.to_string()).set(set.rejected as f64);
         for layer in pipeline::DetectionLayer::ALL {
             let n = counts.get(&layer).copied().unwrap_or(0);
             metrics::gauge!(RULES, "component" => self.component.to_string(), "layer" => layer.as_str()).set(n as f64);
@@ -189,6 +195,7 @@ impl Detect {
                 "ruleset": &*set.digest,
                 "rules": per_layer,
                 "files": set.files.len(),
+                "rejected": set.rejected,
                 "path": self.path.display().to_string(),
             }));
         }
@@ -389,6 +396,9 @@ fn spawn_reloader(
         }
         last = now;
         let loaded = ruleset::load(&path);
+        for rejected in loaded.rejected() {
+            tracing::warn!(component = %component, "detect: Sigma rule skipped: {rejected}");
+        }
         match loaded.set {
             Some(set) if set.digest == digest => {
                 metrics::counter!(RELOADS_TOTAL, "component" => component.to_string(), "result" => "unchanged").increment(1);

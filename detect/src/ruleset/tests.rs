@@ -178,3 +178,18 @@ fn arbitrary_input_never_panics_or_hangs() {
     }
     assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
 }
+
+#[test]
+fn an_unsupported_sigma_rule_is_skipped_and_counted_while_the_rest_loads() {
+    let sigma = "title: paste site by name\nid: 11111111-2222-4333-8444-555555555555\nlogsource: { product: linux, category: network_connection }\ndetection:\n  selection:\n    DestinationHostname|endswith: '.example'\n  condition: selection\nlevel: high\n";
+    let loaded = load_texts(texts(&[("r/native.yml", RULE), ("r/sigma.yml", sigma)]));
+    assert_eq!(loaded.problems().count(), 0);
+    let rejected: Vec<String> = loaded.rejected().map(ToString::to_string).collect();
+    assert_eq!(rejected.len(), 1, "{rejected:#?}");
+    assert!(rejected[0].starts_with("r/sigma.yml:6: rule `11111111-2222-4333-8444-555555555555`"), "{rejected:#?}");
+    let set = loaded.set.expect("the rest loads");
+    assert_eq!((set.rules.len(), set.rejected), (1, 1));
+    // A Sigma file that is not YAML is a problem, not a rejection.
+    let broken = load_texts(texts(&[("r/native.yml", RULE), ("r/sigma.yml", "title: x\ndetection: [\n")]));
+    assert!(broken.set.is_none());
+}
