@@ -102,6 +102,9 @@ enum Node {
         slot: u16,
         ids: Vec<u32>,
         all: bool,
+        /// Literals (global ids, in the slot's automaton) of which every
+        /// match must contain one: the regexes' prefilter.
+        gate: Option<Vec<u32>>,
     },
     Cidr {
         target: Target,
@@ -328,6 +331,24 @@ impl BuildState {
         slot
     }
 
+    /// The global id of a literal of a slot (one pattern per distinct
+    /// text, compared ASCII-case-insensitively).
+    fn literal(&mut self, slot: u16, value: &str) -> u32 {
+        let lower = value.to_ascii_lowercase();
+        let pending = &mut self.slots[slot as usize];
+        match pending.seen.get(&lower) {
+            Some(id) => *id,
+            None => {
+                let id = self.literal_count;
+                self.literal_count += 1;
+                pending.seen.insert(lower, id);
+                pending.literals.push(Arc::from(value));
+                pending.literal_ids.push(id);
+                id
+            }
+        }
+    }
+
     fn node(&mut self, expr: &Expr, sets: &HashMap<&str, u32>) -> Result<Node, String> {
         Ok(match expr {
             Expr::All(parts) => Node::All(parts.iter().map(|p| self.node(p, sets)).collect::<Result<_, _>>()?),
@@ -344,23 +365,7 @@ impl BuildState {
                     Node::Direct { target, op: *op, values: values.clone(), all: *all, cased: *cased }
                 } else {
                     let slot = self.slot(target);
-                    let mut ids = Vec::with_capacity(values.len());
-                    for value in values {
-                        let lower = value.to_ascii_lowercase();
-                        let pending = &mut self.slots[slot as usize];
-                        let id = match pending.seen.get(&lower) {
-                            Some(id) => *id,
-                            None => {
-                                let id = self.literal_count;
-                                self.literal_count += 1;
-                                pending.seen.insert(lower, id);
-                                pending.literals.push(value.clone());
-                                pending.literal_ids.push(id);
-                                id
-                            }
-                        };
-                        ids.push(id);
-                    }
+                    let ids = values.iter().map(|value| self.literal(slot, value)).collect();
                     Node::Literals { slot, op: *op, ids, all: *all }
                 }
             }
@@ -369,6 +374,20 @@ impl BuildState {
                     regex::Regex::new(pattern).map_err(|e| format!("regex `{pattern}`: {e}"))?;
                 }
                 let slot = self.slot(target);
+                // Any of the patterns may match (or, with `all`, the first
+                // must): the union of their required literals (the first's)
+                // is necessary.
+                let gating: &[Arc<str>] = if *all { &patterns[..patterns.len().min(1)] } else { patterns };
+                let mut gate_literals = Some(Vec::new());
+                for pattern in gating {
+                    match (required_literals(pattern), gate_literals.as_mut()) {
+                        (Some(found), Some(all_found)) => all_found.extend(found),
+                        _ => gate_literals = None,
+                    }
+                }
+                let gate = gate_literals
+                    .filter(|l| !l.is_empty() && l.len() <= 64)
+                    .map(|literals| literals.into_iter().map(|l| self.literal(slot, &l)).collect());
                 let mut ids = Vec::with_capacity(patterns.len());
                 for pattern in patterns {
                     let id = self.regex_count;
@@ -378,7 +397,7 @@ impl BuildState {
                     pending.regex_ids.push(id);
                     ids.push(id);
                 }
-                Node::Regexes { slot, ids, all: *all }
+                Node::Regexes { slot, ids, all: *all, gate }
             }
             Test::Cidr(nets) => Node::Cidr { target, nets: nets.clone() },
             Test::Num { op, value } => Node::Num { target, op: *op, value: *value },
@@ -408,7 +427,9 @@ fn necessary(node: &Node, numeric_targets: &mut Vec<Target>) -> Option<Vec<Gate>
         }
     };
     match node {
-        Node::Literals { slot, ids, .. } => Some(ids.iter().map(|id| Gate::Literal { slot: *slot, id: *id }).collect()),
+        Node::Literals { slot, ids, .. } | Node::Regexes { slot, gate: Some(ids), .. } => {
+            Some(ids.iter().map(|id| Gate::Literal { slot: *slot, id: *id }).collect())
+        }
         Node::NumIn { target, values } if !values.is_empty() => {
             let target = number(*target);
             Some(values.iter().map(|value| Gate::Number { target, value: *value }).collect())
@@ -426,6 +447,28 @@ fn necessary(node: &Node, numeric_targets: &mut Vec<Target>) -> Option<Vec<Gate>
         }
         _ => None,
     }
+}
+
+/// Literals one of which every match of `pattern` starts with (so
+/// contains), lower-cased and deduplicated; `None` when there is no such
+/// finite set (the empty string among them, too many case variants, a
+/// pattern that does not parse) — the regex is then not gated.
+fn required_literals(pattern: &str) -> Option<Vec<String>> {
+    let hir = regex_syntax::parse(pattern).ok()?;
+    let mut extractor = regex_syntax::hir::literal::Extractor::new();
+    extractor.limit_total(256);
+    let seq = extractor.extract(&hir);
+    let mut found: Vec<String> = Vec::new();
+    for literal in seq.literals()? {
+        let text = std::str::from_utf8(literal.as_bytes()).ok()?.to_ascii_lowercase();
+        if text.is_empty() {
+            return None;
+        }
+        if !found.contains(&text) {
+            found.push(text);
+        }
+    }
+    (!found.is_empty()).then_some(found)
 }
 
 fn compile_set(set: &IocSet) -> Result<CompiledSet, String> {
@@ -606,7 +649,7 @@ impl Evaluator {
                     found
                 }
             }
-            Node::Regexes { slot, ids, all } => {
+            Node::Regexes { slot, ids, all, .. } => {
                 if !self.run_regexes(*slot, event, s) {
                     return false;
                 }

@@ -195,3 +195,52 @@ fn sha256_parsing() {
     assert_eq!(parse_sha256("zz"), None);
     assert_eq!(parse_sha256(&"g0".repeat(32)), None);
 }
+
+/// Regex conditions are gated by the literals every match must contain;
+/// the gate must never hide a match. Each pattern against each text: the
+/// evaluator agrees with the regex alone.
+#[test]
+fn gated_regexes_agree_with_the_regex_alone() {
+    let patterns = [
+        r"curl\s+-[oO]\s+/tmp/",
+        r"(?i)BASE64\s+(-d|--decode)",
+        r"(?i)xmrig|stratum\+tcp://",
+        r"^(sh|bash) -c .*\|\s*(sh|bash)$",
+        r"[0-9]{3,}",
+        r".*",
+        r"(?i)a\w*z",
+    ];
+    let texts = [
+        "curl -o /tmp/x http://h",
+        "curl   -O /tmp/",
+        "echo aGk= | base64 --decode | sh",
+        "echo | Base64 -D",
+        "./XMRig -o STRATUM+TCP://pool:3333",
+        "bash -c curl x | sh",
+        "sh -c ls",
+        "id 12345",
+        "AbcZ",
+        "",
+        "plain words only",
+    ];
+    let mut b = Builder::default();
+    for pattern in patterns {
+        b.add(&all_kinds(Expr::Pred(Pred {
+            target: Target::Field(Field::Cmdline),
+            test: Test::Regex { patterns: vec![pattern.into()], all: false },
+        })));
+    }
+    let ev = b.build(&[]).expect("builds");
+    for text in texts {
+        let args: Vec<&str> = text.split(' ').collect();
+        let got = hits(&ev, &exec("/bin/x", &args));
+        let joined = args.join(" ");
+        let want: Vec<u32> = patterns
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| regex::Regex::new(p).expect("valid").is_match(&joined))
+            .map(|(i, _)| i as u32)
+            .collect();
+        assert_eq!(got, want, "text {joined:?}");
+    }
+}
