@@ -541,6 +541,16 @@ impl Evaluator {
         }
     }
 
+    /// Per event kind with any condition: (kind, conditions evaluated on
+    /// every event of it, conditions behind the literal/number gates).
+    pub fn gating(&self) -> Vec<(EventKind, usize, usize)> {
+        EventKind::ALL
+            .iter()
+            .map(|k| (*k, self.by_kind[k.index()].always.len(), self.by_kind[k.index()].gated.len()))
+            .filter(|(_, always, gated)| always + gated > 0)
+            .collect()
+    }
+
     /// Number of conditions.
     pub fn len(&self) -> usize {
         self.conditions.len()
