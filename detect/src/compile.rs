@@ -30,7 +30,8 @@ pub use values::{parse_sha256, value, with_texts, Value};
 /// Everything compiled; immutable and shared by reference.
 #[derive(Debug)]
 pub struct Evaluator {
-    conditions: Vec<Condition>,
+    /// Per condition id: its compiled expression.
+    conditions: Vec<Node>,
     /// Per `EventKind::index()`: the conditions that can hold for it.
     by_kind: Vec<KindIndex>,
     /// Per global literal id: the conditions that cannot hold unless it is
@@ -44,11 +45,6 @@ pub struct Evaluator {
     sets: Vec<CompiledSet>,
     literal_count: usize,
     regex_count: usize,
-}
-
-#[derive(Debug)]
-struct Condition {
-    node: Node,
 }
 
 /// The prefilter of one event kind. Most rules cannot hold unless some
@@ -187,12 +183,12 @@ impl Builder {
             match state.node(&m.expr, &set_index) {
                 Ok(node) => {
                     gates.push(necessary(&node, &mut numeric_targets));
-                    conditions.push(Condition { node });
+                    conditions.push(node);
                 }
                 Err(message) => {
                     errors.push(CompileError { condition: id, message });
                     gates.push(None);
-                    conditions.push(Condition { node: Node::Any(Vec::new()) });
+                    conditions.push(Node::Any(Vec::new()));
                 }
             }
             for kind in EventKind::ALL {
@@ -611,7 +607,7 @@ impl Evaluator {
             candidates.sort_unstable();
         }
         for id in &candidates {
-            if self.holds(&self.conditions[id.0 as usize].node, event, scratch) {
+            if self.holds(&self.conditions[id.0 as usize], event, scratch) {
                 hits.push(*id);
             }
         }

@@ -372,7 +372,7 @@ fn load_field(name: &str, line: usize, value: Node<'_>, problems: &mut Problems<
     let ty = target_type(target);
     if !value.is_mapping() {
         // `field: value` or `field: [a, b]`: equality with any of them.
-        return equals(target, ty, value, false, problems).map(|test| Expr::Pred(Pred { target, test }));
+        return equals(ty, value, false, problems).map(|test| Expr::Pred(Pred { target, test }));
     }
     let entries = value.entries()?;
     let cased = flag(value, "cased", problems);
@@ -381,7 +381,7 @@ fn load_field(name: &str, line: usize, value: Node<'_>, problems: &mut Problems<
     for (op, op_node, arg) in entries {
         let test = match (op.as_str(), ty) {
             ("cased" | "all", _) => continue,
-            ("equals", _) => equals(target, ty, arg, cased, problems),
+            ("equals", _) => equals(ty, arg, cased, problems),
             ("prefix" | "suffix" | "contains", FieldType::Text) => {
                 let op = match op.as_str() {
                     "prefix" => TextOp::Prefix,
@@ -420,7 +420,7 @@ fn load_field(name: &str, line: usize, value: Node<'_>, problems: &mut Problems<
                 };
                 integer(arg, problems).map(|value| Test::Num { op: cmp, value })
             }
-            ("in", _) => equals(target, ty, arg, cased, problems),
+            ("in", _) => equals(ty, arg, cased, problems),
             ("in_set", _) => arg.text().map(|t| Test::InSet(t.into())),
             ("exists", _) => match arg.scalar() {
                 Some(Scalar::Bool(b)) => Some(Test::Exists(b)),
@@ -501,8 +501,7 @@ fn cidrs(node: Node<'_>, problems: &mut Problems<'_>) -> Option<Vec<Cidr>> {
 }
 
 /// Equality with any of the values, typed by the field.
-fn equals(target: Target, ty: FieldType, node: Node<'_>, cased: bool, problems: &mut Problems<'_>) -> Option<Test> {
-    let _ = target;
+fn equals(ty: FieldType, node: Node<'_>, cased: bool, problems: &mut Problems<'_>) -> Option<Test> {
     match ty {
         FieldType::Number => {
             let values: Option<Vec<i128>> = node.one_or_many().into_iter().map(|v| integer(v, problems)).collect();

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use pipeline::DetectionLayer;
 
 use crate::compile::{Builder, Evaluator};
-use crate::firing::MatchId;
 use crate::l2::L2Spec;
 use crate::native;
 use crate::problem::Problem;
@@ -155,7 +154,6 @@ pub fn load_texts(texts: Vec<(PathBuf, std::io::Result<Vec<u8>>)>) -> Loaded {
     let mut rules: Vec<Rule> = Vec::new();
     let mut ioc_sets = Vec::new();
     let mut sigma = SigmaLoader::new();
-    let mut sigma_files: Vec<usize> = Vec::new();
     for (path, bytes) in texts {
         let file: Arc<Path> = Arc::from(path.as_path());
         let mut problems = Problems::new(&path);
@@ -194,9 +192,6 @@ pub fn load_texts(texts: Vec<(PathBuf, std::io::Result<Vec<u8>>)>) -> Loaded {
                             ioc_sets.extend(loaded.ioc_sets);
                         } else if SigmaLoader::is_sigma(doc) {
                             sigma.add_document(&file, doc);
-                            if sigma_files.last() != Some(&reports.len()) {
-                                sigma_files.push(reports.len());
-                            }
                         } else if !doc.is_null() {
                             problems.hint(
                                 doc.line(),
@@ -403,11 +398,6 @@ impl Fnv {
     fn hex(&self) -> String {
         format!("{:016x}", self.0)
     }
-}
-
-/// `MatchId` → owner, for callers holding only the id.
-pub fn owner(set: &RuleSet, id: MatchId) -> Option<Owner> {
-    set.owners.get(id.0 as usize).copied()
 }
 
 #[cfg(test)]

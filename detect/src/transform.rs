@@ -32,7 +32,7 @@ use serde::Deserialize;
 
 use crate::engine::Engine;
 use crate::firing::Firing;
-use crate::l2::L2Config;
+use crate::l2::{EvictReason, L2Config};
 use crate::ruleset::{self, RuleSet};
 
 /// Detections emitted, by `layer` and `confidence`.
@@ -136,16 +136,80 @@ pub struct Detect {
     component: Arc<str>,
     firings: Vec<Firing>,
     health: Option<HealthHandle>,
-    reorder_ns: u64,
     last_batch: Instant,
     /// The latest event time seen, to move L2's watermark on with wall
     /// time while no events arrive.
     max_ts: u64,
-    evictions_reported: Vec<(String, u64)>,
-    late_reported: u64,
-    forced_reported: u64,
-    partials_reported: u64,
-    excepted_reported: u64,
+    metrics: DetectMetrics,
+    /// The engine's counters as last added to the metrics (the engine
+    /// counts totals; the metrics take the increase).
+    reported: Reported,
+}
+
+/// Every metric handle, registered once (the hot path only increments).
+#[derive(Debug)]
+struct DetectMetrics {
+    /// By layer, then confidence.
+    detections: Vec<Vec<metrics::Counter>>,
+    rules: Vec<metrics::Gauge>,
+    rejected: metrics::Gauge,
+    excepted: metrics::Counter,
+    l2_states: metrics::Gauge,
+    l2_evictions: Vec<metrics::Counter>,
+    l2_late: metrics::Counter,
+    l2_forced: metrics::Counter,
+    l2_partials: metrics::Counter,
+}
+
+impl DetectMetrics {
+    fn new(component: &str) -> DetectMetrics {
+        let c = || component.to_owned();
+        DetectMetrics {
+            detections: pipeline::DetectionLayer::ALL
+                .iter()
+                .map(|layer| {
+                    pipeline::Confidence::ALL
+                        .iter()
+                        .map(|confidence| {
+                            metrics::counter!(DETECTIONS_TOTAL, "component" => c(), "layer" => layer.as_str(), "confidence" => confidence.as_str())
+                        })
+                        .collect()
+                })
+                .collect(),
+            rules: pipeline::DetectionLayer::ALL
+                .iter()
+                .map(|layer| metrics::gauge!(RULES, "component" => c(), "layer" => layer.as_str()))
+                .collect(),
+            rejected: metrics::gauge!(REJECTED_RULES, "component" => c()),
+            excepted: metrics::counter!(EXCEPTED_TOTAL, "component" => c()),
+            l2_states: metrics::gauge!(L2_STATES, "component" => c()),
+            l2_evictions: EvictReason::ALL
+                .iter()
+                .map(|reason| metrics::counter!(L2_EVICTIONS_TOTAL, "component" => c(), "reason" => reason.as_str()))
+                .collect(),
+            l2_late: metrics::counter!(L2_LATE_EVENTS_TOTAL, "component" => c()),
+            l2_forced: metrics::counter!(L2_FORCED_EVENTS_TOTAL, "component" => c()),
+            l2_partials: metrics::counter!(L2_PARTIALS_DROPPED_TOTAL, "component" => c()),
+        }
+    }
+}
+
+/// Engine totals already added to the metrics; reset with the engine.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reported {
+    evictions: [u64; EvictReason::ALL.len()],
+    late: u64,
+    forced: u64,
+    partials: u64,
+    excepted: u64,
+}
+
+/// Adds to `counter` what `now` grew by since `*reported`.
+fn add_increase(counter: &metrics::Counter, now: u64, reported: &mut u64) {
+    if now > *reported {
+        counter.increment(now - *reported);
+        *reported = now;
+    }
 }
 
 impl Detect {
@@ -158,7 +222,6 @@ impl Detect {
         let builtin = config.rules.get_ref().as_os_str() == crate::builtin::BUILTIN;
         let detect = Detect {
             engine: Engine::new(set, l2_config),
-            reorder_ns: l2_config.reorder_ns,
             l2_config,
             path: config.rules.into_inner(),
             // The built-in pack is fixed per build: nothing to reload.
@@ -169,11 +232,8 @@ impl Detect {
             health: None,
             last_batch: Instant::now(),
             max_ts: 0,
-            evictions_reported: Vec::new(),
-            late_reported: 0,
-            forced_reported: 0,
-            partials_reported: 0,
-            excepted_reported: 0,
+            metrics: DetectMetrics::new(component),
+            reported: Reported::default(),
         };
         detect.publish_set();
         detect
@@ -183,10 +243,9 @@ impl Detect {
     fn publish_set(&self) {
         let set = self.engine.set();
         let counts = set.counts();
-        metrics::gauge!(REJECTED_RULES, "component" => self.component.to_string()).set(set.rejected as f64);
-        for layer in pipeline::DetectionLayer::ALL {
-            let n = counts.get(&layer).copied().unwrap_or(0);
-            metrics::gauge!(RULES, "component" => self.component.to_string(), "layer" => layer.as_str()).set(n as f64);
+        self.metrics.rejected.set(set.rejected as f64);
+        for (i, layer) in pipeline::DetectionLayer::ALL.iter().enumerate() {
+            self.metrics.rules[i].set(counts.get(layer).copied().unwrap_or(0) as f64);
         }
         if let Some(health) = &self.health {
             let per_layer: serde_json::Map<String, serde_json::Value> =
@@ -206,7 +265,7 @@ impl Detect {
         for firing in self.firings.drain(..) {
             let rule = &set.rules[firing.rule];
             let layer = rule.body.layer();
-            metrics::counter!(DETECTIONS_TOTAL, "component" => self.component.to_string(), "layer" => layer.as_str(), "confidence" => rule.meta.confidence.as_str()).increment(1);
+            self.metrics.detections[layer as usize][rule.meta.confidence as usize].increment(1);
             let event_id = out.next_event_id();
             out.push(Event::Detection(Detection {
                 meta: EventMeta { ts_ns: firing.ts_ns, event_id },
@@ -229,42 +288,15 @@ impl Detect {
 
     fn report_l2(&mut self) {
         let stats = self.engine.l2_stats();
-        let component = self.component.to_string();
-        metrics::gauge!(L2_STATES, "component" => component.clone()).set(stats.states as f64);
-        for (reason, count) in stats.evictions() {
-            let reported = match self.evictions_reported.iter_mut().find(|(r, _)| r == reason) {
-                Some((_, n)) => n,
-                None => {
-                    self.evictions_reported.push((reason.to_owned(), 0));
-                    &mut self.evictions_reported.last_mut().expect("just pushed").1
-                }
-            };
-            if count > *reported {
-                metrics::counter!(L2_EVICTIONS_TOTAL, "component" => component.clone(), "reason" => reason.to_owned())
-                    .increment(count - *reported);
-                *reported = count;
-            }
+        let (m, r) = (&self.metrics, &mut self.reported);
+        m.l2_states.set(stats.states as f64);
+        for (i, counter) in m.l2_evictions.iter().enumerate() {
+            add_increase(counter, stats.by_reason[i], &mut r.evictions[i]);
         }
-        if stats.late > self.late_reported {
-            metrics::counter!(L2_LATE_EVENTS_TOTAL, "component" => component.clone())
-                .increment(stats.late - self.late_reported);
-            self.late_reported = stats.late;
-        }
-        if stats.forced > self.forced_reported {
-            metrics::counter!(L2_FORCED_EVENTS_TOTAL, "component" => component.clone())
-                .increment(stats.forced - self.forced_reported);
-            self.forced_reported = stats.forced;
-        }
-        if stats.partials_dropped > self.partials_reported {
-            metrics::counter!(L2_PARTIALS_DROPPED_TOTAL, "component" => component.clone())
-                .increment(stats.partials_dropped - self.partials_reported);
-            self.partials_reported = stats.partials_dropped;
-        }
-        if self.engine.excepted > self.excepted_reported {
-            metrics::counter!(EXCEPTED_TOTAL, "component" => component)
-                .increment(self.engine.excepted - self.excepted_reported);
-            self.excepted_reported = self.engine.excepted;
-        }
+        add_increase(&m.l2_late, stats.late, &mut r.late);
+        add_increase(&m.l2_forced, stats.forced, &mut r.forced);
+        add_increase(&m.l2_partials, stats.partials_dropped, &mut r.partials);
+        add_increase(&m.excepted, self.engine.excepted, &mut r.excepted);
     }
 }
 
@@ -293,9 +325,10 @@ impl Transform for Detect {
     /// the next event comes. Only events that could still be put in order
     /// are held back; on a replay at full speed ticks barely matter.
     fn on_tick(&mut self, out: &mut Output) {
+        let reorder_ns = self.l2_config.reorder_ns;
         let idle = self.last_batch.elapsed().as_nanos() as u64;
-        let upto = self.max_ts.saturating_add(idle).saturating_sub(self.reorder_ns);
-        if idle >= self.reorder_ns.min(100_000_000) && upto > 0 {
+        let upto = self.max_ts.saturating_add(idle).saturating_sub(reorder_ns);
+        if idle >= reorder_ns.min(100_000_000) && upto > 0 {
             self.engine.flush(upto, &mut self.firings);
             if !self.firings.is_empty() {
                 self.emit(out);
@@ -333,11 +366,7 @@ impl Transform for Detect {
         tracing::info!(component = %self.component, ruleset = %set.digest, rules = set.rules.len(), "detect: rule set swapped in");
         self.engine = Engine::new(*set, self.l2_config);
         // The new engine counts from zero.
-        self.excepted_reported = 0;
-        self.late_reported = 0;
-        self.forced_reported = 0;
-        self.partials_reported = 0;
-        self.evictions_reported.clear();
+        self.reported = Reported::default();
         self.publish_set();
     }
 
