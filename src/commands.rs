@@ -32,6 +32,10 @@ pub enum Outcome {
     /// A companion binary (`hostflow-query`) is not installed. Exit 127, as
     /// a shell says for a command it cannot find.
     CompanionMissing,
+    /// `hostflow eval` ran to its end and the quality gate is not met
+    /// (which threshold, with the figures, already printed). Exit 3: not 1,
+    /// so CI can tell a failed gate from an evaluation that could not run.
+    GateFailed,
 }
 
 impl Outcome {
@@ -40,6 +44,7 @@ impl Outcome {
         match self {
             Outcome::Success => 0,
             Outcome::RunFailed => 1,
+            Outcome::GateFailed => 3,
             Outcome::BadInput => 65,
             Outcome::Unavailable => 69,
             Outcome::Unreadable => 66,
@@ -237,15 +242,44 @@ pub fn replay(options: &ReplayOptions) -> Outcome {
         eprintln!("hint: remove it, or run the file with `hostflow run --config` (its replay source then says `path`)");
         return Outcome::InvalidConfig;
     }
-    let speed = match options.speed.parse::<f64>() {
-        Ok(_) => options.speed.clone(),
-        Err(_) => toml::Value::String(options.speed.clone()).to_string(),
-    };
-    let path = toml::Value::String(options.spool.display().to_string()).to_string();
-    let source = source.with_appended(&format!(
-        "\n# added by `hostflow replay`\n[sources.{REPLAY_SOURCE}]\ntype = \"replay\"\npath = {path}\nspeed = {speed}\n"
-    ));
+    let source = source.with_appended(&replay_source_text(&options.spool, &options.speed, None));
     run_topology_file(source, options.report.as_deref())
+}
+
+/// The `[sources.replay]` table `hostflow replay` appends to a topology
+/// (`hostflow eval` and the rule what-if append the same one): `spool` read
+/// at `speed`, as an Arrow spool unless `format` says otherwise
+/// (`"ndjson"`).
+pub fn replay_source_text(spool: &Path, speed: &str, format: Option<&str>) -> String {
+    let speed = match speed.parse::<f64>() {
+        Ok(_) => speed.to_owned(),
+        Err(_) => toml::Value::String(speed.to_owned()).to_string(),
+    };
+    let path = toml::Value::String(spool.display().to_string()).to_string();
+    let format = format.map(|f| format!("format = {}\n", toml::Value::String(f.to_owned()))).unwrap_or_default();
+    format!("\n# added by `hostflow replay`\n[sources.{REPLAY_SOURCE}]\ntype = \"replay\"\npath = {path}\nspeed = {speed}\n{format}")
+}
+
+/// Runs a topology to its end inside this process and returns its totals:
+/// for commands that use a topology as a tool (`eval`, the rule what-if)
+/// and read what its sinks wrote. No API, no metrics recorder (nothing
+/// scrapes it), no signal handling beyond the default; problems are
+/// printed as `run` prints them.
+pub fn run_to_end(source: TopologySource) -> Result<RunReport, Outcome> {
+    let topology = load(source)?;
+    let result = (|| -> anyhow::Result<RunReport> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("hostflow-worker")
+            .build()
+            .context("starting the async runtime")?;
+        let (trigger, _signal) = pipeline::shutdown_channel();
+        Ok(runtime.block_on(pipeline::runtime::run(topology, trigger, Health::default()))?)
+    })();
+    result.map_err(|error| {
+        eprintln!("error: {error:#}");
+        Outcome::RunFailed
+    })
 }
 
 /// Builds and runs one topology to its end; shared by `run` and `replay`.

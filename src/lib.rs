@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod commands;
+pub mod eval;
 pub mod registry;
 pub mod rules;
+pub mod whatif;
 
 /// The topology `hostflow run` uses without `--config`: the repository's
 /// `topology.toml`, compiled in so the quick start needs no file.

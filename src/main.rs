@@ -7,6 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hostflow::commands::{self, ReplayOptions, RunOptions};
+use hostflow::eval::EvalOptions;
+use hostflow::whatif::WhatIfOptions;
+
+mod memory;
 
 /// A host agent built as a streaming engine: sources, transforms and sinks
 /// joined by bounded, observable edges, declared in one topology.toml.
@@ -69,22 +73,79 @@ enum Command {
     /// the spool in (ts_ns, event_id) order and ends when it is read
     /// through. The same spool gives the same output on every run.
     ///
-    /// Exit codes: as `run`.
+    /// With `--rules NEW --diff OLD` instead of a topology: a rule
+    /// what-if. The spool goes through `detect` once per rule set, and the
+    /// detections NEW adds or removes are printed per rule (counts and
+    /// the first event ids), the same bytes on every run.
+    ///
+    /// Exit codes: as `run`; the what-if exits 0 whether or not the sets
+    /// differ (66 spool missing, 78 a rule set would be refused).
     Replay {
         /// The spool directory: an arrow_spool sink's `path`.
         #[arg(long, value_name = "DIR")]
         spool: PathBuf,
         /// Topology (file, or directory of `*.toml` files merged in name
-        /// order) whose components take `inputs = ["replay"]`.
+        /// order) whose components take `inputs = ["replay"]`. Required
+        /// unless `--rules`/`--diff` ask for a what-if.
         #[arg(long, short = 'c', value_name = "FILE")]
-        config: PathBuf,
+        config: Option<PathBuf>,
         /// `max` (as fast as the topology takes), `realtime` (the recorded
         /// pace), or a factor of it such as `10`.
-        #[arg(long, default_value = "max")]
+        #[arg(long, default_value = "max", conflicts_with = "rules")]
         speed: String,
         /// Write each component's final totals as JSON to FILE at exit.
+        #[arg(long, value_name = "FILE", conflicts_with = "rules")]
+        report: Option<PathBuf>,
+        /// What-if: the candidate rule set (a directory, a file, or
+        /// `builtin`), compared with `--diff`.
+        #[arg(long, value_name = "NEW", requires = "diff", conflicts_with = "config")]
+        rules: Option<PathBuf>,
+        /// What-if: the rule set NEW is compared with (e.g. the one
+        /// running now).
+        #[arg(long, value_name = "OLD", requires = "rules")]
+        diff: Option<PathBuf>,
+        /// What-if: print the difference as JSON.
+        #[arg(long, requires = "rules")]
+        json: bool,
+    },
+    /// Replay a labelled corpus (DIR/spool, DIR/labels.json) through the
+    /// detection rules and score them: per confidence class precision,
+    /// recall and false alerts per 1000 benign events, per scenario and
+    /// per rule hits, misses and false alerts; then hold the figures to
+    /// the quality gate.
+    ///
+    /// Exit codes: 0 gate met, 3 gate not met (the failing thresholds are
+    /// printed), 1 the detection pass failed, 65 bad labels.json, 66
+    /// corpus unreadable, 78 bad gate file or rule set.
+    Eval {
+        /// The corpus directory: `spool/` (an arrow_spool sink's
+        /// directory), `labels.json`, optionally `baseline.json` (an L3
+        /// baseline, imported frozen).
+        #[arg(long, value_name = "DIR")]
+        corpus: PathBuf,
+        /// A rule directory or file; `builtin` is the compiled-in pack.
+        #[arg(long, value_name = "DIR", default_value = "builtin")]
+        rules: PathBuf,
+        /// The gate's thresholds (TOML); default: the compiled-in
+        /// `testbed/quality-gate.toml`.
+        #[arg(long, value_name = "FILE")]
+        gate: Option<PathBuf>,
+        /// Write the JSON report to FILE (`-`: stdout, the summary then
+        /// goes to stderr).
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
+        /// Append one NDJSON line per run (date, rule set, corpus,
+        /// per-class precision and recall, pass/fail) to FILE.
+        #[arg(long, value_name = "FILE")]
+        trend: Option<PathBuf>,
+        /// Shuffle the events within windows of MS milliseconds of event
+        /// time before the replay: within detect's reorder window (300 ms)
+        /// the report must not change.
+        #[arg(long, value_name = "MS")]
+        shuffle_within: Option<u64>,
+        /// The shuffle's seed.
+        #[arg(long, value_name = "N", default_value_t = 1, requires = "shuffle_within")]
+        seed: u64,
     },
     /// Detection rules: `hostflow rules check DIR` loads every rule file
     /// under DIR as the `detect` transform would and reports, per file,
@@ -130,13 +191,34 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let outcome = match cli.command {
-        Command::Run { config, report } => commands::run(&RunOptions { config, report }),
+        Command::Run { config, report } => {
+            memory::tune_for_long_run();
+            commands::run(&RunOptions { config, report })
+        }
         Command::Validate { file } => commands::validate(&file),
         Command::Graph { file } => commands::graph(&file),
         Command::Components => commands::components(),
         Command::Probe { json } => commands::probe(json),
-        Command::Replay { spool, config, speed, report } => {
-            commands::replay(&ReplayOptions { spool, config, speed, report })
+        Command::Replay { spool, config, speed, report, rules, diff, json } => match (config, rules, diff) {
+            (_, Some(new), Some(old)) => hostflow::whatif::what_if(&WhatIfOptions { spool, new, old, json }),
+            (Some(config), _, _) => commands::replay(&ReplayOptions { spool, config, speed, report }),
+            _ => {
+                use clap::CommandFactory as _;
+                let message = "`replay` needs --config FILE (a topology whose components read from `replay`), \
+                               or --rules NEW --diff OLD (a rule what-if)";
+                Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, message).exit()
+            }
+        },
+        Command::Eval { corpus, rules, gate, report, trend, shuffle_within, seed } => {
+            hostflow::eval::eval(&EvalOptions {
+                corpus,
+                rules,
+                gate,
+                report,
+                trend,
+                shuffle_within_ms: shuffle_within,
+                seed,
+            })
         }
         Command::Query { args } => commands::query(&args),
         Command::Rules { command: RulesCommand::Check { dir, json } } => hostflow::rules::check(&dir, json),

@@ -13,6 +13,8 @@ pub const BUILTIN: &str = "builtin";
 
 /// Every file of `rules/linux/`, by its path in the repository.
 pub const PACK: &[(&str, &str)] = &[
+    ("rules/linux/anomaly.yml", include_str!("../../rules/linux/anomaly.yml")),
+    ("rules/linux/chains.yml", include_str!("../../rules/linux/chains.yml")),
     ("rules/linux/command_and_control.yml", include_str!("../../rules/linux/command_and_control.yml")),
     ("rules/linux/credential_access.yml", include_str!("../../rules/linux/credential_access.yml")),
     ("rules/linux/defense_evasion.yml", include_str!("../../rules/linux/defense_evasion.yml")),

@@ -13,7 +13,9 @@ use pipeline::Event;
 use crate::compile::Scratch;
 use crate::firing::{Firing, MatchId};
 use crate::l2::{L2Config, L2Engine, L2Stats};
-use crate::rule::Rule;
+use crate::l3::{L3Config, L3Engine};
+use crate::l4::{L4Config, L4Engine, L4Stats};
+use crate::rule::{Body, Rule};
 use crate::ruleset::{Owner, RuleSet};
 
 /// A rule set with its per-event scratch and L2 state.
@@ -22,8 +24,11 @@ pub struct Engine {
     set: Arc<RuleSet>,
     scratch: Scratch,
     l2: L2Engine,
+    l3: L3Engine,
+    l4: L4Engine,
     hits: Vec<MatchId>,
     steps: Vec<MatchId>,
+    stages: Vec<MatchId>,
     /// Firings silenced by an exception, per rule (for `rules test` and
     /// metrics).
     pub excepted: u64,
@@ -34,7 +39,21 @@ impl Engine {
         let scratch = set.evaluator.scratch();
         let l2_rules = set.l2.iter().filter(|(rule, _)| set.rules[*rule].meta.enabled).cloned().collect();
         let l2 = L2Engine::new(l2_rules, config);
-        Engine { set, scratch, l2, hits: Vec::new(), steps: Vec::new(), excepted: 0 }
+        let l3 = L3Engine::new(l3_rules(&set), L3Config { reorder_ns: config.reorder_ns, ..L3Config::default() });
+        let l4_rules = set
+            .l4
+            .iter()
+            .filter(|(rule, _)| set.rules[*rule].meta.enabled)
+            .map(|(rule, spec)| {
+                let names = match &set.rules[*rule].body {
+                    Body::Chain(chain) => chain.stages.iter().map(|s| s.name.clone()).collect(),
+                    _ => Vec::new(),
+                };
+                (*rule, spec.clone(), names)
+            })
+            .collect();
+        let l4 = L4Engine::new(l4_rules, L4Config { reorder_ns: config.reorder_ns, ..L4Config::default() });
+        Engine { set, scratch, l2, l3, l4, hits: Vec::new(), steps: Vec::new(), stages: Vec::new(), excepted: 0 }
     }
 
     pub fn set(&self) -> &Arc<RuleSet> {
@@ -45,6 +64,25 @@ impl Engine {
         self.l2.stats()
     }
 
+    /// The engine with L3 bounded and learning as `config` says (its
+    /// baselines start empty: restore them with [`L3Engine::restore`]).
+    pub fn with_l3(mut self, config: L3Config) -> Engine {
+        self.l3 = L3Engine::new(l3_rules(&self.set), config);
+        self
+    }
+
+    pub fn l3(&self) -> &L3Engine {
+        &self.l3
+    }
+
+    pub fn l3_mut(&mut self) -> &mut L3Engine {
+        &mut self.l3
+    }
+
+    pub fn l4_stats(&self) -> L4Stats {
+        self.l4.stats()
+    }
+
     /// Evaluates one event; firings are appended to `out` (L1 first, in
     /// rule order, then whatever L2 completes).
     pub fn process(&mut self, event: &Event, out: &mut Vec<Firing>) {
@@ -53,6 +91,7 @@ impl Engine {
         }
         self.hits.clear();
         self.steps.clear();
+        self.stages.clear();
         self.set.evaluator.evaluate(event, &mut self.scratch, &mut self.hits);
         let first = out.len();
         for id in &self.hits {
@@ -78,9 +117,16 @@ impl Engine {
                         self.steps.push(*id);
                     }
                 }
+                Owner::Stage { rule, .. } => {
+                    if self.set.rules[rule].meta.enabled {
+                        self.stages.push(*id);
+                    }
+                }
             }
         }
         self.l2.push(event, &self.steps, out);
+        self.l3.push(event, out);
+        self.l4.push(event, &self.stages, out);
         self.retain_unexcepted(first, out);
     }
 
@@ -89,6 +135,8 @@ impl Engine {
     pub fn flush(&mut self, upto_ts: u64, out: &mut Vec<Firing>) {
         let first = out.len();
         self.l2.flush(upto_ts, out);
+        self.l3.flush(upto_ts, out);
+        self.l4.flush(upto_ts, out);
         self.retain_unexcepted(first, out);
     }
 
@@ -106,6 +154,11 @@ impl Engine {
         }
         out.truncate(kept);
     }
+}
+
+/// The enabled L3 rules of a set.
+fn l3_rules(set: &RuleSet) -> Vec<(usize, crate::rule::Anomaly)> {
+    set.l3.iter().filter(|(rule, _)| set.rules[*rule].meta.enabled).cloned().collect()
 }
 
 /// Whether a rule's exceptions cover the process.

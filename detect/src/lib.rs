@@ -20,6 +20,8 @@ pub mod compile;
 pub mod engine;
 pub mod firing;
 pub mod l2;
+pub mod l3;
+pub mod l4;
 pub mod native;
 pub mod problem;
 pub mod rule;

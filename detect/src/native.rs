@@ -14,6 +14,11 @@ use crate::rule::{
 };
 use crate::yaml::{duration_ns, Node, Problems, Scalar};
 
+mod anomaly;
+mod chain;
+
+pub use chain::MAX_STAGES;
+
 /// Whether a document is a native rule file (it has `rules` or `ioc_sets`).
 pub fn is_native(doc: Node<'_>) -> bool {
     doc.get("rules").is_some() || doc.get("ioc_sets").is_some()
@@ -82,7 +87,12 @@ const RULE_KEYS: &[&str] = &[
     "match",
     "sequence",
     "count",
+    "anomaly",
+    "chain",
 ];
+
+/// The keys that hold a rule's body; a rule has exactly one.
+const BODY_KEYS: [&str; 5] = ["match", "sequence", "count", "anomaly", "chain"];
 
 fn load_rule(file: &Arc<Path>, node: Node<'_>, problems: &mut Problems<'_>) -> Option<Rule> {
     let before = problems.list.len();
@@ -178,21 +188,23 @@ fn load_rule(file: &Arc<Path>, node: Node<'_>, problems: &mut Problems<'_>) -> O
     };
     let exceptions = node.get("exceptions").map(|e| load_exceptions(e, problems)).unwrap_or_default();
     let bodies: Vec<(&str, Node<'_>)> =
-        ["match", "sequence", "count"].into_iter().filter_map(|k| node.get(k).map(|n| (k, n))).collect();
+        BODY_KEYS.into_iter().filter_map(|k| node.get(k).map(|n| (k, n))).collect();
     let body = match bodies.as_slice() {
         [("match", m)] => load_match(*m, problems).map(Body::Indicator),
         [("sequence", s)] => load_sequence(*s, problems).map(Body::Sequence),
         [("count", c)] => load_count(*c, problems).map(Body::Count),
+        [("anomaly", a)] => anomaly::load(*a, problems).map(Body::Anomaly),
+        [("chain", c)] => chain::load(*c, problems).map(Body::Chain),
         [] => {
             problems.hint(
                 node.line(),
                 "the rule has no body",
-                "give it one of `match` (L1), `sequence` or `count` (L2)",
+                "give it one of `match` (L1), `sequence` or `count` (L2), `anomaly` (L3), `chain` (L4)",
             );
             None
         }
         _ => {
-            problems.at(node.line(), "a rule has exactly one of `match`, `sequence`, `count`");
+            problems.at(node.line(), "a rule has exactly one of `match`, `sequence`, `count`, `anomaly`, `chain`");
             None
         }
     };

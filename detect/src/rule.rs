@@ -10,6 +10,12 @@ use std::sync::Arc;
 
 use pipeline::{Confidence, EventKind, Field, Severity};
 
+mod anomaly;
+mod chain;
+
+pub use anomaly::{Anomaly, Entity, Feature};
+pub use chain::{Chain, Stage};
+
 /// One loaded rule.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rule {
@@ -72,6 +78,10 @@ pub enum Body {
     /// L2: more than a threshold of matching events (or distinct values)
     /// within a window.
     Count(Count),
+    /// L3: an entity's recent behaviour against its learned baseline.
+    Anomaly(Anomaly),
+    /// L4: kill-chain stages over one process lineage.
+    Chain(Chain),
 }
 
 impl Body {
@@ -80,6 +90,8 @@ impl Body {
         match self {
             Body::Indicator(_) => pipeline::DetectionLayer::L1,
             Body::Sequence(_) | Body::Count(_) => pipeline::DetectionLayer::L2,
+            Body::Anomaly(_) => pipeline::DetectionLayer::L3,
+            Body::Chain(_) => pipeline::DetectionLayer::L4,
         }
     }
 }

@@ -20,9 +20,10 @@ use pipeline::DetectionLayer;
 
 use crate::compile::{Builder, Evaluator};
 use crate::l2::L2Spec;
+use crate::l4::L4Spec;
 use crate::native;
 use crate::problem::Problem;
-use crate::rule::{Body, IocSet, Rule};
+use crate::rule::{Anomaly, Body, IocSet, Rule};
 use crate::sigma::SigmaLoader;
 use crate::yaml::{self, Node, Problems};
 
@@ -33,6 +34,16 @@ pub enum Owner {
     Indicator { rule: usize },
     /// A step (or a count's condition) of L2 rule `rule`.
     Step { rule: usize },
+    /// Stage `stage` of L4 chain rule `rule`.
+    Stage { rule: usize, stage: u8 },
+}
+
+impl Owner {
+    pub fn rule(self) -> usize {
+        match self {
+            Owner::Indicator { rule } | Owner::Step { rule } | Owner::Stage { rule, .. } => rule,
+        }
+    }
 }
 
 /// A loaded and compiled rule set.
@@ -45,6 +56,10 @@ pub struct RuleSet {
     pub owners: Vec<Owner>,
     /// The L2 rules, with their conditions' ids.
     pub l2: Vec<(usize, L2Spec)>,
+    /// The L3 rules (they read events directly: no compiled condition).
+    pub l3: Vec<(usize, Anomaly)>,
+    /// The L4 rules, with their stages' condition ids.
+    pub l4: Vec<(usize, L4Spec)>,
     /// Hex digest of every file's bytes (path order): what `/health` shows.
     pub digest: Arc<str>,
     pub files: Vec<FileReport>,
@@ -307,6 +322,8 @@ fn compile(
     let mut builder = Builder::default();
     let mut owners = Vec::new();
     let mut l2 = Vec::new();
+    let mut l3 = Vec::new();
+    let mut l4 = Vec::new();
     for (index, rule) in rules.iter().enumerate() {
         match &rule.body {
             Body::Indicator(m) => {
@@ -347,6 +364,18 @@ fn compile(
                     },
                 ));
             }
+            Body::Anomaly(anomaly) => l3.push((index, anomaly.clone())),
+            Body::Chain(chain) => {
+                let stages = (0u8..)
+                    .zip(&chain.stages)
+                    .map(|(stage, s)| {
+                        let id = builder.add(&s.matcher);
+                        owners.push(Owner::Stage { rule: index, stage });
+                        id
+                    })
+                    .collect();
+                l4.push((index, L4Spec { stages, within_ns: chain.within_ns }));
+            }
         }
     }
     let evaluator = builder.build(&ioc_sets).map_err(|errors| {
@@ -354,9 +383,7 @@ fn compile(
             .into_iter()
             .map(|e| {
                 let owner = owners.get(e.condition.0 as usize);
-                let rule = owner.map(|o| match o {
-                    Owner::Indicator { rule } | Owner::Step { rule } => &rules[*rule],
-                });
+                let rule = owner.map(|o| &rules[o.rule()]);
                 match rule {
                     Some(rule) => Problem::new(
                         &rule.origin.file,
@@ -370,7 +397,7 @@ fn compile(
             })
             .collect::<Vec<_>>()
     })?;
-    Ok(RuleSet { rules, ioc_sets, evaluator, owners, l2, digest: digest.into(), files, rejected: 0 })
+    Ok(RuleSet { rules, ioc_sets, evaluator, owners, l2, l3, l4, digest: digest.into(), files, rejected: 0 })
 }
 
 /// FNV-1a, 64 bits: a stable digest with no dependency (it names a rule

@@ -16,6 +16,19 @@
 //! problems logged with file, line and rule id, and the old set keeps
 //! running. Before the swap the old set's L2 reorder window is drained, so
 //! sequences already in flight finish under the rules they started with.
+//!
+//! L3 (anomaly) options, all optional ([`AnomalyConfig`]):
+//!
+//! ```toml
+//! anomaly = { state_dir = "/var/lib/hostflow/detect", import = "golden.json", learn = true,
+//!             warmup_events = 200, warmup_windows = 5, max_entities = 4096, save_interval_secs = 60 }
+//! ```
+//!
+//! Without `state_dir` nothing is persisted. With it, baselines are loaded
+//! from `state_dir/l3-baselines.json` at start (else from `import`), saved
+//! there every `save_interval_secs` when something was learned and at
+//! shutdown, and carried over when the rule set is swapped (format and
+//! failure handling: [`crate::l3::persist`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -33,6 +46,9 @@ use serde::Deserialize;
 use crate::engine::Engine;
 use crate::firing::Firing;
 use crate::l2::{EvictReason, L2Config};
+use crate::l3::persist::AnomalyConfig;
+use crate::l3::L3Host;
+use crate::l4::ChainDrop;
 use crate::ruleset::{self, RuleSet};
 
 /// Detections emitted, by `layer` and `confidence`.
@@ -56,6 +72,13 @@ pub const L2_LATE_EVENTS_TOTAL: &str = "hostflow_detect_l2_late_events_total";
 pub const L2_FORCED_EVENTS_TOTAL: &str = "hostflow_detect_l2_forced_events_total";
 /// Partial sequences dropped because a group held its maximum.
 pub const L2_PARTIALS_DROPPED_TOTAL: &str = "hostflow_detect_l2_partials_dropped_total";
+/// L4 kill chains in progress now.
+pub const L4_CHAINS: &str = "hostflow_detect_l4_chains";
+/// L4 chains dropped before they completed, by `reason` (cap, exec, exit,
+/// expired).
+pub const L4_DROPPED_TOTAL: &str = "hostflow_detect_l4_dropped_total";
+/// Events that reached L4 after its reorder window had passed them.
+pub const L4_LATE_EVENTS_TOTAL: &str = "hostflow_detect_l4_late_events_total";
 
 /// `[transforms.NAME] type = "detect"`.
 #[derive(Debug, Deserialize)]
@@ -82,6 +105,10 @@ pub struct DetectConfig {
     /// detections; the inputs are counted as `filtered`).
     #[serde(default = "default_true")]
     pub pass_through: bool,
+    /// L3 (anomaly): baseline files, learning and bounds
+    /// ([`AnomalyConfig`]; all optional).
+    #[serde(default)]
+    pub anomaly: AnomalyConfig,
 }
 
 fn default_true() -> bool {
@@ -127,6 +154,8 @@ pub fn build(options: &ComponentOptions) -> Result<Box<dyn Transform>, Vec<Confi
 #[derive(Debug)]
 pub struct Detect {
     engine: Engine,
+    /// L3's options, baseline files and metrics.
+    l3: L3Host,
     l2_config: L2Config,
     path: PathBuf,
     /// `None`: the built-in pack, never reloaded. `Some(None)`: reload on
@@ -159,6 +188,9 @@ struct DetectMetrics {
     l2_late: metrics::Counter,
     l2_forced: metrics::Counter,
     l2_partials: metrics::Counter,
+    l4_chains: metrics::Gauge,
+    l4_dropped: Vec<metrics::Counter>,
+    l4_late: metrics::Counter,
 }
 
 impl DetectMetrics {
@@ -190,6 +222,12 @@ impl DetectMetrics {
             l2_late: metrics::counter!(L2_LATE_EVENTS_TOTAL, "component" => c()),
             l2_forced: metrics::counter!(L2_FORCED_EVENTS_TOTAL, "component" => c()),
             l2_partials: metrics::counter!(L2_PARTIALS_DROPPED_TOTAL, "component" => c()),
+            l4_chains: metrics::gauge!(L4_CHAINS, "component" => c()),
+            l4_dropped: ChainDrop::ALL
+                .iter()
+                .map(|reason| metrics::counter!(L4_DROPPED_TOTAL, "component" => c(), "reason" => reason.as_str()))
+                .collect(),
+            l4_late: metrics::counter!(L4_LATE_EVENTS_TOTAL, "component" => c()),
         }
     }
 }
@@ -202,6 +240,8 @@ struct Reported {
     forced: u64,
     partials: u64,
     excepted: u64,
+    l4_dropped: [u64; ChainDrop::ALL.len()],
+    l4_late: u64,
 }
 
 /// Adds to `counter` what `now` grew by since `*reported`.
@@ -220,8 +260,12 @@ impl Detect {
             max_states_total: config.max_states_total,
         };
         let builtin = config.rules.get_ref().as_os_str() == crate::builtin::BUILTIN;
+        let mut l3 = L3Host::new(config.anomaly.clone(), component);
+        let mut engine = Engine::new(set, l2_config).with_l3(l3.engine_config(l2_config.reorder_ns));
+        l3.start(engine.l3_mut());
         let detect = Detect {
-            engine: Engine::new(set, l2_config),
+            engine,
+            l3,
             l2_config,
             path: config.rules.into_inner(),
             // The built-in pack is fixed per build: nothing to reload.
@@ -256,6 +300,7 @@ impl Detect {
                 "files": set.files.len(),
                 "rejected": set.rejected,
                 "path": self.path.display().to_string(),
+                "anomaly": self.l3.health(self.engine.l3()),
             }));
         }
     }
@@ -284,6 +329,7 @@ impl Detect {
             }));
         }
         self.report_l2();
+        self.l3.report(self.engine.l3());
     }
 
     fn report_l2(&mut self) {
@@ -297,6 +343,12 @@ impl Detect {
         add_increase(&m.l2_forced, stats.forced, &mut r.forced);
         add_increase(&m.l2_partials, stats.partials_dropped, &mut r.partials);
         add_increase(&m.excepted, self.engine.excepted, &mut r.excepted);
+        let l4 = self.engine.l4_stats();
+        m.l4_chains.set(l4.chains as f64);
+        for (i, counter) in m.l4_dropped.iter().enumerate() {
+            add_increase(counter, l4.by_reason[i], &mut r.l4_dropped[i]);
+        }
+        add_increase(&m.l4_late, l4.late, &mut r.l4_late);
     }
 }
 
@@ -325,6 +377,7 @@ impl Transform for Detect {
     /// the next event comes. Only events that could still be put in order
     /// are held back; on a replay at full speed ticks barely matter.
     fn on_tick(&mut self, out: &mut Output) {
+        self.l3.tick(self.engine.l3());
         let reorder_ns = self.l2_config.reorder_ns;
         let idle = self.last_batch.elapsed().as_nanos() as u64;
         let upto = self.max_ts.saturating_add(idle).saturating_sub(reorder_ns);
@@ -339,6 +392,7 @@ impl Transform for Detect {
     fn flush(&mut self, out: &mut Output) {
         self.engine.flush(u64::MAX, &mut self.firings);
         self.emit(out);
+        self.l3.flush(self.engine.l3());
     }
 
     fn take_updates(&mut self) -> Option<UpdateReceiver> {
@@ -364,7 +418,12 @@ impl Transform for Detect {
         self.engine.flush(u64::MAX, &mut self.firings);
         self.emit(out);
         tracing::info!(component = %self.component, ruleset = %set.digest, rules = set.rules.len(), "detect: rule set swapped in");
-        self.engine = Engine::new(*set, self.l2_config);
+        // Baselines belong to models, not to a rule set: the new set's
+        // models that the old one had keep theirs.
+        let baselines = self.engine.l3().baselines();
+        self.engine = Engine::new(*set, self.l2_config).with_l3(self.l3.engine_config(self.l2_config.reorder_ns));
+        self.engine.l3_mut().restore(&baselines);
+        self.l3.engine_replaced(self.engine.l3());
         // The new engine counts from zero.
         self.reported = Reported::default();
         self.publish_set();

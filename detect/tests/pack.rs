@@ -193,3 +193,63 @@ cases:
         firings.iter().map(|f| (&*set.rules[f.rule].meta.id, f.event_ids.as_slice())).collect();
     assert_eq!(ids, [("broad", &[1][..]), ("narrow", &[1][..])]);
 }
+
+/// Whether the expression tests an exact indicator: an IOC set lookup or
+/// an exact SHA-256.
+fn has_exact_indicator(expr: &detect::rule::Expr) -> bool {
+    use detect::rule::{Expr, Target, Test, TextOp};
+    match expr {
+        Expr::All(list) | Expr::Any(list) => list.iter().any(has_exact_indicator),
+        Expr::Not(_) => false,
+        Expr::Pred(pred) => match &pred.test {
+            Test::InSet(_) => true,
+            Test::Text { op: TextOp::Equals, .. } => {
+                matches!(pred.target, Target::Field(f) if f.as_str().contains("sha256"))
+            }
+            _ => false,
+        },
+    }
+}
+
+/// README "Confidence classes": what each class promises, held for every
+/// rule of the pack. `definite`: an exact indicator (IOC set or SHA-256) in
+/// a single-event rule. `very_high`: evidence to act on automatically —
+/// never an anomaly score, severity high or critical, a kill chain of at
+/// least four stages when it is one, and at least two benign twins (silent
+/// cases). `high`: not an anomaly score. L3 anomaly rules are `medium` or
+/// `low`.
+#[test]
+fn confidence_classes_follow_the_documented_rule() {
+    use detect::rule::Body;
+    use pipeline::{Confidence, Severity};
+    let set = pack();
+    let (cases, _) = load_cases(&repo().join("rules/cases"));
+    let mut broken = Vec::new();
+    for rule in &set.rules {
+        let (id, confidence) = (&*rule.meta.id, rule.meta.confidence);
+        let silent = cases.iter().filter(|c| c.expect == Expect::Silent && c.rule.as_deref() == Some(id)).count();
+        match (&rule.body, confidence) {
+            (Body::Anomaly(_), c) if c > Confidence::Medium => broken.push(format!("{id}: L3 anomaly above medium")),
+            (Body::Indicator(m), Confidence::Definite) if !has_exact_indicator(&m.expr) => {
+                broken.push(format!("{id}: definite without an exact indicator"))
+            }
+            (Body::Indicator(_), Confidence::Definite) => {}
+            (_, Confidence::Definite) => broken.push(format!("{id}: definite is for single-event indicators")),
+            (body, Confidence::VeryHigh) => {
+                if rule.meta.severity < Severity::High {
+                    broken.push(format!("{id}: very_high below severity high"));
+                }
+                if silent < 2 {
+                    broken.push(format!("{id}: very_high with {silent} benign twin(s); needs two"));
+                }
+                if let Body::Chain(chain) = body {
+                    if chain.stages.len() < 4 {
+                        broken.push(format!("{id}: very_high chain of {} stages", chain.stages.len()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
