@@ -1,4 +1,4 @@
-//! Detection (issue #15; DESIGN §6): rule files compiled once into
+//! Detection (issues #15, #16; DESIGN §6): rule files compiled once into
 //! matchers, evaluated on enriched events, every matching rule firing.
 //!
 //! The flow, front to back:
@@ -8,8 +8,10 @@
 //! - [`ruleset`] loads a directory (every problem at once, with file, line
 //!   and rule id), and [`compile`] turns the rules into one compiled set:
 //!   literal automata per field, regex sets, IOC hash sets, CIDR sets;
-//! - [`l1`] evaluates single-event indicators and [`l2`] keeps the bounded
-//!   state of sequences and counts;
+//! - [`engine`] fires single-event indicators (L1) at once, [`l2`] keeps
+//!   the bounded state of sequences and counts, [`l3`] the learned
+//!   baselines of anomaly rules, [`l4`] the chains in progress over process
+//!   lineage;
 //! - [`transform`] is the `detect` component: it evaluates batches, emits
 //!   [`pipeline::Detection`] events, and swaps in a recompiled set on
 //!   SIGHUP or a change under the rules directory, between two batches.

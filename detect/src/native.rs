@@ -187,8 +187,7 @@ fn load_rule(file: &Arc<Path>, node: Node<'_>, problems: &mut Problems<'_>) -> O
         },
     };
     let exceptions = node.get("exceptions").map(|e| load_exceptions(e, problems)).unwrap_or_default();
-    let bodies: Vec<(&str, Node<'_>)> =
-        BODY_KEYS.into_iter().filter_map(|k| node.get(k).map(|n| (k, n))).collect();
+    let bodies: Vec<(&str, Node<'_>)> = BODY_KEYS.into_iter().filter_map(|k| node.get(k).map(|n| (k, n))).collect();
     let body = match bodies.as_slice() {
         [("match", m)] => load_match(*m, problems).map(Body::Indicator),
         [("sequence", s)] => load_sequence(*s, problems).map(Body::Sequence),

@@ -70,7 +70,13 @@ fn fork(ts_ns: u64, event_id: u64, parent: ProcessKey, child: ProcessKey) -> Eve
 }
 
 fn exit(ts_ns: u64, event_id: u64, process: ProcessKey) -> Event {
-    Event::ProcessExit(ProcessExit { meta: EventMeta { ts_ns, event_id }, process, exit_code: 0, cpu_ns: 0, context: None })
+    Event::ProcessExit(ProcessExit {
+        meta: EventMeta { ts_ns, event_id },
+        process,
+        exit_code: 0,
+        cpu_ns: 0,
+        context: None,
+    })
 }
 
 fn chain(within_ns: u64) -> Vec<(usize, L4Spec, Vec<Arc<str>>)> {
