@@ -323,6 +323,36 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    corpus(c);
+}
+
+/// The recorded corpus (`testbed/corpus/spool`, issue #16) replayed at
+/// full speed through the default pack's four layers on one core: what a
+/// host's real mix costs, as opposed to the generated mixes above.
+fn corpus(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let selection = sources::replay::Selection::all();
+    let events: Vec<Event> =
+        sources::replay::read_spool(&root.join("testbed/corpus/spool"), &selection, 4_096).flatten().collect();
+    assert!(events.len() > 5_000, "the corpus spool has {} events", events.len());
+    let loaded = detect::ruleset::load(&root.join("rules/linux"));
+    let set = Arc::new(loaded.set.expect("the pack loads"));
+    let config = L2Config { reorder_ns: 300_000_000, max_states_per_rule: 10_000, max_states_total: 100_000 };
+    let mut group = c.benchmark_group("detect-corpus");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.sample_size(30);
+    group.bench_function(format!("recorded corpus, {} events, default pack, four layers", events.len()), |b| {
+        b.iter(|| {
+            let mut engine = Engine::new(Arc::clone(&set), config);
+            let mut firings = Vec::new();
+            for event in &events {
+                engine.process(event, &mut firings);
+            }
+            engine.flush(u64::MAX, &mut firings);
+            firings.len()
+        })
+    });
+    group.finish();
 }
 
 criterion_group!(benches, bench);
