@@ -11,10 +11,13 @@
  * address already copied and checked by the kernel: no user-memory read,
  * no map. Its price: it runs *before* the connection is attempted, so the
  * result is unknown (the record says so with HF_CONNECT_NO_RESULT, and the
- * event's `result` is None). Network enforcement (issue #17) will decide in
- * this same program, so observing and enforcing cost one hook.
+ * event's `result` is None). Network enforcement (issue #17) decides in
+ * this same program (policy.bpf.h), so observing and enforcing cost one
+ * hook: every connect is reported, then the policy maps decide.
  *
- * Always returns 1 (allow): this program observes only.
+ * Returns 1 (allow) unless an enforcing policy denies the connect (0: the
+ * caller gets EPERM); without enforcement configured the decision is dead
+ * code the verifier removes.
  */
 #ifndef HOSTFLOW_CONNECT_CGROUP_BPF_H
 #define HOSTFLOW_CONNECT_CGROUP_BPF_H
@@ -56,7 +59,7 @@ static __always_inline int hf_connect_cgroup(struct bpf_sock_addr *ctx, __u16 fa
     hf_current_proc(&record.proc, task);
     hf_header_init(&record.header, HF_KIND_CONNECT, sizeof(record));
     hf_submit(&record, sizeof(record), HF_PROG_CONNECT);
-    return 1;
+    return hf_policy_decide(ctx->protocol, &record, family);
 }
 
 SEC("cgroup/connect4")

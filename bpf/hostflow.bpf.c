@@ -91,8 +91,9 @@ static __always_inline void hf_header_init(struct hf_header *header, __u16 kind,
     header->ts_ns = bpf_ktime_get_boot_ns();
 }
 
-/* Writes one record to the ring and counts the outcome for `prog`. */
-static __always_inline void hf_submit(void *record, __u64 size, __u32 prog) {
+/* Writes one record to the ring and counts the outcome for `prog`;
+ * returns bpf_ringbuf_output's result (0, or the error of a full ring). */
+static __always_inline long hf_submit(void *record, __u64 size, __u32 prog) {
     __u64 flags = 0;
     if (hf_wakeup_bytes > 0) {
         __u64 pending = bpf_ringbuf_query(&hf_events, BPF_RB_AVAIL_DATA);
@@ -107,6 +108,7 @@ static __always_inline void hf_submit(void *record, __u64 size, __u32 prog) {
         else
             counter->submitted += 1;
     }
+    return err;
 }
 
 static __always_inline __u64 hf_group_start(struct task_struct *task) {
@@ -772,6 +774,7 @@ int hf_connect_exit(struct hf_tp_sys_exit *ctx) {
  * file changes (included at the end). */
 
 /* The cheap connect hook (cgroup/connect4, connect6). */
+#include "policy.bpf.h" /* network enforcement: decided inside the connect hook below */
 #include "connect_cgroup.bpf.h"
 
 /* Security programs (issue #13): file opens and changes with their

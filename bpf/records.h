@@ -405,4 +405,26 @@ _Static_assert(sizeof(struct hf_listen) == 64, "hf_listen");
 _Static_assert(sizeof(struct hf_accept) == 72, "hf_accept");
 _Static_assert(sizeof(struct hf_udp_send) == 56, "hf_udp_send");
 
+/* ---- network enforcement (issue #17) ---------------------------------- */
+
+/* The connect program's verdict on a connect a policy rule matched: every
+ * deny and audit (a dry-run deny too: action 2 with HF_POLICY_DRY_RUN, the
+ * connect allowed). The policy maps' layouts are in policy.bpf.h. */
+#define HF_KIND_NET_POLICY 15
+#define HF_POLICY_DRY_RUN 1 /* hf_net_policy.flags: a deny that was only reported */
+struct hf_net_policy {
+    struct hf_header header;
+    struct hf_proc proc;
+    __u16 family;    /* AF_INET / AF_INET6 */
+    __u16 port;      /* destination port, host order */
+    __s16 sock_type; /* SOCK_STREAM 1, SOCK_DGRAM 2 */
+    __u8 action;     /* 1 allow, 2 deny, 3 audit (policy::Action) */
+    __u8 flags;      /* HF_POLICY_* */
+    __u32 rule_key;  /* policy::rule_key(id): FNV-1a 32 of the rule id */
+    __u32 generation;/* the policy generation that decided */
+    __u64 cgroup_id; /* bpf_get_current_cgroup_id() */
+    __u8 addr[16];   /* destination, IPv4 in the first 4 bytes, network order */
+};
+_Static_assert(sizeof(struct hf_net_policy) == 72, "hf_net_policy");
+
 #endif /* HOSTFLOW_RECORDS_H */

@@ -7,8 +7,10 @@
 
 pub mod commands;
 pub mod eval;
+pub mod policy_cli;
 pub mod registry;
 pub mod rules;
+pub mod spool_check;
 pub mod whatif;
 
 /// The topology `hostflow run` uses without `--config`: the repository's

@@ -40,13 +40,21 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         report: Option<PathBuf>,
     },
-    /// Check a topology and report every problem with its line and column.
+    /// Check a topology and report every problem with its line and column;
+    /// or, with `--spool DIR`, check every file of an Arrow spool as its
+    /// readers and the sink's recovery would, changing nothing.
     ///
-    /// Exit codes: 0 valid, 66 unreadable, 78 invalid.
+    /// Exit codes: 0 valid, 66 unreadable, 78 invalid topology, 65 a spool
+    /// file unreadable, torn or quarantined.
     Validate {
         /// Topology file, or a directory of `*.toml` files merged in name
         /// order (a component defined in two files is an error).
-        file: PathBuf,
+        #[arg(required_unless_present = "spool", conflicts_with = "spool")]
+        file: Option<PathBuf>,
+        /// An arrow_spool sink's `path`: report every unreadable, torn or
+        /// quarantined file by name.
+        #[arg(long, value_name = "DIR")]
+        spool: Option<PathBuf>,
     },
     /// Print a topology as a Graphviz DOT graph (e.g. `| dot -Tsvg`).
     Graph {
@@ -158,6 +166,19 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Network policy (issue #17): `check` a policy file or directory,
+    /// `keygen`, `sign` and `verify` signed bundles, and ask the running
+    /// agent to `rollback` or `clear --emergency`.
+    Policy {
+        #[command(subcommand)]
+        command: hostflow::policy_cli::PolicyCommand,
+    },
+    /// The policy audit log: `verify FILE` checks its hash chain and names
+    /// the first edited, removed or moved line.
+    Audit {
+        #[command(subcommand)]
+        command: hostflow::policy_cli::AuditCommand,
+    },
     /// Run SQL over an Arrow spool (one table per event kind). This runs
     /// the `hostflow-query` binary next to this one with the same
     /// arguments: the agent itself carries no SQL engine.
@@ -195,7 +216,11 @@ fn main() -> ExitCode {
             memory::tune_for_long_run();
             commands::run(&RunOptions { config, report })
         }
-        Command::Validate { file } => commands::validate(&file),
+        Command::Validate { file, spool } => match (file, spool) {
+            (_, Some(spool)) => hostflow::spool_check::validate_spool(&spool),
+            (Some(file), None) => commands::validate(&file),
+            (None, None) => commands::Outcome::BadInput, // clap requires one
+        },
         Command::Graph { file } => commands::graph(&file),
         Command::Components => commands::components(),
         Command::Probe { json } => commands::probe(json),
@@ -222,6 +247,8 @@ fn main() -> ExitCode {
         }
         Command::Query { args } => commands::query(&args),
         Command::Rules { command: RulesCommand::Check { dir, json } } => hostflow::rules::check(&dir, json),
+        Command::Policy { command } => hostflow::policy_cli::policy(command),
+        Command::Audit { command } => hostflow::policy_cli::audit(command),
     };
     ExitCode::from(outcome.exit_code())
 }

@@ -20,7 +20,8 @@ fn version_and_help() {
 
     for (command, expected) in [
         ("run", "--config <FILE>"),
-        ("validate", "<FILE>"),
+        ("validate", "[FILE]"),
+        ("validate", "--spool <DIR>"),
         ("graph", "Graphviz DOT"),
         ("components", "List every component type"),
     ] {

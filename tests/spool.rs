@@ -442,3 +442,78 @@ fn a_data_directory_others_can_write_is_refused() {
     assert!(stderr.contains(&format!("chmod o-w {}", data.display())), "the fix: {stderr}");
     assert!(!spool.exists(), "nothing created in it");
 }
+
+/// Names, sizes and modification times of everything under `root`.
+fn snapshot(root: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    all_files(root)
+        .into_iter()
+        .map(|p| {
+            let meta = std::fs::metadata(root.join(&p)).expect("stat");
+            (p, meta.len(), meta.modified().expect("mtime"))
+        })
+        .collect()
+}
+
+/// Issue #18: `hostflow validate --spool` reports every unreadable, torn or
+/// quarantined file by name, exits non-zero, and changes nothing.
+#[test]
+fn validate_spool_names_every_bad_file_and_changes_nothing() {
+    let ws = Workspace::new();
+    let spool = ws.path("spool");
+    let config = ws.write(
+        "topology.toml",
+        &format!(
+            r#"
+[api]
+enabled = false
+[sources.gen]
+type = "generator"
+count = 6000
+batch_size = 500
+mix = {{ process_exec = 1 }}
+[sinks.spool]
+type = "arrow_spool"
+inputs = ["gen"]
+path = "{path}"
+max_file_bytes = 100000
+"#,
+            path = spool.display()
+        ),
+    );
+    let finished = Agent::start(&ws, &config).wait(Duration::from_secs(60));
+    assert_eq!(finished.code, Some(0), "stderr:\n{}", finished.stderr);
+    let validate = || {
+        let out = support::hostflow().args(["validate", "--spool"]).arg(&spool).output().expect("run validate");
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (code, stdout) = validate();
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("6000 readable rows, 0 with problems"), "{stdout}");
+
+    let exec = spool.join("process_exec");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&exec).expect("dir").flatten().map(|e| e.path()).collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    // A finished file cut by 37 bytes (its footer gone), a crash's tmp cut
+    // mid-batch, and a quarantined leftover.
+    let cut = std::fs::read(&files[0]).expect("read");
+    std::fs::write(&files[0], &cut[..cut.len() - 37]).expect("truncate");
+    let whole = std::fs::read(&files[1]).expect("read");
+    std::fs::write(exec.join("process_exec-0000000099.arrow.tmp"), &whole[..whole.len() / 2]).expect("torn tmp");
+    std::fs::create_dir(exec.join("quarantine")).expect("quarantine");
+    std::fs::write(exec.join("quarantine/process_exec-0000000042.arrow.tmp"), b"garbage").expect("garbage");
+    let before = snapshot(&spool);
+    let (code, stdout) = validate();
+    assert_eq!(code, Some(65), "{stdout}");
+    let name = |p: &Path| p.file_name().expect("name").to_string_lossy().into_owned();
+    let bad: Vec<&str> = stdout.lines().filter(|l| l.starts_with("BAD")).collect();
+    assert_eq!(bad.len(), 3, "{stdout}");
+    assert!(bad[0].contains(&name(&files[0])) && bad[0].contains("no footer"), "{stdout}");
+    assert!(
+        bad.iter().any(|l| l.contains("process_exec-0000000099.arrow.tmp: torn: the next start recovers")),
+        "{stdout}"
+    );
+    assert!(bad.iter().any(|l| l.contains("quarantine/process_exec-0000000042.arrow.tmp")), "{stdout}");
+    assert!(stdout.contains("3 with problems"), "{stdout}");
+    assert_eq!(snapshot(&spool), before, "validate changed nothing");
+}

@@ -639,7 +639,7 @@ fn bad_generator_values() {
     const KNOWN_KINDS: &str = "known kinds: process_exec, process_exit, process_fork, net_connect, file_open, \
          process_sample, process_aggregate, sketch, agent_diag, process_ephemeral, file_change, credential_change, \
          namespace_change, ptrace_attach, module_load, bpf_program_load, net_listen, net_accept, net_send, \
-         process_snapshot, exe_hash, detection";
+         process_snapshot, exe_hash, detection, net_policy";
     check(
         r#"
         [sources.a]

@@ -200,6 +200,9 @@ pub fn describe(event: &Event) -> String {
             write!(s, "{} {} euid {}→{}", exe(event), e.syscall.as_str(), e.old.euid, e.new.euid)
         }
         Event::NamespaceChange(e) => write!(s, "{} {} flags {:#x}", exe(event), e.syscall.as_str(), e.flags),
+        Event::NetPolicy(e) => {
+            write!(s, "{} policy {} {} {}:{}", exe(event), e.action.as_str(), e.rule_id, e.dst_addr, e.dst_port)
+        }
         other => write!(s, "{} {}", other.kind().as_str(), exe(other)),
     };
     s.trim().to_owned()

@@ -63,7 +63,7 @@ impl Churn {
     }
 
     fn life(&mut self, n: u64, out: &mut Vec<Event>) {
-        let web = n % 10 == 0;
+        let web = n.is_multiple_of(10);
         // A web server worker per connection (pre-fork servers recycle
         // them), so each accept anchors a new process.
         let parent = if web {
@@ -76,7 +76,7 @@ impl Churn {
         let child = ProcessKey { pid: 1_000 + (n % 60_000) as u32, start_time_ns: self.ts + 1 };
         let exe = if web {
             "/bin/sh".to_string()
-        } else if n % 2 == 0 {
+        } else if n.is_multiple_of(2) {
             format!("/usr/bin/tool{}", n % 200)
         } else {
             format!("/tmp/build-{n}/cc1")
@@ -193,7 +193,7 @@ fn state_stays_bounded_over_a_long_churn_and_ten_thousand_live_processes_are_mea
         if n == lives / 2 {
             mid = rss_kib();
         }
-        if n % 1_000 == 0 {
+        if n.is_multiple_of(1_000) {
             max_l4 = max_l4.max(engine.l4_stats().anchors);
         }
     }

@@ -1,8 +1,13 @@
-//! The one HTTP listener: `/metrics` (Prometheus text) and `/health` (JSON).
+//! The one HTTP listener: `/metrics` (Prometheus text), `/health` (JSON),
+//! and the network-policy endpoints `POST /policy/rollback?steps=N` and
+//! `POST /policy/clear` ([`policy`]: what they act on is registered by the
+//! enforcing component in the health table's [`PolicySlot`]).
 //!
 //! The Prometheus exporter's own listener answers metrics on every path, so
 //! the engine serves the rendered handle itself and keeps the routes honest:
-//! anything but these two paths is a 404.
+//! anything but these paths is a 404.
+
+pub mod policy;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::health::{Health, OverallStatus};
 use crate::metrics::names;
+pub use policy::{PolicyControl, PolicyControlError, PolicySlot};
 
 /// Why the API could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +82,7 @@ impl Drop for ApiServer {
 
 async fn accept_loop(listener: TcpListener, prometheus: PrometheusHandle, health: Health) {
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: back off, keep serving.
@@ -85,12 +91,13 @@ async fn accept_loop(listener: TcpListener, prometheus: PrometheusHandle, health
                 continue;
             }
         };
+        let Ok(local) = stream.local_addr() else { continue };
         let prometheus = prometheus.clone();
         let health = health.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| {
-                let response = respond(&request, &prometheus, &health);
-                async move { Ok::<_, Infallible>(response) }
+                let (prometheus, health) = (prometheus.clone(), health.clone());
+                async move { Ok::<_, Infallible>(respond(&request, &prometheus, &health, (peer, local)).await) }
             });
             if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%error, "api: connection ended with an error");
@@ -99,7 +106,23 @@ async fn accept_loop(listener: TcpListener, prometheus: PrometheusHandle, health
     }
 }
 
-fn respond(request: &Request<Incoming>, prometheus: &PrometheusHandle, health: &Health) -> Response<Full<Bytes>> {
+async fn respond(
+    request: &Request<Incoming>,
+    prometheus: &PrometheusHandle,
+    health: &Health,
+    (peer, local): (SocketAddr, SocketAddr),
+) -> Response<Full<Bytes>> {
+    let policy_request = policy::PolicyRequest {
+        method: request.method(),
+        path: request.uri().path(),
+        query: request.uri().query(),
+        has_origin: request.headers().contains_key(hyper::header::ORIGIN),
+        peer,
+        local,
+    };
+    if let Some((status, body)) = policy::respond(policy_request, health.policy_control()).await {
+        return reply(status, "application/json", body);
+    }
     let route = (request.method(), request.uri().path());
     match route {
         (&Method::GET | &Method::HEAD, "/metrics") => {
@@ -116,7 +139,11 @@ fn respond(request: &Request<Incoming>, prometheus: &PrometheusHandle, health: &
             reply(status, "application/json", body)
         }
         (_, "/metrics" | "/health") => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n".to_owned()),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found: try /metrics or /health\n".to_owned()),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /metrics, /health, POST /policy/rollback or POST /policy/clear\n".to_owned(),
+        ),
     }
 }
 

@@ -19,12 +19,14 @@ pub mod columns;
 pub mod context;
 mod detection;
 mod field;
+mod net_policy;
 pub mod security;
 mod snapshot;
 pub use argv::Argv;
 pub use context::{Ancestor, ContextOrigin, HashState, Lineage, ProcessContext};
 pub use detection::{Confidence, Detection, DetectionLayer, Severity};
 pub use field::{Field, FieldType, FieldValue};
+pub use net_policy::{NetPolicy, PolicyAction, RuleNames, REMEMBERED_GENERATIONS};
 pub use security::{
     BpfProgramLoad, CredSyscall, CredentialChange, Credentials, ExecAttributes, ExecFile, FdKind, FileChange, FileOp,
     ModuleLoad, ModuleSyscall, NamespaceChange, NamespaceSyscall, NetAccept, NetListen, NetSend, PtraceAttach, StdioFd,
@@ -280,6 +282,7 @@ pub enum Event {
     ProcessSnapshot(ProcessSnapshot),
     ExeHash(ExeHash),
     Detection(Detection),
+    NetPolicy(NetPolicy),
 }
 
 /// The kind of an [`Event`], without its payload.
@@ -307,11 +310,12 @@ pub enum EventKind {
     ProcessSnapshot,
     ExeHash,
     Detection,
+    NetPolicy,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 22] = [
+    pub const ALL: [EventKind; 23] = [
         EventKind::ProcessExec,
         EventKind::ProcessExit,
         EventKind::ProcessFork,
@@ -334,6 +338,7 @@ impl EventKind {
         EventKind::ProcessSnapshot,
         EventKind::ExeHash,
         EventKind::Detection,
+        EventKind::NetPolicy,
     ];
 
     /// The snake_case name used in topology.toml and in every output format.
@@ -361,6 +366,7 @@ impl EventKind {
             EventKind::ProcessSnapshot => "process_snapshot",
             EventKind::ExeHash => "exe_hash",
             EventKind::Detection => "detection",
+            EventKind::NetPolicy => "net_policy",
         }
     }
 
@@ -407,6 +413,7 @@ impl Event {
             Event::ProcessSnapshot(_) => EventKind::ProcessSnapshot,
             Event::ExeHash(_) => EventKind::ExeHash,
             Event::Detection(_) => EventKind::Detection,
+            Event::NetPolicy(_) => EventKind::NetPolicy,
         }
     }
 
@@ -435,6 +442,7 @@ impl Event {
             Event::ProcessSnapshot(e) => &e.meta,
             Event::ExeHash(e) => &e.meta,
             Event::Detection(e) => &e.meta,
+            Event::NetPolicy(e) => &e.meta,
         }
     }
 
@@ -459,6 +467,7 @@ impl Event {
             Event::ProcessSnapshot(e) => Some(&e.process),
             Event::ExeHash(e) => Some(&e.process),
             Event::Detection(e) => Some(&e.process),
+            Event::NetPolicy(e) => Some(&e.process),
 
             Event::ProcessAggregate(_) | Event::Sketch(_) | Event::AgentDiag(_) | Event::ProcessEphemeral(_) => None,
         }
@@ -486,6 +495,7 @@ impl Event {
             Event::ProcessSnapshot(e) => Some(&e.context),
             Event::ExeHash(e) => Some(&e.context),
             Event::Detection(e) => Some(&e.context),
+            Event::NetPolicy(e) => Some(&e.context),
             Event::ProcessSample(_)
             | Event::ProcessAggregate(_)
             | Event::Sketch(_)
@@ -519,6 +529,7 @@ impl Event {
             Event::ProcessSnapshot(e) => Some(&mut e.context),
             Event::ExeHash(e) => Some(&mut e.context),
             Event::Detection(e) => Some(&mut e.context),
+            Event::NetPolicy(e) => Some(&mut e.context),
             Event::ProcessSample(_)
             | Event::ProcessAggregate(_)
             | Event::Sketch(_)

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::api::PolicySlot;
 use crate::config::Role;
 
 /// Where a component is in its life.
@@ -45,6 +46,9 @@ pub struct ComponentHealth {
 #[derive(Clone, Debug, Default)]
 pub struct Health {
     components: Arc<Mutex<BTreeMap<String, ComponentHealth>>>,
+    /// What `POST /policy/…` acts on, registered by the component that
+    /// enforces network policy (see `api::policy`).
+    policy: PolicySlot,
 }
 
 /// Overall status derived from the components.
@@ -91,6 +95,11 @@ impl Health {
         HealthReport { status, version: env!("CARGO_PKG_VERSION"), components }
     }
 
+    /// Where the enforcing component registers its policy control.
+    pub fn policy_control(&self) -> &PolicySlot {
+        &self.policy
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ComponentHealth>> {
         // A panic while holding this lock cannot leave the map half-written
         // (every write is one insert or field store), so poison is ignored.
@@ -112,6 +121,12 @@ impl HealthHandle {
             entry.state = state;
             entry.reason = reason;
         }
+    }
+
+    /// Where a component that enforces network policy registers what the
+    /// API's policy endpoints act on (`api::PolicySlot::register`).
+    pub fn policy_control(&self) -> &PolicySlot {
+        self.health.policy_control()
     }
 
     /// Replaces the component's `details` (see [`ComponentHealth::details`]).

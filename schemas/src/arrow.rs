@@ -41,7 +41,9 @@ use crate::columns::{carries_context, security_kind, Column, ColumnType, EXEC_AT
 /// `detection` (issue #15), whose `event_ids` is the first declared
 /// `List<UInt64>` column ([`u64_list_type`]); no column of an existing
 /// kind changed, so a version-4 file of any kind is read as before.
-pub const ARROW_SCHEMA_VERSION: &str = "5";
+/// Version 6: the kind `net_policy` (issue #17: a network-policy decision);
+/// again no existing column changed.
+pub const ARROW_SCHEMA_VERSION: &str = "6";
 
 /// The column that starts the process-context group of a kind.
 pub const HAS_CONTEXT: &str = "has_context";
@@ -76,6 +78,7 @@ pub const KINDS: &[&str] = &[
     "process_snapshot",
     "exe_hash",
     "detection",
+    "net_policy",
 ];
 
 /// The Arrow schema of one event kind; `None` for a name not in [`KINDS`].
@@ -330,7 +333,7 @@ mod tests {
             assert_eq!(columns, expected, "{}", declared.kind);
         }
         assert_eq!(arrow_type(ColumnType::StrList), argv_type(), "a list column is typed like argv");
-        assert_eq!(ARROW_SCHEMA_VERSION, "5", "the detection kind is layout 5");
+        assert_eq!(ARROW_SCHEMA_VERSION, "6", "the net_policy kind is layout 6");
         let detection = schema_for("detection").expect("detection schema");
         let event_ids = detection.field_with_name("event_ids").expect("event_ids");
         let DataType::List(item) = event_ids.data_type() else { panic!("a list") };

@@ -364,6 +364,25 @@ pub const SECURITY_KINDS: &[KindColumns] = &[
             c("ruleset", Str, 10),
         ],
     },
+    KindColumns {
+        kind: "net_policy",
+        message: "NetPolicyEvent",
+        detail_tag: 36,
+        columns: &[
+            PID,
+            START,
+            c("rule_id", Str, 1),
+            c("rule_key", U32, 2),
+            c("action", Str, 3),
+            c("dry_run", Bool, 4),
+            c("protocol", Str, 5),
+            c("dst_addr", Str, 6),
+            c("dst_port", U16, 7),
+            c("cgroup_id", U64, 8),
+            c("generation", U32, 9),
+            c("policy_digest", Str, 10),
+        ],
+    },
 ];
 
 /// The declaration of a security kind, by its name.

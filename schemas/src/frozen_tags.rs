@@ -291,6 +291,18 @@ const FROZEN_FIELDS: &[(&str, &[FrozenField])] = &[
         (9, "summary", "string"),
         (10, "ruleset", "string"),
     ]),
+    ("hostflow.v1.NetPolicyEvent", &[
+        (1, "rule_id", "string"),
+        (2, "rule_key", "uint32"),
+        (3, "action", "string"),
+        (4, "dry_run", "bool"),
+        (5, "protocol", "string"),
+        (6, "dst_addr", "string"),
+        (7, "dst_port", "uint32"),
+        (8, "cgroup_id", "uint64"),
+        (9, "generation", "uint32"),
+        (10, "policy_digest", "string"),
+    ]),
     ("hostflow.v1.Detection", &[
         (1, "rule_id", "string"),
         (2, "layer", "hostflow.v1.Layer"),

@@ -24,7 +24,7 @@ pub const PROCESS_ENVELOPE_SCHEMA_VERSION: &str = "2.2";
 /// `SecurityEvent.schema_version` of the contract this crate builds.
 /// Bumped by every additive change to `security.proto`; a message without
 /// one is version 1.0.
-pub const SECURITY_EVENT_SCHEMA_VERSION: &str = "1.4";
+pub const SECURITY_EVENT_SCHEMA_VERSION: &str = "1.5";
 
 /// `SketchEnvelope.sketch_version` of the contract this crate builds.
 /// Bumped by every additive change to `sketch.proto` or `ddsketch.proto`.

@@ -193,50 +193,141 @@ fn verify_open_file(file: &std::fs::File, schema: &arrow_schema::Schema, older: 
         };
         let message = arrow_ipc::root_as_message(message).map_err(|e| format!("bad batch header: {e}"))?;
         let batch = message.header_as_record_batch().ok_or("a block is not a record batch")?;
-        if !(0..=MAX_BATCH_ROWS).contains(&batch.length()) {
-            return Err(format!("a record batch declares {} rows", batch.length()));
-        }
-        // The spool's schemas have no view types (so no variadic buffers)
-        // and a fixed number of nodes and buffers; arrow's reader asserts
-        // rather than errs on some of these mismatches.
-        if batch.variadicBufferCounts().is_some_and(|counts| !counts.is_empty()) {
-            return Err("a record batch declares variadic buffers".to_owned());
-        }
-        let (nodes, buffers) = layout(file_schema.fields());
-        if batch.nodes().map_or(0, |n| n.len()) != nodes || batch.buffers().map_or(0, |b| b.len()) != buffers {
-            return Err("a record batch's columns do not match the schema".to_owned());
-        }
-        for node in batch.nodes().into_iter().flatten() {
-            if !(0..=MAX_BATCH_ROWS * 64).contains(&node.length()) {
-                return Err("a column declares an impossible length".to_owned());
-            }
-            // Every spool column is non-null; a null count is corruption
-            // (and arrow's reader panics on one without a validity buffer).
-            if node.null_count() != 0 {
-                return Err("a column declares nulls, which the spool never writes".to_owned());
-            }
-        }
         let body_start = offset + meta_len;
-        let compressed = batch.compression().is_some();
-        for buffer in batch.buffers().into_iter().flatten() {
-            let (Ok(start), Ok(len)) = (u64::try_from(buffer.offset()), u64::try_from(buffer.length())) else {
-                return Err("a buffer's offset or length is negative".to_owned());
-            };
-            if start.saturating_add(len) > body_len {
-                return Err("a buffer lies outside its record batch".to_owned());
-            }
-            if compressed && len > 0 {
-                let prefix = read_at(body_start + start, 8).map_err(|_| "a compressed buffer is cut short")?;
-                let declared = i64::from_le_bytes(prefix.try_into().map_err(|_| "a compressed buffer is cut short")?);
-                if declared != -1 && !(0..=MAX_BUFFER_BYTES).contains(&declared) {
-                    return Err(format!("a compressed buffer declares {declared} bytes"));
-                }
-            }
-        }
+        check_batch(&batch, file_schema.fields(), body_len, &|start| read_at(body_start + start, 8))?;
         summary.batches += 1;
         summary.rows += batch.length().unsigned_abs();
     }
     Ok(summary)
+}
+
+/// Checks one record batch's header against `fields` and its body of
+/// `body_len` bytes; `prefix_at(offset)` reads the 8 bytes at `offset` in
+/// the body (a compressed buffer's declared size). Shared by finished files
+/// and the unfinished streams recovery reads, so both refuse the same
+/// lengths before arrow's reader would trust them.
+fn check_batch(
+    batch: &arrow_ipc::RecordBatch<'_>,
+    fields: &arrow_schema::Fields,
+    body_len: u64,
+    prefix_at: &dyn Fn(u64) -> Result<Vec<u8>, String>,
+) -> Result<(), String> {
+    if !(0..=MAX_BATCH_ROWS).contains(&batch.length()) {
+        return Err(format!("a record batch declares {} rows", batch.length()));
+    }
+    // The spool's schemas have no view types (so no variadic buffers)
+    // and a fixed number of nodes and buffers; arrow's reader asserts
+    // rather than errs on some of these mismatches.
+    if batch.variadicBufferCounts().is_some_and(|counts| !counts.is_empty()) {
+        return Err("a record batch declares variadic buffers".to_owned());
+    }
+    let (nodes, buffers) = layout(fields);
+    if batch.nodes().map_or(0, |n| n.len()) != nodes || batch.buffers().map_or(0, |b| b.len()) != buffers {
+        return Err("a record batch's columns do not match the schema".to_owned());
+    }
+    for node in batch.nodes().into_iter().flatten() {
+        if !(0..=MAX_BATCH_ROWS * 64).contains(&node.length()) {
+            return Err("a column declares an impossible length".to_owned());
+        }
+        // Every spool column is non-null; a null count is corruption
+        // (and arrow's reader panics on one without a validity buffer).
+        if node.null_count() != 0 {
+            return Err("a column declares nulls, which the spool never writes".to_owned());
+        }
+    }
+    let compressed = batch.compression().is_some();
+    for buffer in batch.buffers().into_iter().flatten() {
+        let (Ok(start), Ok(len)) = (u64::try_from(buffer.offset()), u64::try_from(buffer.length())) else {
+            return Err("a buffer's offset or length is negative".to_owned());
+        };
+        if start.saturating_add(len) > body_len {
+            return Err("a buffer lies outside its record batch".to_owned());
+        }
+        if compressed && len > 0 {
+            let prefix = prefix_at(start).map_err(|_| "a compressed buffer is cut short")?;
+            let declared = i64::from_le_bytes(prefix.try_into().map_err(|_| "a compressed buffer is cut short")?);
+            if declared != -1 && !(0..=MAX_BUFFER_BYTES).contains(&declared) {
+                return Err(format!("a compressed buffer declares {declared} bytes"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How much of an IPC stream (an unfinished spool file after its header)
+/// is whole and safe to hand to arrow's `StreamReader`: the schema
+/// message, which must have `schema`'s columns (or, with `older`, a prefix
+/// of them), and then every record batch up to the first one that is cut
+/// short or declares a length [`check_batch`] refuses. Returns the byte
+/// length of that prefix and the number of whole batches in it.
+///
+/// Why: recovery reads what a crash left, and a torn or corrupt length
+/// would otherwise make the reader allocate what it declares and abort the
+/// process (see [`verify_file`]).
+pub fn safe_stream_prefix(stream: &[u8], schema: &arrow_schema::Schema, older: bool) -> Result<(usize, usize), String> {
+    let checked =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stream_prefix(stream, schema.fields(), older)));
+    checked.unwrap_or_else(|_| Err("the stream's metadata is malformed".to_owned()))
+}
+
+fn stream_prefix(stream: &[u8], fields: &arrow_schema::Fields, older: bool) -> Result<(usize, usize), String> {
+    let mut at = 0usize;
+    let mut batches = 0usize;
+    let mut stream_fields: Option<arrow_schema::Fields> = None;
+    loop {
+        // A message: 0xFFFFFFFF, a little-endian i32 metadata length (or,
+        // before format 0.15, the length alone), the metadata, the body.
+        let word = |at: usize| stream.get(at..at + 4).map(|b| [b[0], b[1], b[2], b[3]]);
+        let Some(first) = word(at) else { break };
+        let (len_at, meta_at) = if first == [0xff; 4] { (at + 4, at + 8) } else { (at, at + 4) };
+        let Some(len) = word(len_at) else { break };
+        let meta_len = i32::from_le_bytes(len);
+        if meta_len <= 0 {
+            break; // end of stream, or a torn length
+        }
+        let Some(meta) = stream.get(meta_at..meta_at + meta_len as usize) else { break };
+        let Ok(message) = arrow_ipc::root_as_message(meta) else { break };
+        let Ok(body_len) = u64::try_from(message.bodyLength()) else { break };
+        let body_at = meta_at + meta_len as usize;
+        let Some(body_end) = usize::try_from(body_len).ok().and_then(|l| body_at.checked_add(l)) else { break };
+        if body_end > stream.len() {
+            break;
+        }
+        match &stream_fields {
+            None => {
+                let Some(fb) = message.header_as_schema() else {
+                    return Err("the stream does not start with a schema".to_owned());
+                };
+                let found = arrow_ipc::convert::fb_to_schema(fb).fields().clone();
+                let prefix = older && found.len() >= 2 && found.len() <= fields.len();
+                let matches = match prefix {
+                    true => found[..] == fields[..found.len()],
+                    false => found == *fields,
+                };
+                if !matches {
+                    return Err("schema differs from this kind's schema".to_owned());
+                }
+                stream_fields = Some(found);
+            }
+            Some(found) => {
+                let Some(batch) = message.header_as_record_batch() else { break };
+                let body = &stream[body_at..body_end];
+                let prefix_at = |start: u64| -> Result<Vec<u8>, String> {
+                    let start = usize::try_from(start).map_err(|e| e.to_string())?;
+                    body.get(start..start + 8).map(<[u8]>::to_vec).ok_or_else(|| "cut short".to_owned())
+                };
+                if check_batch(&batch, found, body_len, &prefix_at).is_err() {
+                    break;
+                }
+                batches += 1;
+            }
+        }
+        at = body_end;
+    }
+    if stream_fields.is_none() {
+        return Err("no readable schema".to_owned());
+    }
+    Ok((at, batches))
 }
 
 /// (field nodes, buffers) an IPC record batch of `fields` carries: one node

@@ -6,11 +6,14 @@
 //! with a socket on stdin" pid=1234 exe=/bin/bash [T1059.004]
 //! events=17,18 — …`, since its NDJSON object (with the process context)
 //! is hundreds of characters and the point of the console is to see it.
-//! The other formats (`file`, the spool, Kafka) carry it in full.
+//! The other formats (`file`, the spool, Kafka) carry it in full. A
+//! network-policy decision is one line too: `POLICY deny rule=deny-meta
+//! pid=1234 exe=/usr/bin/curl → 169.254.169.254:80 [dry-run]`.
 
 use std::io::Write as _;
 
 use async_trait::async_trait;
+use pipeline::event::NetPolicy;
 use pipeline::{Batch, ComponentError, ComponentOptions, ConfigError, Detection, Event, Sink};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
@@ -67,12 +70,13 @@ impl Sink for ConsoleSink {
     }
 }
 
-/// Appends one line per event: a detection as [`detection_line`], any other
-/// event as NDJSON.
+/// Appends one line per event: a detection as [`detection_line`], a
+/// network-policy decision as [`policy_line`], any other event as NDJSON.
 pub fn encode_batch(events: &[Event], out: &mut Vec<u8>) {
     for event in events {
         match event {
             Event::Detection(detection) => detection_line(detection, out),
+            Event::NetPolicy(decision) => policy_line(decision, out),
             other => crate::ndjson::encode(other, out),
         }
         out.push(b'\n');
@@ -117,6 +121,31 @@ pub fn detection_line(detection: &Detection, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(" \u{2014} ".as_bytes());
     escaped(summary, out);
+}
+
+/// A network-policy decision as one line (no newline): the action, the
+/// rule (its id, or `key:` and the kernel's key in hex when the agent
+/// could not name it), the process (its executable when a context is
+/// attached), the destination, and `[dry-run]` for a deny
+/// that was only reported. Text is escaped as in [`detection_line`].
+pub fn policy_line(decision: &NetPolicy, out: &mut Vec<u8>) {
+    let NetPolicy { process, rule_id, rule_key, action, dry_run, dst_addr, dst_port, context, .. } = decision;
+    let _ = write!(out, "POLICY {} rule=", action.as_str());
+    if rule_id.is_empty() {
+        let _ = write!(out, "key:{rule_key:08x}");
+    } else {
+        escaped(rule_id, out);
+    }
+    let _ = write!(out, " pid={}", process.pid);
+    if let Some(exe) = context.as_deref().map(|c| &*c.exe).filter(|exe| !exe.is_empty()) {
+        out.extend_from_slice(b" exe=");
+        escaped(exe, out);
+    }
+    let destination = std::net::SocketAddr::new(*dst_addr, *dst_port);
+    let _ = write!(out, " \u{2192} {destination}");
+    if *dry_run {
+        out.extend_from_slice(b" [dry-run]");
+    }
 }
 
 /// `text` with control characters as Rust escapes (`\n`, `\u{1b}`) and a
@@ -199,6 +228,43 @@ mod tests {
         assert!(line.contains(r#""a \"quoted\" title""#), "{line}");
         assert!(line.contains(r"exe=/tmp/x\nDETECTION fake "), "{line}");
         assert!(line.ends_with("argv: \\u{1b}[2J\\r\\tdone\n"), "{line}");
+    }
+
+    fn decision(rule_id: &str, context: Option<Arc<ProcessContext>>) -> Event {
+        Event::NetPolicy(NetPolicy {
+            meta: EventMeta { ts_ns: 5, event_id: 20 },
+            process: ProcessKey { pid: 1234, start_time_ns: 9 },
+            rule_id: rule_id.into(),
+            rule_key: 0x0bad_cafe,
+            action: pipeline::event::PolicyAction::Deny,
+            dry_run: true,
+            protocol: pipeline::event::Protocol::Tcp,
+            dst_addr: std::net::IpAddr::from([127, 0, 0, 2]),
+            dst_port: 8080,
+            cgroup_id: 77,
+            generation: 3,
+            policy_digest: "ab".into(),
+            context,
+        })
+    }
+
+    #[test]
+    fn a_policy_decision_is_one_readable_line() {
+        let context = ProcessContext { exe: "/usr/bin/curl".into(), ..(*sample_context()).clone() };
+        assert_eq!(
+            text(&[decision("deny-test", Some(Arc::new(context)))]),
+            "POLICY deny rule=deny-test pid=1234 exe=/usr/bin/curl \u{2192} 127.0.0.2:8080 [dry-run]\n"
+        );
+        let Event::NetPolicy(unnamed) = decision("", None) else { unreachable!() };
+        let enforced = NetPolicy { dry_run: false, dst_addr: "::1".parse().expect("v6"), ..unnamed };
+        assert_eq!(
+            text(&[Event::NetPolicy(enforced)]),
+            "POLICY deny rule=key:0badcafe pid=1234 \u{2192} [::1]:8080\n",
+            "an unknown key is shown as the kernel's key; an IPv6 destination bracketed"
+        );
+        let hostile = text(&[decision("x\n\u{1b}[2J", None)]);
+        assert_eq!(hostile.matches('\n').count(), 1, "{hostile}");
+        assert!(!hostile.contains('\u{1b}'), "{hostile}");
     }
 
     #[test]

@@ -125,7 +125,7 @@ fn protobuf_bytes_decode_with_prost_to_every_value() {
             "{}",
             event.kind()
         );
-        assert_eq!((decoded.entity_guid.as_str(), decoded.schema_version.as_str()), ("guid-7", "1.4"));
+        assert_eq!((decoded.entity_guid.as_str(), decoded.schema_version.as_str()), ("guid-7", "1.5"));
         let detail = decoded.detail.clone().expect("a detail");
         let mut reencoded = Vec::new();
         detail.encode(&mut reencoded);
@@ -239,6 +239,17 @@ fn check_detail(event: &Event, detail: &Detail) {
             );
             assert_eq!(d.attack, e.attack.iter().map(|id| id.to_string()).collect::<Vec<_>>());
             assert_eq!(d.event_ids, e.event_ids);
+        }
+        (Event::NetPolicy(e), Detail::NetPolicy(d)) => {
+            assert_eq!(
+                [d.rule_id.as_str(), d.action.as_str(), d.protocol.as_str(), d.policy_digest.as_str()],
+                [&*e.rule_id, e.action.as_str(), e.protocol.as_str(), &*e.policy_digest]
+            );
+            assert_eq!(
+                (d.dst_addr.clone(), d.dst_port, d.dry_run),
+                (e.dst_addr.to_string(), u32::from(e.dst_port), e.dry_run)
+            );
+            assert_eq!((d.rule_key, d.cgroup_id, d.generation), (e.rule_key, e.cgroup_id, e.generation));
         }
         (Event::ProcessExec(e), Detail::Exec(d)) => {
             assert_eq!((d.exe.as_str(), d.argv_truncated), (&*e.exe, e.argv_truncated));

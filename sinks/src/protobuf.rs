@@ -10,7 +10,7 @@
 //! `SecurityEvent`.
 //!
 //! The declared kinds (`file_change` … `net_send`, `process_snapshot`,
-//! `exe_hash`, `detection`) and an exec's kernel attributes have no
+//! `exe_hash`, `detection`, `net_policy`) and an exec's kernel attributes have no
 //! mapping here: their records write their values through
 //! `pipeline::event::columns`, and [`ProtoFields`] encodes them
 //! with `prost::encoding` at the names' tags of the declaration

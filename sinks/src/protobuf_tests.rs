@@ -148,7 +148,7 @@ fn security_and_diag_events_round_trip() {
     }
     let WireMessage::Security(exec) = &messages[0] else { panic!() };
     assert_eq!((exec.pid, exec.ppid, exec.comm.as_str(), exec.exe.as_str()), (42, 1, "curl", "/usr/bin/curl"));
-    assert_eq!((exec.gid, exec.cgroup_id, exec.schema_version.as_str()), (27, 4242, "1.4"));
+    assert_eq!((exec.gid, exec.cgroup_id, exec.schema_version.as_str()), (27, 4242, "1.5"));
     let Some(v1::security_event::Detail::Exec(detail)) = &exec.detail else { panic!() };
     assert_eq!(detail.argv, ["curl", "-H", "X-A: b", "example.org"], "each argument exactly");
     assert_eq!((detail.cmdline.as_str(), detail.argv_truncated), ("curl -H X-A: b example.org", true));

@@ -19,9 +19,9 @@ use async_trait::async_trait;
 use pipeline::event::{
     AgentDiag, Argv, BpfProgramLoad, Confidence, CredSyscall, CredentialChange, Credentials, Detection, DetectionLayer,
     EventMeta, ExeHash, FileChange, FileOp, FileOpen, HashState, ModuleLoad, ModuleSyscall, NamespaceChange,
-    NamespaceSyscall, NetAccept, NetConnect, NetListen, NetSend, ProcessAggregateSample, ProcessEphemeralSummary,
-    ProcessExec, ProcessExit, ProcessFork, ProcessSample, ProcessSnapshot, Protocol, PtraceAttach, ScanInfo, Severity,
-    SketchEvent,
+    NamespaceSyscall, NetAccept, NetConnect, NetListen, NetPolicy, NetSend, PolicyAction, ProcessAggregateSample,
+    ProcessEphemeralSummary, ProcessExec, ProcessExit, ProcessFork, ProcessSample, ProcessSnapshot, Protocol,
+    PtraceAttach, ScanInfo, Severity, SketchEvent,
 };
 use pipeline::sketch::LogSketch;
 use pipeline::{
@@ -232,6 +232,10 @@ struct Pools {
     bpf_names: Vec<Arc<str>>,
     rules: Vec<GeneratedRule>,
     ruleset: Arc<str>,
+    /// Network-policy rules: id and key (FNV-1a 32 of the id); the empty
+    /// id stands for a key the agent could not name.
+    policy_rules: Vec<(Arc<str>, u32)>,
+    policy_digest: Arc<str>,
 }
 
 /// What a generated detection takes from its rule ([`RULES`]).
@@ -288,6 +292,14 @@ const RULES: [RuleRow; 4] = [
         "file_change",
     ),
 ];
+
+/// Network-policy rule ids a generated `net_policy` event names.
+const POLICY_RULES: [&str; 4] = ["deny-metadata", "audit-dns-egress", "deny-smtp", ""];
+
+/// FNV-1a 32, the kernel's rule key of an id (`policy::rule_key`).
+fn fnv1a32(text: &str) -> u32 {
+    text.bytes().fold(0x811c_9dc5, |hash: u32, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193))
+}
 
 const PROGRAMS: [&str; 8] = ["bash", "python3", "curl", "nginx", "sshd", "postgres", "cron", "node"];
 const PATHS: [&str; 8] = [
@@ -350,6 +362,11 @@ impl EventStream {
                 })
                 .collect(),
             ruleset: Arc::from("5eed5eed5eed5eed"),
+            policy_rules: POLICY_RULES
+                .iter()
+                .map(|&id| (Arc::from(id), if id.is_empty() { 0xdead_beef } else { fnv1a32(id) }))
+                .collect(),
+            policy_digest: Arc::from("5eed".repeat(16)),
         };
         EventStream { rng: SplitMix64(seed), cumulative, total_weight, sequence: 0, ts_step_ns, pools }
     }
@@ -669,6 +686,29 @@ impl EventStream {
                     ruleset: Arc::clone(&pools.ruleset),
                 })
             }
+            EventKind::NetPolicy => {
+                let (rule_id, rule_key) = &pools.policy_rules[((r >> 24) % POLICY_RULES.len() as u64) as usize];
+                let action = [PolicyAction::Deny, PolicyAction::Deny, PolicyAction::Audit][((r >> 28) % 3) as usize];
+                Event::NetPolicy(NetPolicy {
+                    context: None,
+                    meta,
+                    process,
+                    rule_id: Arc::clone(rule_id),
+                    rule_key: *rule_key,
+                    action,
+                    dry_run: action == PolicyAction::Deny && (r >> 32).is_multiple_of(4),
+                    protocol: if (r >> 36).is_multiple_of(5) { Protocol::Udp } else { Protocol::Tcp },
+                    dst_addr: [
+                        IpAddr::from([169, 254, 169, 254]),
+                        IpAddr::from([127, 0, 0, 2]),
+                        IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, 25]),
+                    ][((r >> 40) % 3) as usize],
+                    dst_port: [25, 53, 80, 8080][((r >> 44) % 4) as usize],
+                    cgroup_id: 4_000 + (r >> 48) % 16,
+                    generation: 1,
+                    policy_digest: Arc::clone(&pools.policy_digest),
+                })
+            }
         }
     }
 }
@@ -687,79 +727,5 @@ impl SplitMix64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stream(seed: u64, kinds: &[EventKind]) -> EventStream {
-        EventStream::new(seed, kinds.iter().map(|k| (*k, 1)).collect(), Some(1000.0))
-    }
-
-    #[test]
-    fn same_seed_same_events() {
-        let mut a = stream(7, &EventKind::ALL);
-        let mut b = stream(7, &EventKind::ALL);
-        let mut c = stream(8, &EventKind::ALL);
-        let first: Vec<Event> = (0..500).map(|_| a.next_event(0)).collect();
-        let second: Vec<Event> = (0..500).map(|_| b.next_event(0)).collect();
-        let other: Vec<Event> = (0..500).map(|_| c.next_event(0)).collect();
-        assert_eq!(first, second);
-        assert_ne!(first, other);
-    }
-
-    #[test]
-    fn ids_and_timestamps_follow_the_sequence() {
-        let mut s = stream(1, &[EventKind::NetConnect]);
-        for sequence in 0..10u64 {
-            let event = s.next_event(3 << 48);
-            assert_eq!(event.meta().event_id, (3 << 48) | sequence);
-            assert_eq!(event.meta().ts_ns, sequence * 1_000_000);
-            assert_eq!(event.kind(), EventKind::NetConnect);
-        }
-    }
-
-    /// FNV-1a over the events' `Debug` text: a fingerprint of a stream.
-    fn fingerprint(events: &[Event]) -> u64 {
-        // `context` is enrichment's (always `None` from a source): left out,
-        // so the pinned number still describes the generated values.
-        format!("{events:?}")
-            .replace("context: None, ", "")
-            .replace(", context: None", "")
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
-    }
-
-    /// The default mix's stream for a seed is frozen: kinds added to the
-    /// generator (the security kinds) must not change it. (A field added
-    /// to a record changes its `Debug` text and so this number: re-pin it
-    /// then, once the stream's values are known to be the same.)
-    #[test]
-    fn the_default_mix_stream_is_unchanged() {
-        let mut s = EventStream::new(7, DEFAULT_MIX.map(|kind| (kind, 1)).to_vec(), Some(1000.0));
-        let events: Vec<Event> = (0..2_000).map(|_| s.next_event(0)).collect();
-        assert_eq!(fingerprint(&events), 3_688_341_635_696_167_678, "seed 7, default mix");
-    }
-
-    #[test]
-    fn every_kind_can_be_generated() {
-        let mut s = stream(2, &EventKind::ALL);
-        let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..5_000 {
-            let event = s.next_event(0);
-            // The engine's context slot and the formats' context columns
-            // are decided in two crates: they must name the same kinds.
-            let kind = event.kind();
-            assert_eq!(event.context_slot().is_some(), schemas::columns::carries_context(kind.as_str()), "{kind}");
-            seen.insert(kind);
-        }
-        assert_eq!(seen.len(), EventKind::ALL.len(), "{seen:?}");
-    }
-
-    #[test]
-    fn mix_weights_shape_the_stream() {
-        let mut s = EventStream::new(3, vec![(EventKind::ProcessExec, 3), (EventKind::FileOpen, 1)], None);
-        let n = 40_000;
-        let execs = (0..n).filter(|_| s.next_event(0).kind() == EventKind::ProcessExec).count();
-        let share = execs as f64 / n as f64;
-        assert!((0.73..0.77).contains(&share), "exec share {share}");
-    }
-}
+#[path = "generator_tests.rs"]
+mod tests;

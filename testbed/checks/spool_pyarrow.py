@@ -46,11 +46,11 @@ except ImportError:
     skip("python package pyarrow is not installed (pip install pyarrow)")
 
 BIN = os.environ.get("HOSTFLOW_BIN") or fail("HOSTFLOW_BIN is not set (run through testbed/test)")
-# The declared kinds (issues #13, #14, #15), written from one column
+# The declared kinds (issues #13, #14, #15, #17), written from one column
 # declaration (schemas/src/columns.rs); pyarrow is the independent reader here.
 SECURITY_KINDS = ["file_change", "credential_change", "namespace_change", "ptrace_attach", "module_load",
                   "bpf_program_load", "net_listen", "net_accept", "net_send", "process_snapshot", "exe_hash",
-                  "detection"]
+                  "detection", "net_policy"]
 # Kinds that end with the process context group (has_context + ctx_ columns).
 CONTEXT_KINDS = ["process_exec", "process_exit", "process_fork", "net_connect", "file_open", *SECURITY_KINDS]
 KINDS = ["process_exec", "process_exit", "process_fork", "net_connect", "file_open",
@@ -123,6 +123,16 @@ max_file_bytes = 100000
                 if any(max(ids, default=-1) >= own for ids, own in
                        zip(table.column("event_ids").to_pylist(), table.column("event_id").to_pylist())):
                     fail(f"{path}: a generated detection rests on itself or a later event")
+            if kind == "net_policy":
+                if set(table.column("action").to_pylist()) - {"deny", "audit", "allow"}:
+                    fail(f"{path}: policy actions {set(table.column('action').to_pylist())}")
+                if table.schema.field("rule_key").type != pyarrow.uint32() or \
+                        table.schema.field("dry_run").type != pyarrow.bool_():
+                    fail(f"{path}: rule_key is {table.schema.field('rule_key').type}, "
+                         f"dry_run is {table.schema.field('dry_run').type}")
+                if any(dry and action != "deny" for dry, action in
+                       zip(table.column("dry_run").to_pylist(), table.column("action").to_pylist())):
+                    fail(f"{path}: a dry-run decision that is not a deny")
             if kind == "file_change" and set(table.column("op").to_pylist()) - {
                     "chmod", "unlink", "rename", "link", "symlink"}:
                 fail(f"{path}: file ops {set(table.column('op').to_pylist())}")

@@ -263,14 +263,15 @@ macro_rules! security_kinds {
             NetSend,
             ProcessSnapshot,
             ExeHash,
-            Detection
+            Detection,
+            NetPolicy
         )
     };
 }
 
 /// Writes the columns of a security event (one whose record implements
 /// [`Columns`]); `false`, writing nothing, for any other kind. Formats call
-/// this instead of matching on the nine kinds, so a new kind needs no
+/// this instead of matching on the declared kinds, so a new kind needs no
 /// codec change.
 pub fn write_security(event: &super::Event, w: &mut dyn ColumnWriter) -> bool {
     macro_rules! arms {
@@ -522,6 +523,21 @@ pub fn security_samples(first_id: u64) -> Vec<super::Event> {
             event_kind: "process_exec".into(),
             summary: "bash -i with stdin from 2001:db8::7:4444\tand é".into(),
             ruleset: "0123456789abcdef".into(),
+        }),
+        Event::NetPolicy(super::NetPolicy {
+            meta: meta(13),
+            context: None,
+            process,
+            rule_id: "deny-\"metadata\" é".into(),
+            rule_key: 0x9e37_79b9,
+            action: super::PolicyAction::Audit,
+            dry_run: true,
+            protocol: Protocol::Udp,
+            dst_addr: v6("2001:db8::53"),
+            dst_port: 65_534,
+            cgroup_id: u64::MAX - 7,
+            generation: u32::MAX,
+            policy_digest: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
         }),
     ]
     .into_iter()

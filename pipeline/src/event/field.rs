@@ -33,6 +33,7 @@ impl Event {
             },
             Field::CgroupId => match self {
                 Event::ProcessExec(e) => Int(i128::from(e.cgroup_id)),
+                Event::NetPolicy(e) => Int(i128::from(e.cgroup_id)),
                 _ => return None,
             },
             Field::Comm => match self {
@@ -78,11 +79,13 @@ impl Event {
                 Event::NetListen(e) => Str(e.protocol.as_str()),
                 Event::NetAccept(e) => Str(e.protocol.as_str()),
                 Event::NetSend(e) => Str(e.protocol.as_str()),
+                Event::NetPolicy(e) => Str(e.protocol.as_str()),
                 _ => return None,
             },
             Field::DstPort => match self {
                 Event::NetConnect(e) => Int(i128::from(e.dst_port)),
                 Event::NetSend(e) => Int(i128::from(e.dst_port)),
+                Event::NetPolicy(e) => Int(i128::from(e.dst_port)),
                 _ => return None,
             },
             Field::Result => match self {
@@ -154,6 +157,7 @@ impl Event {
             Field::DstAddr => match self {
                 Event::NetConnect(e) => Addr(e.dst_addr),
                 Event::NetSend(e) => Addr(e.dst_addr),
+                Event::NetPolicy(e) => Addr(e.dst_addr),
                 _ => return None,
             },
             Field::LocalAddr => match self {
@@ -251,6 +255,27 @@ impl Event {
             },
             Field::ProgName => match self {
                 Event::BpfProgramLoad(e) => Str(&e.prog_name),
+                _ => return None,
+            },
+            // Network policy (issue #17).
+            Field::RuleId => match self {
+                Event::NetPolicy(e) => Str(&e.rule_id),
+                _ => return None,
+            },
+            Field::RuleKey => match self {
+                Event::NetPolicy(e) => Int(i128::from(e.rule_key)),
+                _ => return None,
+            },
+            Field::Action => match self {
+                Event::NetPolicy(e) => Str(e.action.as_str()),
+                _ => return None,
+            },
+            Field::DryRun => match self {
+                Event::NetPolicy(e) => Int(i128::from(e.dry_run)),
+                _ => return None,
+            },
+            Field::PolicyDigest => match self {
+                Event::NetPolicy(e) => Str(&e.policy_digest),
                 _ => return None,
             },
             // The process context (issue #14). A process enrichment could not
@@ -428,6 +453,15 @@ pub enum Field {
     TargetPid,
     Request,
     ProgName,
+    /// A network-policy event's rule id (the operator's).
+    RuleId,
+    /// A network-policy event's rule key (FNV-1a 32 of the id).
+    RuleKey,
+    /// A network-policy event's action: `deny`, `audit` or `allow`.
+    Action,
+    /// 1 when a network-policy deny was only reported (dry run).
+    DryRun,
+    PolicyDigest,
 }
 
 /// Whether a field holds a number or text.
@@ -441,7 +475,7 @@ pub enum FieldType {
 
 impl Field {
     /// Every field, for error messages that list the known ones.
-    pub const ALL: [Field; 74] = [
+    pub const ALL: [Field; 79] = [
         Field::EventId,
         Field::TsNs,
         Field::Pid,
@@ -516,6 +550,11 @@ impl Field {
         Field::TargetPid,
         Field::Request,
         Field::ProgName,
+        Field::RuleId,
+        Field::RuleKey,
+        Field::Action,
+        Field::DryRun,
+        Field::PolicyDigest,
     ];
 
     /// The name used in configuration and output.
@@ -595,6 +634,11 @@ impl Field {
             Field::TargetPid => "target_pid",
             Field::Request => "request",
             Field::ProgName => "prog_name",
+            Field::RuleId => "rule_id",
+            Field::RuleKey => "rule_key",
+            Field::Action => "action",
+            Field::DryRun => "dry_run",
+            Field::PolicyDigest => "policy_digest",
         }
     }
 
@@ -637,7 +681,10 @@ impl Field {
             | Field::StdoutType
             | Field::StderrType
             | Field::Env
-            | Field::ProgName => FieldType::Text,
+            | Field::ProgName
+            | Field::RuleId
+            | Field::Action
+            | Field::PolicyDigest => FieldType::Text,
             Field::DstAddr | Field::LocalAddr | Field::PeerAddr => FieldType::Address,
             _ => FieldType::Number,
         }

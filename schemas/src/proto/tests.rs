@@ -327,6 +327,6 @@ fn store_bytes_match_datadog_ddsketch_proto() {
 #[test]
 fn versions_are_the_documented_ones() {
     assert_eq!(PROCESS_ENVELOPE_SCHEMA_VERSION, "2.2");
-    assert_eq!(SECURITY_EVENT_SCHEMA_VERSION, "1.4");
+    assert_eq!(SECURITY_EVENT_SCHEMA_VERSION, "1.5");
     assert_eq!(SKETCH_VERSION, 1);
 }

@@ -60,7 +60,7 @@ use toml::Spanned;
 
 pub use access::{Access, AccessError};
 pub use encode::encode;
-pub use recovery::{readable_batches, Outcome};
+pub use recovery::{readable_batches, tmp_summary, Outcome, TmpSummary};
 pub use writer::{finished_name, ipc_options, parse_seq, tmp_name};
 
 /// When written data is synced to disk.

@@ -4,7 +4,9 @@
 //! after its header (`ARROW1` + zero padding to the writer's alignment, 64
 //! bytes by default) is an IPC stream:
 //! the schema message, then one message per record batch. So the readable
-//! prefix is read with a `StreamReader` until the first incomplete message;
+//! prefix — as far as `schemas::spool::safe_stream_prefix` found every
+//! declared length sound — is read with a `StreamReader` until the first
+//! incomplete message;
 //! those batches are rewritten as a finished file under the same sequence
 //! number. A tmp with nothing readable (or another schema, or whose finished
 //! twin already exists) is moved to `quarantine/`, never deleted.
@@ -33,9 +35,23 @@ pub enum Outcome {
     Quarantined { path: PathBuf, reason: String },
 }
 
-/// The readable record batches of an unfinished IPC file's bytes, or why
-/// none are. Every batch carries the file's own schema (metadata included).
-pub fn readable_batches(bytes: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>, String> {
+/// What an unfinished file holds, for `hostflow validate --spool`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TmpSummary {
+    /// Whole record batches recovery would keep…
+    pub batches: usize,
+    pub rows: u64,
+    /// …the bytes after the last whole, sound message it would drop (a
+    /// torn tail)…
+    pub torn_bytes: u64,
+    /// …and whole batches whose lengths were sound but which arrow could
+    /// not decode (they and what follows are dropped too).
+    pub undecodable: usize,
+}
+
+/// The IPC stream inside an unfinished file's bytes: what follows the
+/// `ARROW1` magic and its zero padding.
+fn stream_of(bytes: &[u8]) -> Result<&[u8], String> {
     let Some(after_magic) = bytes.strip_prefix(FILE_MAGIC) else {
         return Err("no Arrow IPC file header".to_owned());
     };
@@ -45,13 +61,44 @@ pub fn readable_batches(bytes: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBa
     if (FILE_MAGIC.len() + padding) & 7 != 0 {
         return Err("no Arrow IPC stream after the file header".to_owned());
     }
-    let stream = &after_magic[padding..];
-    let reader = StreamReader::try_new(stream, None).map_err(|e| format!("no readable schema: {e}"))?;
+    Ok(&after_magic[padding..])
+}
+
+/// What recovery would make of an unfinished file's bytes, without
+/// writing anything: its whole batches and the torn bytes after them.
+pub fn tmp_summary(bytes: &[u8], schema: &SchemaRef) -> Result<TmpSummary, String> {
+    let batches = readable_batches(bytes, schema)?;
+    let stream = stream_of(bytes)?;
+    let (safe, checked) = schemas::spool::safe_stream_prefix(stream, schema, false)?;
+    Ok(TmpSummary {
+        batches: batches.len(),
+        rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+        torn_bytes: (stream.len() - safe) as u64,
+        undecodable: checked - batches.len().min(checked),
+    })
+}
+
+/// The readable record batches of an unfinished IPC file's bytes, or why
+/// none are. Every batch carries the file's own schema (metadata included).
+pub fn readable_batches(bytes: &[u8], schema: &SchemaRef) -> Result<Vec<RecordBatch>, String> {
+    let stream = stream_of(bytes)?;
+    // Only the prefix whose every declared length was checked reaches
+    // arrow's reader: a torn or corrupt length would make it allocate what
+    // the length says, and an impossible allocation aborts the process.
+    let (safe, _) = schemas::spool::safe_stream_prefix(stream, schema, false)?;
+    let reader = StreamReader::try_new(&stream[..safe], None).map_err(|e| format!("no readable schema: {e}"))?;
     if reader.schema().fields() != schema.fields() {
         return Err("schema differs from this kind's schema".to_owned());
     }
     // Stop at the first message that does not decode: a crash cut it short.
-    let batches: Vec<RecordBatch> = reader.map_while(Result::ok).collect();
+    // Arrow's decoder asserts on some malformed buffers (misaligned
+    // offsets) rather than returning an error, so each batch is decoded
+    // under `catch_unwind` and a panic ends the readable prefix too.
+    let mut reader = reader;
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    while let Ok(Some(Ok(batch))) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next())) {
+        batches.push(batch);
+    }
     if batches.is_empty() {
         return Err("no complete record batch".to_owned());
     }

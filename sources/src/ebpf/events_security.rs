@@ -2,11 +2,14 @@
 //! [`super::events::to_event`]. Process keys are rounded as everywhere
 //! ([`super::events::process_key`]); a ptrace target that could not be
 //! resolved (the attach failed) keeps the pid asked for and start time 0.
+//! A network-policy event leaves here with an empty `rule_id` and
+//! `policy_digest`: the reader names its rule key in the same pass that
+//! completes a batch (`pipeline::event::RuleNames::fill`).
 
 use pipeline::event::Protocol;
 use pipeline::event::{
-    BpfProgramLoad, CredentialChange, FileChange, ModuleLoad, NamespaceChange, NetAccept, NetListen, NetSend,
-    PtraceAttach,
+    BpfProgramLoad, CredentialChange, FileChange, ModuleLoad, NamespaceChange, NetAccept, NetListen, NetPolicy,
+    NetSend, PtraceAttach,
 };
 use pipeline::{Event, EventMeta, ProcessKey};
 
@@ -101,6 +104,21 @@ pub fn to_event(record: SecurityRecord, event_id: u64, tick_ns: u64) -> Event {
             dst_addr: r.addr,
             dst_port: r.port,
             bytes: r.bytes,
+            context: None,
+        }),
+        SecurityRecord::NetPolicy(r) => Event::NetPolicy(NetPolicy {
+            meta: meta(r.ts_ns),
+            process: process_key(&r.proc, tick_ns),
+            rule_id: "".into(),
+            rule_key: r.rule_key,
+            action: r.action,
+            dry_run: r.dry_run,
+            protocol: r.protocol,
+            dst_addr: r.addr,
+            dst_port: r.port,
+            cgroup_id: r.cgroup_id,
+            generation: r.generation,
+            policy_digest: "".into(),
             context: None,
         }),
     }

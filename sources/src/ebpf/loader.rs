@@ -258,6 +258,11 @@ pub struct LoadReport {
     /// The ring buffer's size as created (the kernel's, after rounding).
     pub ring_buffer_bytes: u32,
     pub programs: Vec<ProgramReport>,
+    /// Network enforcement: whether its hooks and maps work here and which
+    /// cgroup is enforced (`probe::enforcement_fact`); filled by the probe
+    /// and by a source with `enforce` set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<super::probe::Fact>,
 }
 
 impl LoadReport {
@@ -312,6 +317,19 @@ impl Loaded {
         PerCpuArray::try_from(map).map_err(|e| LoadError::Map { map: COUNTERS_MAP, reason: chain(&e) })
     }
 
+    /// Moves the policy maps out (the two families' trie slots and the
+    /// decision counters), for the enforcement applier, which is their only
+    /// writer from then on.
+    pub fn take_policy_maps(&mut self) -> Result<enforce::PolicyMaps, LoadError> {
+        let mut take = |name: &'static str| {
+            self.ebpf.take_map(name).ok_or(LoadError::Map { map: name, reason: "taken or not in the object".into() })
+        };
+        let (v4, v6, counters) =
+            (take(enforce::maps::V4_MAP)?, take(enforce::maps::V6_MAP)?, take(enforce::maps::COUNTERS_MAP)?);
+        enforce::PolicyMaps::new(v4, v6, counters)
+            .map_err(|error| LoadError::Map { map: enforce::maps::V4_MAP, reason: error.to_string() })
+    }
+
     /// Detaches and unloads every program (the maps stay readable): after
     /// this returns no program runs any more, so the counters are final.
     pub fn detach_all(&mut self) {
@@ -333,8 +351,26 @@ impl Loaded {
     }
 }
 
-/// Loads the object and attaches the requested programs.
+/// Where network enforcement applies (issue #17), resolved before load:
+/// the connect program sees these as constants, so without a target the
+/// verifier drops the whole policy decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnforceTarget {
+    /// The enforced cgroup's id (its cgroup2 directory's inode).
+    pub cgroup_id: u64,
+    /// Its level below the cgroup2 root; 0 (the root) enforces every process.
+    pub level: u16,
+}
+
+/// Loads the object and attaches the requested programs (no enforcement).
 pub fn load(settings: &LoadSettings) -> Result<Loaded, LoadError> {
+    load_with(settings, None)
+}
+
+/// [`load`], with the connect program enforcing policy for `enforce`'s
+/// cgroup (the policy maps start empty: everything is allowed until the
+/// applier installs a policy).
+pub fn load_with(settings: &LoadSettings, enforce: Option<&EnforceTarget>) -> Result<Loaded, LoadError> {
     let object = embedded_object().map_err(LoadError::NotBuilt)?;
     let needs_tracefs = settings
         .programs
@@ -357,6 +393,14 @@ pub fn load(settings: &LoadSettings) -> Result<Loaded, LoadError> {
         .override_global(WAKEUP_GLOBAL, &settings.wakeup_threshold_bytes, true)
         .override_global(security::AGENT_TGID_GLOBAL, &agent_tgid, true)
         .override_global(ENV_COUNT_GLOBAL, &env_count, true);
+    let (enforce_on, cgroup_id, cgroup_level) = match enforce {
+        Some(target) => (1u32, target.cgroup_id, u32::from(target.level)),
+        None => (0u32, 0u64, 0u32),
+    };
+    loader
+        .override_global(enforce::maps::ENFORCE_GLOBAL, &enforce_on, true)
+        .override_global(enforce::maps::CGROUP_ID_GLOBAL, &cgroup_id, true)
+        .override_global(enforce::maps::CGROUP_LEVEL_GLOBAL, &cgroup_level, true);
     let mut ebpf = loader.load(object).map_err(|error| {
         let reason = chain(&error);
         let hint = match host::missing_capabilities_note() {
@@ -377,7 +421,7 @@ pub fn load(settings: &LoadSettings) -> Result<Loaded, LoadError> {
     for &program in &settings.programs {
         programs.push(attach_program(&mut ebpf, program, &Targets { settings, tracefs: &tracefs, cgroup: &cgroup }));
     }
-    Ok(Loaded { ebpf, report: LoadReport { tracefs, ring_buffer_bytes, programs } })
+    Ok(Loaded { ebpf, report: LoadReport { tracefs, ring_buffer_bytes, programs, enforcement: None } })
 }
 
 fn ring_size(map: &aya::maps::Map) -> Option<u32> {

@@ -71,6 +71,8 @@ mod tests;
 #[cfg(test)]
 mod tests_context;
 #[cfg(test)]
+mod tests_enforce;
+#[cfg(test)]
 mod tests_exec;
 #[cfg(test)]
 mod tests_kernel;
@@ -92,6 +94,9 @@ use toml::Spanned;
 use crate::procfs::ScrubOptions;
 use crate::scrub::ScrubConfig;
 
+/// The enforcement crate this source drives (issue #17), for benches and
+/// the agent's policy endpoints.
+pub use enforce;
 pub use loader::{ConnectHook, LoadReport, LoadSettings};
 pub use probe::{probe, ProbeReport};
 
@@ -258,6 +263,13 @@ pub struct EbpfConfig {
     /// `enabled`, `extra_flags`, `extra_key_patterns`). On by default.
     #[serde(default)]
     pub scrub: Option<ScrubOptions>,
+    /// Network enforcement (issue #17): `enforce = { policy = "...",
+    /// cgroup = "/", state_dir, trust, require_signature,
+    /// applies_per_minute, history }` (`enforce::EnforceConfig`). The
+    /// connect program decides in the same cgroup hook that observes, so
+    /// it needs `connect` and `connect_hook = "cgroup"`. Absent: none.
+    #[serde(default)]
+    pub enforce: Option<Spanned<enforce::EnforceConfig>>,
 }
 
 fn default_true() -> bool {
@@ -339,6 +351,7 @@ pub struct EbpfSource {
     proc_root: PathBuf,
     forced_fallback: Option<String>,
     context: ContextSettings,
+    enforce: Option<enforce::EnforceSettings>,
 }
 
 impl EbpfSource {
@@ -462,6 +475,19 @@ impl EbpfSource {
             ));
         }
         let scrub = ScrubOptions::check(config.scrub.as_ref(), options, &mut errors);
+        let enforce = config.enforce.as_ref().map(|table| {
+            let checked = enforce::config::check(table.get_ref(), options, &mut errors);
+            if connect_hook != ConnectHook::Cgroup {
+                errors.push(options.error_at(
+                    table.span(),
+                    "enforce needs connect_hook = \"cgroup\": policy is decided in the cgroup connect hook",
+                ));
+            }
+            if !programs.contains(&Program::Connect) {
+                errors.push(options.error_at(table.span(), "enforce needs the `connect` program in `programs`"));
+            }
+            checked
+        });
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -489,6 +515,7 @@ impl EbpfSource {
                 exe_hash_wait: Duration::from_millis(wait_ms),
                 scrub,
             },
+            enforce,
         })
     }
 
@@ -501,7 +528,19 @@ impl EbpfSource {
             proc_root: PathBuf::from("/proc"),
             forced_fallback: None,
             context: ContextSettings::default(),
+            enforce: None,
         }
+    }
+
+    /// The same source enforcing network policy with these settings.
+    pub fn with_enforce(mut self, enforce: Option<enforce::EnforceSettings>) -> EbpfSource {
+        self.enforce = enforce;
+        self
+    }
+
+    /// What enforcement is configured, if any.
+    pub fn enforce(&self) -> Option<&enforce::EnforceSettings> {
+        self.enforce.as_ref()
     }
 
     /// The same source with these snapshot, hash and scrub settings.
@@ -532,28 +571,43 @@ impl EbpfSource {
 #[async_trait]
 impl Source for EbpfSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let EbpfSource { settings, drain_interval, fallback_interval, proc_root, forced_fallback, context } = *self;
+        let EbpfSource { settings, drain_interval, fallback_interval, proc_root, forced_fallback, context, enforce } =
+            *self;
         let scrubber = crate::procfs::scrub_options::compile(&context.scrub);
         // Load, then gather the host facts around that attempt for /health
         // (the same report `hostflow probe` prints), all off the async workers.
-        let (outcome, facts) = tokio::task::spawn_blocking(move || {
+        let enforce_settings = enforce.clone();
+        let (outcome, facts, target) = tokio::task::spawn_blocking(move || {
+            // The enforced cgroup is resolved first: the programs are
+            // loaded with it as a constant, or without enforcement.
+            let target =
+                enforce_settings.as_ref().map(|e| enforce::resolve::target(e).map_err(|error| error.to_string()));
+            let kernel_target = match &target {
+                Some(Ok((cgroup, _))) => Some(loader::EnforceTarget { cgroup_id: cgroup.id, level: cgroup.level }),
+                _ => None,
+            };
             let outcome = match forced_fallback {
                 Some(reason) => Err(reason),
-                None => loader::load(&settings).map_err(|error| error.to_string()),
+                None => loader::load_with(&settings, kernel_target.as_ref()).map_err(|error| error.to_string()),
             };
+            let mut outcome = outcome;
+            if let (Ok(loaded), Some(enforce)) = (&mut outcome, &enforce_settings) {
+                loaded.report.enforcement = Some(probe::enforcement_fact(Some(&enforce.cgroup)));
+            }
             let facts = match &outcome {
                 Ok(loaded) => probe::report_for(Some(loaded.report.clone()), None),
                 Err(reason) => probe::report_for(None, Some(reason.clone())),
             };
-            (outcome, facts)
+            (outcome, facts, target)
         })
         .await
         .map_err(|e| ComponentError::Failed(format!("eBPF load task failed: {e}")))?;
-        match serde_json::to_value(&facts) {
-            Ok(details) => cx.health.set_details(details),
-            Err(error) => tracing::warn!(source = %cx.name, %error, "cannot render the eBPF facts for /health"),
-        }
-        let loaded = match outcome {
+        let details = serde_json::to_value(&facts).unwrap_or_else(|error| {
+            tracing::warn!(source = %cx.name, %error, "cannot render the eBPF facts for /health");
+            serde_json::Value::Null
+        });
+        cx.health.set_details(details.clone());
+        let mut loaded = match outcome {
             Ok(loaded) if loaded.report.running().next().is_some() => loaded,
             Ok(loaded) => {
                 let problems = loaded.report.problems().unwrap_or_default();
@@ -562,18 +616,89 @@ impl Source for EbpfSource {
             }
             Err(reason) => return run_fallback(cx, reason, proc_root, fallback_interval, scrubber).await,
         };
-        let mut programs_problem = None;
+        let names = pipeline::event::RuleNames::new();
+        let (applier, enforce_problem) = match (enforce, target) {
+            (Some(settings), Some(target)) => start_enforcement(&mut loaded, &settings, target, &cx, details, &names),
+            _ => (None, None),
+        };
+        let mut programs_problem = enforce_problem;
         if let Some(problems) = loaded.report.problems() {
             let reason = format!("some eBPF programs are not running: {problems}");
             tracing::warn!(source = %cx.name, %reason, "ebpf source degraded");
             cx.health.set(ComponentState::Degraded, Some(reason.clone()));
             pipeline::diag::emit(&cx.name, "ebpf_partial", reason.clone());
-            programs_problem = Some(reason);
+            programs_problem = Some(match programs_problem {
+                Some(enforce) => format!("{reason}; {enforce}"),
+                None => reason,
+            });
         }
         let running: Vec<&str> = loaded.report.running().map(Program::as_str).collect();
         tracing::info!(source = %cx.name, programs = ?running, ring_buffer_bytes = loaded.report.ring_buffer_bytes,
             "eBPF programs attached");
-        reader::run(loaded, cx, drain_interval, context, proc_root, programs_problem).await
+        // `applier` lives until the reader returns; dropping it stops the
+        // applier before `loaded` (the programs) goes.
+        let slot = cx.health.policy_control().clone();
+        let result = reader::run_named(loaded, cx, drain_interval, context, proc_root, programs_problem, names).await;
+        if applier.is_some() {
+            slot.unregister();
+        }
+        result
+    }
+}
+
+/// Starts the policy applier over the loaded object's policy maps; the
+/// applier keeps `details.enforce` in `/health` current. On failure (no
+/// cgroup, no cgroup v2, the connect program not running, the state
+/// directory unusable) says why — log, `/health` (`degraded` and
+/// `details.enforce.error`), an `enforce_unavailable` diag — and returns
+/// the reason: the source keeps running without enforcement.
+fn start_enforcement(
+    loaded: &mut loader::Loaded,
+    settings: &enforce::EnforceSettings,
+    target: Result<(enforce::resolve::CgroupTarget, PathBuf), String>,
+    cx: &SourceContext,
+    details: serde_json::Value,
+    names: &pipeline::event::RuleNames,
+) -> (Option<enforce::applier::Applier>, Option<String>) {
+    let publish = {
+        let (health, details) = (cx.health.clone(), details);
+        move |status: &enforce::Status| {
+            let mut details = details.clone();
+            if let (Some(object), Ok(value)) = (details.as_object_mut(), serde_json::to_value(status)) {
+                object.insert("enforce".into(), value);
+            }
+            health.set_details(details);
+        }
+    };
+    let connect_running = loaded.report.running().any(|program| program == Program::Connect);
+    let started = target.and_then(|(cgroup, mount)| {
+        if !connect_running {
+            return Err("the connect program is not running".to_owned());
+        }
+        let maps = loaded.take_policy_maps().map_err(|error| error.to_string())?;
+        tracing::info!(source = %cx.name, cgroup = %cgroup.path, cgroup_id = cgroup.id, "network enforcement starting");
+        enforce::start(settings, maps, &cx.name, Some(mount), Some(names.clone()), Some(Box::new(publish.clone())))
+            .map_err(|error| error.to_string())
+    });
+    match started {
+        Ok(applier) => {
+            // The agent's /policy/* endpoints reach the applier through
+            // this slot; `run` unregisters it when the source ends.
+            cx.health.policy_control().register(std::sync::Arc::new(applier.handle().clone()));
+            (Some(applier), None)
+        }
+        Err(error) => {
+            let reason = format!("network enforcement is not running: {error}");
+            tracing::warn!(source = %cx.name, %reason, "ebpf source degraded");
+            cx.health.set(ComponentState::Degraded, Some(reason.clone()));
+            pipeline::diag::emit(&cx.name, "enforce_unavailable", reason.clone());
+            publish(&enforce::Status {
+                cgroup: settings.cgroup.clone(),
+                error: Some(reason.clone()),
+                ..Default::default()
+            });
+            (None, Some(reason))
+        }
     }
 }
 

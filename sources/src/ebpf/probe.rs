@@ -99,6 +99,9 @@ impl fmt::Display for ProbeReport {
         for (name, fact) in facts {
             writeln!(f, "{name:<18} {fact}")?;
         }
+        if let Some(fact) = self.load.as_ref().and_then(|load| load.enforcement.as_ref()) {
+            writeln!(f, "{:<18} {fact}", "enforcement")?;
+        }
         if let Some(error) = &self.load_error {
             writeln!(f, "{:<18} failed: {error}", "load")?;
         }
@@ -116,7 +119,9 @@ pub fn probe(settings: &LoadSettings) -> ProbeReport {
     let (load, load_error) = match loader::load(settings) {
         Ok(mut loaded) => {
             loaded.detach_all();
-            (Some(loaded.report.clone()), None)
+            let mut report = loaded.report.clone();
+            report.enforcement = Some(enforcement_fact(None));
+            (Some(report), None)
         }
         Err(error) => (None, Some(error.to_string())),
     };
@@ -182,6 +187,46 @@ fn report(tracefs_state: &MountState, load: Option<LoadReport>, load_error: Opti
         programs,
         load,
         load_error,
+    }
+}
+
+/// Whether enforcement can run here: cgroup v2, cgroup `connect4`/`connect6`
+/// programs, LPM tries and arrays of maps; and the cgroup a configuration
+/// enforces (`cgroup`, relative to the cgroup2 mount), resolved.
+pub fn enforcement_fact(cgroup: Option<&str>) -> Fact {
+    let mount = match enforce::resolve::cgroup2_mount() {
+        Ok(mount) => mount,
+        Err(error) => return Fact::Missing(error.to_string()),
+    };
+    let supported = [
+        (
+            aya::sys::is_program_supported(ProgramType::CgroupSockAddr).map_err(|e| loader::chain(&e)),
+            "cgroup connect programs",
+        ),
+        (aya::sys::is_map_supported(MapType::LpmTrie).map_err(|e| loader::chain(&e)), "LPM tries"),
+        (aya::sys::is_map_supported(MapType::ArrayOfMaps).map_err(|e| loader::chain(&e)), "arrays of maps"),
+    ];
+    let mut missing = Vec::new();
+    for (result, what) in supported {
+        match result {
+            Ok(true) => {}
+            Ok(false) => missing.push(what),
+            Err(error) => return Fact::Failed(format!("probing {what}: {error}")),
+        }
+    }
+    if !missing.is_empty() {
+        return Fact::Missing(format!("the kernel refuses {}", missing.join(", ")));
+    }
+    let hooks = format!("cgroup connect hooks, LPM tries and map-of-maps load; cgroup2 at {}", mount.display());
+    match cgroup {
+        None => Fact::Ok(format!("{hooks}; no cgroup enforced (`enforce` is not configured)")),
+        Some(path) => match enforce::resolve::cgroup(&mount, path) {
+            Ok(target) => Fact::Ok(format!(
+                "{hooks}; enforcing cgroup {} (id {}, level {})",
+                target.path, target.id, target.level
+            )),
+            Err(error) => Fact::Failed(format!("{hooks}; but {error}")),
+        },
     }
 }
 

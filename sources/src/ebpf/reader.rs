@@ -7,11 +7,14 @@
 //! already running ([`super::snapshot`]), then drains; every batch of
 //! records goes through [`Additions::complete`] (scrubbing, user names,
 //! cgroup paths, exe hashes) before it is sent, and a finished hash job
-//! wakes the loop to send its `ExeHash` events.
+//! wakes the loop to send its `ExeHash` events. Network-policy events get
+//! their rule id and policy digest from the [`RuleNames`] the applier
+//! publishes to, in the same pass.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pipeline::event::RuleNames;
 use pipeline::{ComponentError, Event, SourceContext};
 use tokio::time::MissedTickBehavior;
 
@@ -31,14 +34,17 @@ const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reads the ring until shutdown. `loaded` is kept alive to the end:
 /// dropping it detaches the programs. `programs_problem`: why the source
-/// is already degraded (programs that are not running).
-pub async fn run(
+/// is already degraded (programs that are not running). Network-policy
+/// events get their rule ids and policy digests from `names` (a clone of
+/// what the policy applier publishes to; empty without enforcement).
+pub async fn run_named(
     mut loaded: Loaded,
     mut cx: SourceContext,
     drain_interval: Duration,
     settings: ContextSettings,
     proc_root: PathBuf,
     programs_problem: Option<String>,
+    names: RuleNames,
 ) -> Result<(), ComponentError> {
     let failed = |e: super::loader::LoadError| ComponentError::Failed(e.to_string());
     let mut ring = RingReader::new(loaded.take_ring().map_err(failed)?)
@@ -46,7 +52,7 @@ pub async fn run(
     let mut counters = Counters::new(loaded.take_counters().map_err(failed)?, &cx.name);
     let tick_ns = events::tick_ns();
     let additions = Additions::start(&cx.name, cx.health.clone(), &settings, programs_problem).await?;
-    let mut sending = Sending { sequence: 0, batch_capacity: 64, tick_ns, additions };
+    let mut sending = Sending { sequence: 0, batch_capacity: 64, tick_ns, additions, names };
     if settings.snapshot {
         sending.snapshot(&mut cx, proc_root).await?;
     }
@@ -107,6 +113,8 @@ struct Sending {
     batch_capacity: usize,
     tick_ns: u64,
     additions: Additions,
+    /// Rule ids and policy digests of network-policy events.
+    names: RuleNames,
 }
 
 impl Sending {
@@ -123,6 +131,7 @@ impl Sending {
             });
             if !batch.is_empty() {
                 self.batch_capacity = batch.len().next_power_of_two().min(MAX_BATCH);
+                self.names.fill(&mut batch);
                 let mut later = Vec::new();
                 self.additions.complete(&mut batch, &mut later).await?;
                 self.stamp(&mut later, cx);

@@ -13,7 +13,7 @@ use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use pipeline::event::{CredSyscall, Credentials, FileOp, ModuleSyscall, NamespaceSyscall};
+use pipeline::event::{CredSyscall, Credentials, FileOp, ModuleSyscall, NamespaceSyscall, PolicyAction, Protocol};
 
 use super::records::{DecodeError, Fields, ProcIdentity, RawHeader, RawProc, Record, PATH_LEN};
 
@@ -28,6 +28,8 @@ pub mod kind {
     pub const LISTEN: u16 = 12;
     pub const ACCEPT: u16 = 13;
     pub const UDP_SEND: u16 = 14;
+    /// Network policy (issue #17): a connect denied or audited.
+    pub const NET_POLICY: u16 = 15;
 }
 
 /// Most prefixes and exact paths together (`HF_MAX_SELECT_PATHS`).
@@ -50,6 +52,11 @@ pub const SELECT_EXACT: u32 = 2;
 
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
+
+/// `HF_POLICY_DRY_RUN`: a deny that was only reported.
+pub const POLICY_DRY_RUN: u8 = 1;
+/// `SOCK_DGRAM`.
+const SOCK_DGRAM: i16 = 2;
 
 /// `struct hf_file_change` without its tail.
 #[repr(C)]
@@ -169,6 +176,25 @@ pub struct RawUdpSend {
     pub addr: [u8; 16],
 }
 
+/// `struct hf_net_policy`.
+#[repr(C)]
+pub struct RawNetPolicy {
+    pub header: RawHeader,
+    pub proc: RawProc,
+    pub family: u16,
+    /// Destination port, host order.
+    pub port: u16,
+    pub sock_type: i16,
+    /// 1 allow, 2 deny, 3 audit.
+    pub action: u8,
+    /// `HF_POLICY_*`.
+    pub flags: u8,
+    pub rule_key: u32,
+    pub generation: u32,
+    pub cgroup_id: u64,
+    pub addr: [u8; 16],
+}
+
 /// `struct hf_path_key`'s data (the LPM trie key after its prefix length).
 pub type RawPathData = [u8; PATH_LEN];
 /// `struct hf_basename_key`.
@@ -186,6 +212,11 @@ const _: () = {
     assert!(size_of::<RawListen>() == 64);
     assert!(size_of::<RawAccept>() == 72);
     assert!(size_of::<RawUdpSend>() == 56);
+    assert!(size_of::<RawNetPolicy>() == 72);
+    assert!(offset_of!(RawNetPolicy, action) == 38);
+    assert!(offset_of!(RawNetPolicy, rule_key) == 40);
+    assert!(offset_of!(RawNetPolicy, cgroup_id) == 48);
+    assert!(offset_of!(RawNetPolicy, addr) == 56);
     assert!(offset_of!(RawCredChange, new) == 80);
     assert!(offset_of!(RawPtrace, target) == 40);
     assert!(offset_of!(RawListen, addr) == 48);
@@ -297,6 +328,25 @@ pub struct UdpSendRecord {
     pub bytes: u32,
 }
 
+/// A network-policy rule decided about a connect (the cgroup connect hook):
+/// denied, audited, or a deny only reported (dry run). The rule is named by
+/// its key; the reader resolves the id and digest
+/// ([`pipeline::event::RuleNames`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetPolicyRecord {
+    pub ts_ns: u64,
+    pub proc: ProcIdentity,
+    pub addr: IpAddr,
+    pub port: u16,
+    /// `SOCK_DGRAM` is UDP; anything else reads as TCP (as for connect).
+    pub protocol: Protocol,
+    pub action: PolicyAction,
+    pub dry_run: bool,
+    pub rule_key: u32,
+    pub generation: u32,
+    pub cgroup_id: u64,
+}
+
 /// One decoded security record.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SecurityRecord {
@@ -309,6 +359,7 @@ pub enum SecurityRecord {
     Listen(ListenRecord),
     Accept(AcceptRecord),
     UdpSend(UdpSendRecord),
+    NetPolicy(NetPolicyRecord),
 }
 
 /// Reads this file's records add to `records::Fields`.
@@ -348,6 +399,7 @@ pub fn fixed_size(kind: u16) -> Option<usize> {
         kind::LISTEN => size_of::<RawListen>(),
         kind::ACCEPT => size_of::<RawAccept>(),
         kind::UDP_SEND => size_of::<RawUdpSend>(),
+        kind::NET_POLICY => size_of::<RawNetPolicy>(),
         _ => return None,
     })
 }
@@ -439,6 +491,7 @@ pub fn decode(kind: u16, entry: &[u8]) -> Result<Record, DecodeError> {
                 peer_port: b.u16(offset_of!(RawAccept, peer_port))?,
             })
         }
+        kind::NET_POLICY => SecurityRecord::NetPolicy(decode_net_policy(&b, ts_ns)?),
         _ => {
             exact_size(entry, fixed)?;
             let family = b.u16(offset_of!(RawUdpSend, family))?;
@@ -494,6 +547,37 @@ fn decode_file_change(b: &Fields<'_>, ts_ns: u64) -> Result<FileChangeRecord, De
         target,
         mode: b.u32(offset_of!(RawFileChangeFixed, mode))?,
         result: b.i32(offset_of!(RawFileChangeFixed, ret))?,
+    })
+}
+
+fn decode_net_policy(b: &Fields<'_>, ts_ns: u64) -> Result<NetPolicyRecord, DecodeError> {
+    exact_size(b.0, size_of::<RawNetPolicy>())?;
+    let [action] = b.array::<1>(offset_of!(RawNetPolicy, action))?;
+    let action = match action {
+        1 => PolicyAction::Allow,
+        2 => PolicyAction::Deny,
+        3 => PolicyAction::Audit,
+        other => return Err(DecodeError::BadField { field: "action", value: u64::from(other) }),
+    };
+    let [flags] = b.array::<1>(offset_of!(RawNetPolicy, flags))?;
+    if flags & !POLICY_DRY_RUN != 0 {
+        return Err(DecodeError::BadField { field: "flags", value: u64::from(flags) });
+    }
+    let family = b.u16(offset_of!(RawNetPolicy, family))?;
+    Ok(NetPolicyRecord {
+        ts_ns,
+        proc: b.proc(offset_of!(RawNetPolicy, proc))?,
+        addr: b.addr(family, offset_of!(RawNetPolicy, addr))?,
+        port: b.u16(offset_of!(RawNetPolicy, port))?,
+        protocol: match b.i16(offset_of!(RawNetPolicy, sock_type))? {
+            SOCK_DGRAM => Protocol::Udp,
+            _ => Protocol::Tcp,
+        },
+        action,
+        dry_run: flags & POLICY_DRY_RUN != 0,
+        rule_key: b.u32(offset_of!(RawNetPolicy, rule_key))?,
+        generation: b.u32(offset_of!(RawNetPolicy, generation))?,
+        cgroup_id: b.u64(offset_of!(RawNetPolicy, cgroup_id))?,
     })
 }
 
@@ -572,4 +656,123 @@ pub fn selection_matches(path: &str, prefixes: &[String], exact: &[String], base
         None => readable,
     };
     basenames.iter().any(|b| b.as_bytes() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::{offset_of, size_of};
+    use std::net::IpAddr;
+
+    use pipeline::event::{NetPolicy, PolicyAction, Protocol, RuleNames};
+    use pipeline::{Event, ProcessKey};
+
+    use super::super::records::{decode, DecodeError, RawHeader, RECORD_VERSION};
+    use super::{kind, RawNetPolicy, Record, SecurityRecord};
+
+    /// A `struct hf_net_policy` as the kernel writes it.
+    fn net_policy_bytes(family: u16, addr: &[u8], action: u8, flags: u8) -> Vec<u8> {
+        let size = size_of::<RawNetPolicy>();
+        let mut b = vec![0u8; size];
+        let mut put = |offset: usize, bytes: &[u8]| b[offset..offset + bytes.len()].copy_from_slice(bytes);
+        put(offset_of!(RawHeader, kind), &kind::NET_POLICY.to_le_bytes());
+        put(offset_of!(RawHeader, version), &RECORD_VERSION.to_le_bytes());
+        put(offset_of!(RawHeader, size), &(size as u32).to_le_bytes());
+        put(offset_of!(RawHeader, ts_ns), &123_456_789u64.to_le_bytes());
+        put(16, &4242u32.to_le_bytes());
+        put(20, &4243u32.to_le_bytes());
+        put(24, &9_123_456_789u64.to_le_bytes());
+        put(offset_of!(RawNetPolicy, family), &family.to_le_bytes());
+        put(offset_of!(RawNetPolicy, port), &8080u16.to_le_bytes());
+        put(offset_of!(RawNetPolicy, sock_type), &1i16.to_le_bytes());
+        put(offset_of!(RawNetPolicy, action), &[action]);
+        put(offset_of!(RawNetPolicy, flags), &[flags]);
+        put(offset_of!(RawNetPolicy, rule_key), &0x9e37_79b9u32.to_le_bytes());
+        put(offset_of!(RawNetPolicy, generation), &7u32.to_le_bytes());
+        put(offset_of!(RawNetPolicy, cgroup_id), &(1u64 << 40).to_le_bytes());
+        put(offset_of!(RawNetPolicy, addr), addr);
+        b
+    }
+
+    fn decoded(bytes: &[u8]) -> Result<super::NetPolicyRecord, DecodeError> {
+        match decode(bytes)? {
+            Record::Security(SecurityRecord::NetPolicy(record)) => Ok(record),
+            other => panic!("not a net_policy record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_net_policy_record_decodes_field_by_field() {
+        let record = decoded(&net_policy_bytes(2, &[127, 0, 0, 2], 2, 1)).expect("decodes");
+        assert_eq!((record.ts_ns, record.proc.tgid, record.proc.pid), (123_456_789, 4242, 4243));
+        assert_eq!(record.proc.start_boottime_ns, 9_123_456_789);
+        assert_eq!((record.addr, record.port), (IpAddr::from([127, 0, 0, 2]), 8080));
+        assert_eq!((record.protocol, record.action, record.dry_run), (Protocol::Tcp, PolicyAction::Deny, true));
+        assert_eq!((record.rule_key, record.generation, record.cgroup_id), (0x9e37_79b9, 7, 1 << 40));
+
+        let v6: IpAddr = "::1".parse().expect("v6");
+        let IpAddr::V6(octets) = v6 else { unreachable!() };
+        let mut bytes = net_policy_bytes(10, &octets.octets(), 3, 0);
+        bytes[offset_of!(RawNetPolicy, sock_type)..][..2].copy_from_slice(&2i16.to_le_bytes());
+        let record = decoded(&bytes).expect("decodes");
+        assert_eq!((record.addr, record.protocol), (v6, Protocol::Udp));
+        assert_eq!((record.action, record.dry_run), (PolicyAction::Audit, false));
+        let allow = decoded(&net_policy_bytes(2, &[10, 0, 0, 1], 1, 0)).expect("decodes");
+        assert_eq!(allow.action, PolicyAction::Allow);
+    }
+
+    #[test]
+    fn odd_net_policy_records_are_errors_not_panics() {
+        let bad = |bytes: Vec<u8>| decoded(&bytes).expect_err("an error");
+        assert_eq!(bad(net_policy_bytes(2, &[1, 2, 3, 4], 0, 0)), DecodeError::BadField { field: "action", value: 0 });
+        assert_eq!(bad(net_policy_bytes(2, &[1, 2, 3, 4], 4, 0)), DecodeError::BadField { field: "action", value: 4 });
+        assert_eq!(bad(net_policy_bytes(2, &[1, 2, 3, 4], 2, 2)), DecodeError::BadField { field: "flags", value: 2 });
+        assert_eq!(bad(net_policy_bytes(1, &[1, 2, 3, 4], 2, 0)), DecodeError::BadField { field: "family", value: 1 });
+        // Shorter and longer than the struct, with a header that agrees.
+        let full = net_policy_bytes(2, &[1, 2, 3, 4], 2, 0);
+        for len in [16, 40, 71] {
+            let mut short = full[..len].to_vec();
+            short[offset_of!(RawHeader, size)..][..4].copy_from_slice(&(len as u32).to_le_bytes());
+            assert_eq!(bad(short), DecodeError::TooShort { len, need: 72 }, "{len} bytes");
+        }
+        let mut long = full.clone();
+        long.extend_from_slice(&[0; 8]);
+        long[offset_of!(RawHeader, size)..][..4].copy_from_slice(&80u32.to_le_bytes());
+        assert_eq!(bad(long), DecodeError::SizeMismatch { declared: 72, actual: 80 });
+        // Every prefix, header unchanged: an error each time, never a panic.
+        for len in 0..full.len() {
+            assert!(decode(&full[..len]).is_err(), "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn the_event_names_its_rule_once_the_applier_published_it() {
+        let record = decoded(&net_policy_bytes(2, &[127, 0, 0, 2], 2, 1)).expect("decodes");
+        let event = super::super::events::to_event(Record::Security(SecurityRecord::NetPolicy(record)), 5, 10_000_000);
+        let names = RuleNames::new();
+        let mut unknown = vec![event.clone()];
+        names.fill(&mut unknown);
+        let Event::NetPolicy(e) = &unknown[0] else { panic!("{unknown:?}") };
+        assert_eq!((&*e.rule_id, e.rule_key, &*e.policy_digest), ("", 0x9e37_79b9, ""), "unknown: the key only");
+
+        names.publish(7, "digest-7", [(0x9e37_79b9, "deny-test")]);
+        let mut batch = vec![event];
+        names.fill(&mut batch);
+        let Event::NetPolicy(e) = &batch[0] else { panic!("{batch:?}") };
+        let expected = NetPolicy {
+            meta: pipeline::EventMeta { ts_ns: 123_456_789, event_id: 5 },
+            process: ProcessKey { pid: 4242, start_time_ns: 9_120_000_000 },
+            rule_id: "deny-test".into(),
+            rule_key: 0x9e37_79b9,
+            action: PolicyAction::Deny,
+            dry_run: true,
+            protocol: Protocol::Tcp,
+            dst_addr: IpAddr::from([127, 0, 0, 2]),
+            dst_port: 8080,
+            cgroup_id: 1 << 40,
+            generation: 7,
+            policy_digest: "digest-7".into(),
+            context: None,
+        };
+        assert_eq!(e, &expected);
+    }
 }
