@@ -107,6 +107,27 @@ pub struct ApplierSettings {
     /// Where rule ids are published per generation, before the kernel
     /// sees the policy, so the reader names the rule of every verdict.
     pub names: Option<pipeline::event::RuleNames>,
+    /// The agent's health: after an apply, a sink that was healthy and
+    /// turns degraded or failed within [`ApplierSettings::probation`]
+    /// (e.g. the policy cut it off from its broker) rolls the policy back
+    /// one step at once.
+    pub health: Option<pipeline::health::Health>,
+    pub probation: Duration,
+}
+
+/// How long after an apply a sink going unhealthy rolls it back.
+pub const DEFAULT_PROBATION: Duration = Duration::from_secs(30);
+
+/// The sinks that are degraded or failed now.
+fn unhealthy_sinks(health: &pipeline::health::Health) -> Vec<String> {
+    use pipeline::health::ComponentState;
+    health
+        .report()
+        .components
+        .into_iter()
+        .filter(|(_, c)| c.kind == "sink" && matches!(c.state, ComponentState::Degraded | ComponentState::Failed))
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// A running applier. Dropping it (or [`Applier::stop`]) ends the thread.
@@ -203,6 +224,7 @@ pub fn spawn<S: Store, K: Kernel>(store: S, kernel: K, settings: ApplierSettings
         fingerprint: fingerprint(&settings.policy),
         settings,
         stop: Arc::clone(&stop),
+        probation: None,
     };
     let name = format!("enforce-{}", worker.settings.component);
     let thread = std::thread::Builder::new().name(name).spawn(move || worker.run(&requests))?;
@@ -270,6 +292,9 @@ struct Worker<S, K> {
     fingerprint: Fingerprint,
     settings: ApplierSettings,
     stop: Arc<AtomicBool>,
+    /// After an apply: until when sinks are watched, and which were
+    /// already unhealthy before it (they do not count).
+    probation: Option<(Instant, Vec<String>)>,
 }
 
 impl<S: Store, K: Kernel> Worker<S, K> {
@@ -320,10 +345,38 @@ impl<S: Store, K: Kernel> Worker<S, K> {
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
+            self.watch_probation(now);
             if last_read.elapsed() >= self.settings.poll_interval.min(Duration::from_secs(1)) {
                 last_read = Instant::now();
                 self.refresh();
             }
+        }
+    }
+
+    /// Rolls back one step when a sink turned unhealthy since the last
+    /// apply, within its probation.
+    fn watch_probation(&mut self, now: SystemTime) {
+        let Some((until, before)) = &self.probation else { return };
+        if Instant::now() > *until {
+            self.probation = None;
+            return;
+        }
+        let Some(health) = &self.settings.health else { return };
+        let newly: Vec<String> = unhealthy_sinks(health).into_iter().filter(|s| !before.contains(s)).collect();
+        if newly.is_empty() {
+            return;
+        }
+        self.probation = None;
+        let reason = format!("sink(s) {} turned unhealthy right after the apply", newly.join(", "));
+        let result = self.store.rollback(1, now).and_then(|p| self.install_commit(p, "auto_rollback", now));
+        match result {
+            Ok(digest) => {
+                let message = format!("{reason}: rolled back to {digest}");
+                tracing::warn!(component = %self.settings.component, %message, "enforce: automatic rollback");
+                pipeline::diag::emit(&self.settings.component, "policy_auto_rollback", message.clone());
+                self.set_error(Some(message));
+            }
+            Err(error) => self.fail(format!("{reason}, and the automatic rollback failed: {error}")),
         }
     }
 
@@ -345,7 +398,14 @@ impl<S: Store, K: Kernel> Worker<S, K> {
             self.set_error(None);
             return Ok(policy.digest);
         }
-        self.install_commit(policy, "apply", now)
+        let before = self.settings.health.as_ref().map(unhealthy_sinks).unwrap_or_default();
+        // The first policy has nothing to go back to.
+        let had_previous = self.running.is_some();
+        let applied = self.install_commit(policy, "apply", now)?;
+        if self.settings.health.is_some() && had_previous {
+            self.probation = Some((Instant::now() + self.settings.probation, before));
+        }
+        Ok(applied)
     }
 
     fn install_commit(

@@ -65,6 +65,14 @@ impl Kernel for FakeKernel {
 }
 
 fn start(dir: &Path, history: Vec<CompiledPolicy>) -> (Applier, Arc<Mutex<Log>>) {
+    start_watching(dir, history, None)
+}
+
+fn start_watching(
+    dir: &Path,
+    history: Vec<CompiledPolicy>,
+    health: Option<pipeline::health::Health>,
+) -> (Applier, Arc<Mutex<Log>>) {
     let log = Arc::new(Mutex::new(Log::default()));
     let settings = ApplierSettings {
         component: "test".into(),
@@ -73,6 +81,8 @@ fn start(dir: &Path, history: Vec<CompiledPolicy>) -> (Applier, Arc<Mutex<Log>>)
         poll_interval: Duration::from_millis(50),
         on_status: None,
         names: None,
+        health,
+        probation: Duration::from_secs(5),
     };
     let store = FakeStore { log: Arc::clone(&log), history };
     let applier = spawn(store, FakeKernel(Arc::clone(&log)), settings).expect("thread");
@@ -154,4 +164,34 @@ fn a_failed_install_keeps_the_running_policy_and_counters_reach_status() {
     assert_eq!((status.digest.as_str(), status.generation), ("kept", 1));
     log.lock().expect("log").decisions = Decisions { allowed: 1, denied: 2, audited: 3, reserve_failures: 0 };
     wait_until("the counters", || handle.status().decisions.denied == 2);
+}
+
+/// Issue #17: a policy after which one of the agent's sinks turns
+/// unhealthy (it cut the sink off from its broker) is rolled back at once;
+/// a sink already unhealthy before the apply does not count.
+#[test]
+fn a_sink_turning_unhealthy_right_after_an_apply_rolls_it_back() {
+    use pipeline::health::{ComponentState, Health};
+    use pipeline::Role;
+    let health = Health::default();
+    let kafka = health.register("kafka", Role::Sink, "kafka");
+    kafka.set(ComponentState::Running, None);
+    let flaky = health.register("flaky", Role::Sink, "kafka");
+    flaky.set(ComponentState::Degraded, Some("already down".into()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("policy.toml"), "good").expect("write");
+    let (applier, log) = start_watching(dir.path(), Vec::new(), Some(health));
+    let handle = applier.handle().clone();
+    wait_until("the first apply", || handle.status().digest == "good");
+    std::fs::write(dir.path().join("policy.toml"), "cuts-kafka").expect("write");
+    wait_until("the second apply", || handle.status().digest == "cuts-kafka");
+    // The already-degraded sink staying degraded changes nothing.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(handle.status().digest, "cuts-kafka");
+    kafka.set(ComponentState::Degraded, Some("broker unreachable".into()));
+    wait_until("the automatic rollback", || handle.status().digest == "good");
+    let status = handle.status();
+    assert!(status.error.as_deref().is_some_and(|e| e.contains("kafka") && e.contains("rolled back")), "{status:?}");
+    let whats: Vec<String> = log.lock().expect("log").committed.iter().map(|(_, w)| w.clone()).collect();
+    assert_eq!(whats, ["apply", "apply", "auto_rollback"]);
 }

@@ -139,5 +139,57 @@ pub fn check(config: &EnforceConfig, options: &ComponentOptions, errors: &mut Ve
         }
         settings.poll_interval_ms = *poll.get_ref();
     }
+    settings.protected = options.sink_destinations().iter().flat_map(|text| protected(text)).collect();
     settings
+}
+
+/// The addresses a sink destination (`host:port`, `[v6]:port`, or a URL
+/// such as `http://10.0.0.5:4317`) names, for validation to protect. Only
+/// IP literals and `localhost` are taken: resolving other names here would
+/// make `validate` wait on DNS, and a name's addresses can change under a
+/// running policy. Loopback is protected anyway.
+pub fn protected(text: &str) -> Vec<policy::Protected> {
+    let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':').and_then(|p| p.parse::<u16>().ok())),
+            None => return Vec::new(),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') => (host, port.parse::<u16>().ok()),
+            _ => (authority, None),
+        },
+    };
+    let what = format!("the agent's sink destination `{text}`");
+    let addrs: Vec<std::net::IpAddr> = match host {
+        "localhost" => vec![std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()],
+        _ => host.parse().map(|addr| vec![addr]).unwrap_or_default(),
+    };
+    addrs.into_iter().map(|addr| policy::Protected { addr, port, what: what.clone() }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::protected;
+
+    fn addrs(text: &str) -> Vec<String> {
+        protected(text)
+            .into_iter()
+            .map(|p| format!("{} {}", p.addr, p.port.map_or("*".to_owned(), |p| p.to_string())))
+            .collect()
+    }
+
+    #[test]
+    fn sink_destinations_become_protected_addresses() {
+        assert_eq!(addrs("10.0.0.5:9092"), ["10.0.0.5 9092"]);
+        assert_eq!(addrs("http://192.0.2.7:4317/v1"), ["192.0.2.7 4317"]);
+        assert_eq!(addrs("[2001:db8::1]:9093"), ["2001:db8::1 9093"]);
+        assert_eq!(addrs("localhost:9092"), ["127.0.0.1 9092", "::1 9092"]);
+        assert_eq!(addrs("203.0.113.9"), ["203.0.113.9 *"]);
+        assert!(addrs("kafka.internal:9092").is_empty(), "names are not resolved");
+        assert!(addrs("").is_empty());
+        assert!(addrs("[::1").is_empty());
+    }
 }

@@ -187,6 +187,7 @@ pub fn start(
     cgroup_mount: Option<std::path::PathBuf>,
     names: Option<pipeline::event::RuleNames>,
     on_status: Option<applier::StatusCallback>,
+    health: Option<pipeline::health::Health>,
 ) -> Result<applier::Applier, EnforceError> {
     let manager = open_manager(settings)?;
     let applier_settings = ApplierSettings {
@@ -196,6 +197,8 @@ pub fn start(
         poll_interval: Duration::from_millis(settings.poll_interval_ms),
         on_status,
         names,
+        health,
+        probation: applier::DEFAULT_PROBATION,
     };
     spawn(manager, applier::KernelMaps { maps, cgroup_mount }, applier_settings)
         .map_err(|error| EnforceError::State(format!("cannot start the applier thread: {error}")))

@@ -129,6 +129,12 @@ impl HealthHandle {
         self.health.policy_control()
     }
 
+    /// The whole agent's health (read-only use: e.g. network enforcement
+    /// watching the sinks after an apply).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
     /// Replaces the component's `details` (see [`ComponentHealth::details`]).
     pub fn set_details(&self, details: serde_json::Value) {
         if let Some(entry) = self.health.lock().get_mut(&*self.name) {

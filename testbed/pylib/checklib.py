@@ -12,6 +12,7 @@ the driver runs only the files in testbed/checks/).
 
 import glob
 import os
+import random
 import shutil
 import signal
 import socket
@@ -67,7 +68,25 @@ def agent_env():
     return {k: v for k, v in os.environ.items() if not k.startswith("HOSTFLOW_")}
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
+    """A port free now, below Linux's ephemeral range (32768-60999) so that
+    no outgoing connection of the agent, a broker or a client takes it
+    between this call and the bind, and never one this process handed out
+    before (a broker and an agent API asked for one each used to collide)."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -129,6 +129,7 @@ pub struct ComponentOptions {
     pub role: Role,
     source_file: Arc<SourceFile>,
     table: Spanned<DeValue<'static>>,
+    sink_destinations: Arc<Vec<String>>,
 }
 
 impl ComponentOptions {
@@ -165,6 +166,38 @@ impl ComponentOptions {
     pub fn error(&self, message: impl Into<String>) -> ConfigError {
         self.error_at(self.table.span(), message)
     }
+
+    /// The network destinations the topology's sinks send to, as written
+    /// (`host:port`, or a URL): every sink's `brokers` (a string of
+    /// comma-separated brokers, or a list) and `endpoint`. Network
+    /// enforcement protects them: a policy that would cut the agent off
+    /// from its own sinks needs `force = true` (issue #17).
+    pub fn sink_destinations(&self) -> &[String] {
+        &self.sink_destinations
+    }
+}
+
+/// Every sink's `brokers` and `endpoint` values, in declaration order.
+fn sink_destinations(components: &[ComponentDecl]) -> Vec<String> {
+    let mut out = Vec::new();
+    for decl in components.iter().filter(|d| d.role == Role::Sink) {
+        let DeValue::Table(table) = decl.options.table.get_ref() else { continue };
+        for (key, value) in table.iter() {
+            if !matches!(key.get_ref().as_ref(), "brokers" | "endpoint") {
+                continue;
+            }
+            match value.get_ref() {
+                DeValue::String(text) => out.extend(text.split(',').map(|t| t.trim().to_owned())),
+                DeValue::Array(items) => out.extend(items.iter().filter_map(|item| match item.get_ref() {
+                    DeValue::String(text) => Some(text.trim().to_owned()),
+                    _ => None,
+                })),
+                _ => {}
+            }
+        }
+    }
+    out.retain(|t| !t.is_empty());
+    out
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`" message, a
@@ -207,7 +240,11 @@ impl TopologyConfig {
         for (source_file, document) in documents {
             merged.add_file(source_file, document);
         }
-        let Merged { api, api_first: _, components, errors, unparsed } = merged;
+        let Merged { api, api_first: _, mut components, errors, unparsed } = merged;
+        let destinations = Arc::new(sink_destinations(&components));
+        for decl in &mut components {
+            decl.options.sink_destinations = Arc::clone(&destinations);
+        }
         Ok(TopologyConfig { source, api, components, problems: errors, unparsed })
     }
 }
@@ -434,6 +471,7 @@ fn parse_component(
             role,
             source_file: Arc::clone(source_file),
             table: Spanned::new(table_span, DeValue::Table(options)),
+            sink_destinations: Arc::default(),
         },
         name,
         name_span,
@@ -528,4 +566,40 @@ pub const MAX_BUFFER_CAPACITY: usize = 10_000_000;
 
 fn is_valid_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue #17: every component sees where the topology's sinks send, so
+    /// network enforcement can refuse a policy that cuts the agent off.
+    #[test]
+    fn every_component_sees_the_sinks_destinations() {
+        let text = r#"
+[sources.k]
+type = "ebpf"
+[sinks.raw]
+type = "kafka"
+inputs = ["k"]
+brokers = "10.0.0.5:9092, 10.0.0.6:9092"
+[sinks.otel]
+type = "otlp"
+inputs = ["k"]
+endpoint = "http://192.0.2.7:4317"
+[sinks.list]
+type = "kafka"
+inputs = ["k"]
+brokers = ["[2001:db8::1]:9093"]
+[sinks.spool]
+type = "arrow_spool"
+inputs = ["k"]
+path = "data/spool"
+"#;
+        let config = TopologyConfig::parse(SourceFile::new("t.toml", text)).expect("parses");
+        let expected = ["10.0.0.5:9092", "10.0.0.6:9092", "http://192.0.2.7:4317", "[2001:db8::1]:9093"];
+        for decl in &config.components {
+            assert_eq!(decl.options.sink_destinations(), expected, "{}", decl.name);
+        }
+    }
 }

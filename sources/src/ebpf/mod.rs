@@ -677,8 +677,16 @@ fn start_enforcement(
         }
         let maps = loaded.take_policy_maps().map_err(|error| error.to_string())?;
         tracing::info!(source = %cx.name, cgroup = %cgroup.path, cgroup_id = cgroup.id, "network enforcement starting");
-        enforce::start(settings, maps, &cx.name, Some(mount), Some(names.clone()), Some(Box::new(publish.clone())))
-            .map_err(|error| error.to_string())
+        enforce::start(
+            settings,
+            maps,
+            &cx.name,
+            Some(mount),
+            Some(names.clone()),
+            Some(Box::new(publish.clone())),
+            Some(cx.health.health().clone()),
+        )
+        .map_err(|error| error.to_string())
     });
     match started {
         Ok(applier) => {
