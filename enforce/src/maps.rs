@@ -61,20 +61,7 @@ fn map_error(map: &'static str) -> impl Fn(String) -> EnforceError {
     move |reason| EnforceError::Map { map, reason }
 }
 
-/// An error with its sources, `a: b: c`.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use pipeline::error_chain as chain;
 
 impl PolicyMaps {
     /// Wraps the three maps taken from the object (`V4_MAP`, `V6_MAP`,

@@ -42,3 +42,20 @@ pub fn load(source: impl Into<TopologySource>, registry: &[ComponentSpec]) -> Re
     let config = TopologyConfig::parse(source)?;
     Topology::build(config, registry)
 }
+
+/// An error with its sources, `a: b: c`, skipping a cause whose text the
+/// message already contains (aya and std errors often repeat theirs). For
+/// logs, /health reasons and diag events, where only text travels.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -11,8 +11,6 @@
 //! blocking pool. The returned [`Loaded`] owns the `Ebpf` value; dropping
 //! it detaches everything.
 
-use std::error::Error as StdError;
-
 use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
 use aya::programs::{Program as AyaProgram, ProgramError};
 use aya::{Ebpf, EbpfLoader};
@@ -611,17 +609,5 @@ fn is_permission_error(text: &str) -> bool {
     text.contains("Operation not permitted") || text.contains("Permission denied")
 }
 
-/// An error with its sources, `a: b: c`.
-pub fn chain(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+/// An error with its sources, `a: b: c` (shared with `enforce`).
+pub use pipeline::error_chain as chain;

@@ -638,7 +638,7 @@ impl Source for EbpfSource {
         // `applier` lives until the reader returns; dropping it stops the
         // applier before `loaded` (the programs) goes.
         let slot = cx.health.policy_control().clone();
-        let result = reader::run_named(loaded, cx, drain_interval, context, proc_root, programs_problem, names).await;
+        let result = reader::run(loaded, cx, drain_interval, context, proc_root, programs_problem, names).await;
         if applier.is_some() {
             slot.unregister();
         }

@@ -37,7 +37,7 @@ const COUNTER_INTERVAL: Duration = Duration::from_secs(1);
 /// is already degraded (programs that are not running). Network-policy
 /// events get their rule ids and policy digests from `names` (a clone of
 /// what the policy applier publishes to; empty without enforcement).
-pub async fn run_named(
+pub async fn run(
     mut loaded: Loaded,
     mut cx: SourceContext,
     drain_interval: Duration,
