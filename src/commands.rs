@@ -96,7 +96,12 @@ pub fn read_topology(path: Option<&Path>) -> Result<TopologySource, Outcome> {
 /// Parses, checks and builds a topology, printing every problem.
 pub fn load(source: TopologySource) -> Result<Topology, Outcome> {
     let name = source.name().to_owned();
-    pipeline::load(source, COMPONENTS).map_err(|ConfigErrors(errors)| {
+    let loaded = pipeline::load(source, COMPONENTS).map(|mut topology| {
+        // Disk buffers store batches in the spool's Arrow encoding.
+        topology.batch_codec = Some(std::sync::Arc::new(crate::buffer_codec::ArrowBatchCodec::new()));
+        topology
+    });
+    loaded.map_err(|ConfigErrors(errors)| {
         for error in &errors {
             eprintln!("{error}");
         }

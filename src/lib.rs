@@ -5,8 +5,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod buffer_check;
+pub mod buffer_codec;
 pub mod commands;
 pub mod eval;
+pub mod ledger_cli;
 pub mod policy_cli;
 pub mod registry;
 pub mod rules;

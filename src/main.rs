@@ -42,19 +42,24 @@ enum Command {
     },
     /// Check a topology and report every problem with its line and column;
     /// or, with `--spool DIR`, check every file of an Arrow spool as its
-    /// readers and the sink's recovery would, changing nothing.
+    /// readers and the sink's recovery would, changing nothing; or, with
+    /// `--buffer DIR`, every segment of a disk buffer.
     ///
     /// Exit codes: 0 valid, 66 unreadable, 78 invalid topology, 65 a spool
-    /// file unreadable, torn or quarantined.
+    /// file or buffer segment unreadable, torn or quarantined.
     Validate {
         /// Topology file, or a directory of `*.toml` files merged in name
         /// order (a component defined in two files is an error).
-        #[arg(required_unless_present = "spool", conflicts_with = "spool")]
+        #[arg(required_unless_present_any = ["spool", "buffer"], conflicts_with_all = ["spool", "buffer"])]
         file: Option<PathBuf>,
         /// An arrow_spool sink's `path`: report every unreadable, torn or
         /// quarantined file by name.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, value_name = "DIR", conflicts_with = "buffer")]
         spool: Option<PathBuf>,
+        /// A disk buffer's directory: report every torn or unreadable
+        /// segment and any file that does not belong, changing nothing.
+        #[arg(long, value_name = "DIR")]
+        buffer: Option<PathBuf>,
     },
     /// Print a topology as a Graphviz DOT graph (e.g. `| dot -Tsvg`).
     Graph {
@@ -179,6 +184,19 @@ enum Command {
         #[command(subcommand)]
         command: hostflow::policy_cli::AuditCommand,
     },
+    /// Print the running agent's loss ledger (`GET /ledger`): for every
+    /// component, buffer and edge, where its events are, from one
+    /// consistent cut, with the biggest loss and the longest wait.
+    ///
+    /// Exit codes: 0 balanced, 1 an identity does not hold, 69 no agent API.
+    Ledger {
+        /// The agent's API address.
+        #[arg(long, value_name = "ADDR", default_value = hostflow::policy_cli::DEFAULT_API)]
+        api: String,
+        /// Print the JSON document as the agent sent it.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run SQL over an Arrow spool (one table per event kind). This runs
     /// the `hostflow-query` binary next to this one with the same
     /// arguments: the agent itself carries no SQL engine.
@@ -216,10 +234,11 @@ fn main() -> ExitCode {
             memory::tune_for_long_run();
             commands::run(&RunOptions { config, report })
         }
-        Command::Validate { file, spool } => match (file, spool) {
-            (_, Some(spool)) => hostflow::spool_check::validate_spool(&spool),
-            (Some(file), None) => commands::validate(&file),
-            (None, None) => commands::Outcome::BadInput, // clap requires one
+        Command::Validate { file, spool, buffer } => match (file, spool, buffer) {
+            (_, Some(spool), _) => hostflow::spool_check::validate_spool(&spool),
+            (_, _, Some(buffer)) => hostflow::buffer_check::validate_buffer(&buffer),
+            (Some(file), None, None) => commands::validate(&file),
+            (None, None, None) => commands::Outcome::BadInput, // clap requires one
         },
         Command::Graph { file } => commands::graph(&file),
         Command::Components => commands::components(),
@@ -248,6 +267,7 @@ fn main() -> ExitCode {
         Command::Query { args } => commands::query(&args),
         Command::Rules { command: RulesCommand::Check { dir, json } } => hostflow::rules::check(&dir, json),
         Command::Policy { command } => hostflow::policy_cli::policy(command),
+        Command::Ledger { api, json } => hostflow::ledger_cli::ledger(&api, json),
         Command::Audit { command } => hostflow::policy_cli::audit(command),
     };
     ExitCode::from(outcome.exit_code())

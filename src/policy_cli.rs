@@ -246,7 +246,7 @@ fn verify(trust: &Path, path: &Path) -> Outcome {
 
 /// POSTs to the agent's policy API and reports its `{"ok":…}` answer.
 fn ask_agent(api: &str, path: &str, done: &str) -> Outcome {
-    let response = match post(api, path) {
+    let response = match http("POST", api, path) {
         Ok(response) => response,
         Err(HttpError::Refused) => {
             eprintln!("error: no agent API at {api} (is hostflow running?)");
@@ -279,17 +279,20 @@ fn ask_agent(api: &str, path: &str, done: &str) -> Outcome {
     }
 }
 
-struct Response {
-    status: u16,
-    body: String,
+/// An HTTP/1.1 answer from the agent's API.
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) body: String,
 }
 
-enum HttpError {
+/// Why the agent's API could not be asked.
+pub(crate) enum HttpError {
     Refused,
     Other(String),
 }
 
-fn post(api: &str, path: &str) -> Result<Response, HttpError> {
+/// One request without a body to the agent's API (`HOST:PORT`, or a URL).
+pub(crate) fn http(method: &str, api: &str, path: &str) -> Result<Response, HttpError> {
     // An address pasted as a URL works too.
     let api = api.strip_prefix("http://").unwrap_or(api).trim_end_matches('/');
     let addrs: Vec<_> = api
@@ -313,13 +316,13 @@ fn post(api: &str, path: &str) -> Result<Response, HttpError> {
     stream.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(io)?;
     stream.set_write_timeout(Some(HTTP_TIMEOUT)).map_err(io)?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {api}\r\nUser-Agent: hostflow/{}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nUser-Agent: hostflow/{}\r\nAccept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         env!("CARGO_PKG_VERSION")
     );
     stream.write_all(request.as_bytes()).map_err(io)?;
     let mut raw = Vec::new();
-    // Bounded: the answer is a line of JSON.
-    stream.take(1 << 20).read_to_end(&mut raw).map_err(io)?;
+    // Bounded: the answer is a line of JSON, or a ledger of a few KiB per component.
+    stream.take(16 << 20).read_to_end(&mut raw).map_err(io)?;
     parse_response(&raw).ok_or_else(|| HttpError::Other("the answer is not an HTTP/1.1 response".to_owned()))
 }
 

@@ -126,7 +126,10 @@ async fn respond(
     let route = (request.method(), request.uri().path());
     match route {
         (&Method::GET | &Method::HEAD, "/metrics") => {
-            let body = prometheus.render();
+            let mut body = prometheus.render();
+            if let Some(ledger) = health.ledger() {
+                body.push_str(&ledger.to_prometheus());
+            }
             reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", body)
         }
         (&Method::GET | &Method::HEAD, "/health") => {
@@ -138,11 +141,19 @@ async fn respond(
             let body = serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".to_owned());
             reply(status, "application/json", body)
         }
-        (_, "/metrics" | "/health") => reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n".to_owned()),
+        (&Method::GET | &Method::HEAD, "/ledger") => match health.ledger() {
+            Some(ledger) => {
+                reply(StatusCode::OK, "application/json", serde_json::to_string_pretty(&ledger).unwrap_or_default())
+            }
+            None => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "no topology is running yet\n".to_owned()),
+        },
+        (_, "/metrics" | "/health" | "/ledger") => {
+            reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "use GET\n".to_owned())
+        }
         _ => reply(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /metrics, /health, POST /policy/rollback or POST /policy/clear\n".to_owned(),
+            "not found: try /metrics, /health, /ledger, POST /policy/rollback or POST /policy/clear\n".to_owned(),
         ),
     }
 }

@@ -278,8 +278,24 @@ pub trait Sink: Send + 'static {
         Ok(())
     }
 
+    /// How many of the batches handed to `write` so far (counted from the
+    /// sink's start, in write order) are durable at the destination: a
+    /// Kafka delivery report, an fsync of the spool's file. `None` (the
+    /// default): a batch is durable when its `write` returns.
+    ///
+    /// Why: a sink that keeps several batches in flight returns from
+    /// `write` before they are durable; the engine releases a disk edge's
+    /// records and counts them sent only up to this mark, so a crash
+    /// replays exactly what was not acknowledged. The mark only grows and
+    /// never exceeds the number of batches written; the engine polls it
+    /// after every write and every few milliseconds while it lags.
+    fn durable_batches(&self) -> Option<u64> {
+        None
+    }
+
     /// Makes every accepted batch durable. Called at shutdown after the
-    /// input drained.
+    /// input drained. After it returns `Ok`, [`Sink::durable_batches`]
+    /// (when `Some`) equals the number of batches written.
     async fn flush(&mut self) -> Result<(), ComponentError>;
 }
 

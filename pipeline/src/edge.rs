@@ -16,6 +16,7 @@ use metrics::Counter;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::event::Batch;
+use crate::ledger::{ComponentEntry, EdgeEntry};
 use crate::metrics::{BufferGauges, DropReason, EdgeMetrics, EdgeReport};
 
 /// What a sender does when the downstream buffer has no room.
@@ -51,13 +52,35 @@ impl WhenFull {
     }
 }
 
-/// `buffer = { capacity = N, when_full = "..." }` on a transform or sink.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `buffer = { capacity = N, when_full = "..." }` on a transform or sink,
+/// or `buffer = { type = "disk", max_bytes = N, when_full = "...", path = "..." }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BufferConfig {
-    /// Events the buffer holds before `when_full` applies.
+    /// Events the buffer holds before `when_full` applies (a memory
+    /// buffer; for a disk buffer, the events decoded ahead of the reader).
     pub capacity: NonZeroUsize,
     pub when_full: WhenFull,
+    /// `Some` for a disk buffer: events are appended to segment files
+    /// before the upstream is told they were accepted, and leave them only
+    /// once the component acknowledged them.
+    pub disk: Option<DiskConfig>,
 }
+
+/// The disk half of a `type = "disk"` buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// Where the segment files go; `None`: `data/buffers/<component>`.
+    pub path: Option<std::path::PathBuf>,
+    /// Unacknowledged bytes on disk before `when_full` applies.
+    pub max_bytes: u64,
+}
+
+/// Default `max_bytes` of a disk buffer: a broker outage of minutes at
+/// tens of thousands of events per second, without filling a small disk.
+pub const DEFAULT_DISK_MAX_BYTES: u64 = 256 << 20;
+
+/// The smallest `max_bytes` accepted: a few segments' worth.
+pub const MIN_DISK_MAX_BYTES: u64 = 1 << 20;
 
 /// Default buffer capacity in events: a few batches of the default size,
 /// enough to smooth bursts without hiding a stalled sink for long.
@@ -68,9 +91,14 @@ impl Default for BufferConfig {
         BufferConfig {
             capacity: NonZeroUsize::new(DEFAULT_CAPACITY).unwrap_or(NonZeroUsize::MIN),
             when_full: WhenFull::Block,
+            disk: None,
         }
     }
 }
+
+mod disk;
+
+pub use disk::{default_dir as default_disk_dir, DiskItem, DiskThreads};
 
 struct Shared {
     room: Semaphore,
@@ -85,19 +113,53 @@ impl Shared {
     }
 }
 
-/// Creates one component's input buffer. Clone the sender half per
+/// Creates one component's memory input buffer. Clone the sender half per
 /// upstream edge with [`BufferHandle::sender`].
-pub fn buffer(config: BufferConfig, gauges: BufferGauges) -> (BufferHandle, EdgeReceiver) {
+pub fn buffer(config: &BufferConfig, gauges: BufferGauges) -> (BufferHandle, EdgeReceiver) {
     let capacity = config.capacity.get();
     let shared = Arc::new(Shared { room: Semaphore::new(capacity), capacity, gauges });
     let (tx, rx) = mpsc::unbounded_channel();
-    (BufferHandle { tx, shared: Arc::clone(&shared), when_full: config.when_full }, EdgeReceiver { rx, shared })
+    (
+        BufferHandle { target: Target::Memory { tx, shared: Arc::clone(&shared) }, when_full: config.when_full },
+        EdgeReceiver { inner: Inner::Memory { rx, shared }, ledger: None },
+    )
+}
+
+/// Opens one component's disk input buffer (`config.disk` must be set)
+/// and starts its writer and reader threads. Fails on a directory that
+/// cannot be used (unwritable, holding unknown files); never deletes.
+pub fn disk_buffer(
+    component: &str,
+    config: &BufferConfig,
+    codec: Arc<dyn crate::batch_codec::BatchCodec>,
+    gauges: BufferGauges,
+) -> Result<
+    (BufferHandle, EdgeReceiver, crate::disk_buffer::OpenReport, DiskThreads),
+    crate::disk_buffer::DiskBufferError,
+> {
+    let disk_config = config.disk.clone().unwrap_or(DiskConfig { path: None, max_bytes: DEFAULT_DISK_MAX_BYTES });
+    // Read ahead in batches: the memory capacity over a typical batch.
+    let read_ahead = (config.capacity.get() / 1024).clamp(1, 8);
+    let (target, source, report, threads) = disk::open(component, &disk_config, config.when_full, read_ahead, codec)?;
+    gauges.depth.set(report.events_pending as f64);
+    Ok((
+        BufferHandle { target: Target::Disk(target), when_full: config.when_full },
+        EdgeReceiver { inner: Inner::Disk { source, gauges }, ledger: None },
+        report,
+        threads,
+    ))
+}
+
+/// Where an edge's events go: a memory buffer, or a disk buffer's writer.
+#[derive(Clone)]
+enum Target {
+    Memory { tx: mpsc::UnboundedSender<(Batch, u32)>, shared: Arc<Shared> },
+    Disk(disk::DiskTarget),
 }
 
 /// The write side of a buffer before it is handed to an upstream.
 pub struct BufferHandle {
-    tx: mpsc::UnboundedSender<(Batch, u32)>,
-    shared: Arc<Shared>,
+    target: Target,
     when_full: WhenFull,
 }
 
@@ -105,35 +167,78 @@ impl BufferHandle {
     /// A sender for the edge `from` → this buffer's owner.
     pub fn sender(&self, from: &str, to: &str, metrics: EdgeMetrics) -> EdgeSender {
         EdgeSender {
-            tx: self.tx.clone(),
-            shared: Arc::clone(&self.shared),
+            target: self.target.clone(),
             when_full: self.when_full,
             metrics,
             report: EdgeReport { from: from.to_owned(), to: to.to_owned(), ..EdgeReport::default() },
+            ledger: None,
         }
     }
 }
 
 /// One upstream's handle on one downstream buffer.
 pub struct EdgeSender {
-    tx: mpsc::UnboundedSender<(Batch, u32)>,
-    shared: Arc<Shared>,
+    target: Target,
     when_full: WhenFull,
     metrics: EdgeMetrics,
     report: EdgeReport,
+    ledger: Option<EdgeEntry>,
 }
 
 impl EdgeSender {
+    /// Books this edge in the loss ledger (the engine does, at start).
+    pub fn set_ledger(&mut self, entry: EdgeEntry) {
+        self.ledger = Some(entry);
+    }
+
     /// Sends a batch, applying the buffer's `when_full` policy. Returns the
     /// number of events that entered the buffer.
-    pub async fn send(&mut self, mut batch: Batch) -> usize {
+    pub async fn send(&mut self, batch: Batch) -> usize {
         if batch.is_empty() {
             return 0;
         }
-        let wanted = batch.len().min(self.shared.capacity);
+        let blocked_before = self.report.blocked_seconds;
+        let accepted = self.send_inner(batch).await;
+        if let Some(ledger) = &self.ledger {
+            ledger.blocked(self.report.blocked_seconds - blocked_before);
+        }
+        accepted
+    }
+
+    async fn send_inner(&mut self, batch: Batch) -> usize {
+        match &self.target {
+            Target::Memory { tx, shared } => {
+                let (tx, shared) = (tx.clone(), Arc::clone(shared));
+                self.send_to_memory(&tx, &shared, batch).await
+            }
+            Target::Disk(target) => {
+                let target = target.clone();
+                match target.append(&batch, self.ledger.clone()).await {
+                    disk::Appended::Stored { waited } => {
+                        if !waited.is_zero() {
+                            let blocked = waited.as_secs_f64();
+                            self.metrics.blocked_seconds.increment(blocked);
+                            self.report.blocked_seconds += blocked;
+                        }
+                        self.count_sent(batch.len());
+                        batch.len()
+                    }
+                    // The writer thread booked the drop in the ledger.
+                    disk::Appended::Dropped(reason) => self.drop_all_booked(batch, reason),
+                }
+            }
+        }
+    }
+
+    async fn send_to_memory(
+        &mut self,
+        tx: &mpsc::UnboundedSender<(Batch, u32)>,
+        shared: &Arc<Shared>,
+        mut batch: Batch,
+    ) -> usize {
+        let wanted = batch.len().min(shared.capacity);
         let permits = match self.when_full {
             WhenFull::Block => {
-                let shared = Arc::clone(&self.shared);
                 let acquired = match shared.room.try_acquire_many(permit_count(wanted)) {
                     Ok(permit) => Some(permit),
                     Err(_) => {
@@ -154,16 +259,16 @@ impl EdgeSender {
                 }
             }
             WhenFull::DropNewest => loop {
-                if self.shared.room.is_closed() {
+                if shared.room.is_closed() {
                     return self.drop_all(batch, DropReason::DownstreamClosed);
                 }
-                let fits = self.shared.room.available_permits().min(batch.len());
+                let fits = shared.room.available_permits().min(batch.len());
                 if fits == 0 {
                     break 0;
                 }
                 // Another upstream may take the room between the two calls:
                 // then look again rather than over-drop.
-                if let Ok(permit) = self.shared.room.try_acquire_many(permit_count(fits)) {
+                if let Ok(permit) = shared.room.try_acquire_many(permit_count(fits)) {
                     permit.forget();
                     break fits;
                 }
@@ -178,15 +283,29 @@ impl EdgeSender {
             }
         }
         let n_events = batch.len();
-        match self.tx.send((batch, permits as u32)) {
+        // Booked before the reader can take the batch, so the buffer's
+        // `queued` never runs behind its `received`.
+        if let Some(ledger) = &self.ledger {
+            ledger.accept(n_events as u64);
+        }
+        match tx.send((batch, permits as u32)) {
             Ok(()) => {
-                self.shared.update_depth();
-                self.metrics.sent.increment(n_events as u64);
-                self.report.sent += n_events as u64;
+                shared.update_depth();
+                self.count_sent(n_events);
                 n_events
             }
-            Err(mpsc::error::SendError((batch, _))) => self.drop_all(batch, DropReason::DownstreamClosed),
+            Err(mpsc::error::SendError((batch, _))) => {
+                if let Some(ledger) = &self.ledger {
+                    ledger.unaccept(n_events as u64);
+                }
+                self.drop_all(batch, DropReason::DownstreamClosed)
+            }
         }
+    }
+
+    fn count_sent(&mut self, n_events: usize) {
+        self.metrics.sent.increment(n_events as u64);
+        self.report.sent += n_events as u64;
     }
 
     fn drop_all(&mut self, batch: Batch, reason: DropReason) -> usize {
@@ -194,7 +313,18 @@ impl EdgeSender {
         0
     }
 
+    /// Counts a drop the ledger already has (a disk buffer's writer booked it).
+    fn drop_all_booked(&mut self, batch: Batch, reason: DropReason) -> usize {
+        let ledger = self.ledger.take();
+        self.count_drop(reason, batch.len() as u64);
+        self.ledger = ledger;
+        0
+    }
+
     fn count_drop(&mut self, reason: DropReason, n_events: u64) {
+        if let Some(ledger) = &self.ledger {
+            ledger.drop_in_transit(n_events, reason);
+        }
         self.metrics.discarded[reason.index()].increment(n_events);
         self.metrics.target_discarded[reason.index()].increment(n_events);
         *self.report.discarded.entry(reason.as_str()).or_default() += n_events;
@@ -212,32 +342,119 @@ fn permit_count(n_events: usize) -> u32 {
 
 /// The read side of a component's input buffer.
 pub struct EdgeReceiver {
-    rx: mpsc::UnboundedReceiver<(Batch, u32)>,
-    shared: Arc<Shared>,
+    inner: Inner,
+    ledger: Option<ComponentEntry>,
+}
+
+enum Inner {
+    Memory { rx: mpsc::UnboundedReceiver<(Batch, u32)>, shared: Arc<Shared> },
+    Disk { source: disk::DiskSource, gauges: BufferGauges },
+}
+
+/// One batch from an input buffer, with what acknowledging it takes.
+pub enum Received {
+    /// From a memory buffer: nothing to acknowledge.
+    Memory(Batch),
+    /// From a disk buffer: acknowledge `record` (through
+    /// [`EdgeReceiver::ack`]) once the batch is durable downstream.
+    Disk(DiskItem),
 }
 
 impl EdgeReceiver {
     /// The next batch, or `None` once every upstream has finished and the
-    /// buffer is empty: that is how a drain completes.
+    /// buffer is empty: that is how a drain completes. A disk buffer's
+    /// record is acknowledged at once (for components that finish with a
+    /// batch when `process` returns: transforms).
     pub async fn recv(&mut self) -> Option<Batch> {
-        let (batch, permits) = self.rx.recv().await?;
-        self.shared.room.add_permits(permits as usize);
-        self.shared.update_depth();
-        Some(batch)
-    }
-}
-
-impl EdgeReceiver {
-    /// Stops accepting batches and counts the events still queued, for a
-    /// reader that cannot go on: they are reported, not silently lost.
-    pub async fn close_and_count(&mut self) -> u64 {
-        self.shared.room.close();
-        self.rx.close();
-        let mut n_events = 0;
-        while let Some((batch, _)) = self.rx.recv().await {
-            n_events += batch.len() as u64;
+        loop {
+            match self.recv_tracked().await? {
+                Received::Memory(batch) => return Some(batch),
+                Received::Disk(DiskItem::Batch(batch, record)) => {
+                    self.ack(record);
+                    return Some(batch);
+                }
+                Received::Disk(DiskItem::Undecodable { record, n_events, error }) => {
+                    tracing::warn!(%error, n_events, "skipping a disk buffer record that does not decode");
+                    if let Some(ledger) = &self.ledger {
+                        ledger.received(u64::from(n_events));
+                        ledger.discarded(DropReason::Undecodable, u64::from(n_events));
+                    }
+                    self.ack(record);
+                }
+            }
         }
-        n_events
+    }
+
+    /// The next batch with its disk record, for a sink that acknowledges
+    /// only what its destination made durable.
+    pub async fn recv_tracked(&mut self) -> Option<Received> {
+        match &mut self.inner {
+            Inner::Memory { rx, shared } => {
+                let (batch, permits) = rx.recv().await?;
+                shared.room.add_permits(permits as usize);
+                shared.update_depth();
+                Some(Received::Memory(batch))
+            }
+            Inner::Disk { source, gauges } => {
+                let item = source.recv().await?;
+                gauges.depth.set(source.shared.pending_events.load(std::sync::atomic::Ordering::Relaxed).max(0) as f64);
+                Some(Received::Disk(item))
+            }
+        }
+    }
+
+    /// Books this buffer's reads in the loss ledger (the engine does, at
+    /// start; a disk buffer's replayed and torn records too).
+    pub fn set_ledger(&mut self, entry: ComponentEntry, replayed_events: u64, torn_records: u64) {
+        entry.replayed(replayed_events, torn_records);
+        if let Inner::Disk { source, .. } = &self.inner {
+            source.set_ledger(entry.clone());
+        }
+        self.ledger = Some(entry);
+    }
+
+    /// Acknowledges a disk buffer's records up to `through`; a no-op for a
+    /// memory buffer.
+    pub fn ack(&self, through: crate::disk_buffer::RecordId) {
+        if let Inner::Disk { source, .. } = &self.inner {
+            source.ack(through);
+        }
+    }
+
+    /// Shutdown: a disk buffer stops reading ahead (what is stored stays
+    /// for the next start, so `recv` soon returns `None`); a memory buffer
+    /// drains to the end as before.
+    pub fn stop_reading(&self) {
+        if let Inner::Disk { source, .. } = &self.inner {
+            source.stop_reading();
+        }
+    }
+
+    /// Whether this is a disk buffer.
+    pub fn is_disk(&self) -> bool {
+        matches!(self.inner, Inner::Disk { .. })
+    }
+
+    /// Stops accepting batches and counts the events still queued, for a
+    /// reader that cannot go on: they are reported, not silently lost. A
+    /// disk buffer keeps its records for the next start; nothing is lost,
+    /// so nothing is counted.
+    pub async fn close_and_count(&mut self) -> u64 {
+        match &mut self.inner {
+            Inner::Memory { rx, shared } => {
+                shared.room.close();
+                rx.close();
+                let mut n_events = 0;
+                while let Some((batch, _)) = rx.recv().await {
+                    n_events += batch.len() as u64;
+                }
+                n_events
+            }
+            Inner::Disk { source, .. } => {
+                source.stop_reading();
+                0
+            }
+        }
     }
 }
 
@@ -246,7 +463,9 @@ impl Drop for EdgeReceiver {
     /// blocked senders waiting for room forever: closing the semaphore turns
     /// their wait into a counted `downstream_closed` drop.
     fn drop(&mut self) {
-        self.shared.room.close();
+        if let Inner::Memory { shared, .. } = &self.inner {
+            shared.room.close();
+        }
     }
 }
 
@@ -257,6 +476,9 @@ pub struct Fanout {
     sent: Counter,
     n_sent: u64,
     on_drop: Option<OnFanoutDrop>,
+    /// The component's ledger row, and whether it is a source (whose sends
+    /// are also what it produced).
+    ledger: Option<(ComponentEntry, bool)>,
 }
 
 /// Receives a fan-out's totals (events sent, per-edge reports) when it drops.
@@ -266,7 +488,12 @@ impl Fanout {
     /// A fan-out over the given edges; `sent` is the component's
     /// `sent_events_total` handle.
     pub fn new(edges: Vec<EdgeSender>, sent: Counter) -> Fanout {
-        Fanout { edges, sent, n_sent: 0, on_drop: None }
+        Fanout { edges, sent, n_sent: 0, on_drop: None, ledger: None }
+    }
+
+    /// Books this fan-out in the loss ledger (the engine does, at start).
+    pub fn set_ledger(&mut self, entry: ComponentEntry, is_source: bool) {
+        self.ledger = Some((entry, is_source));
     }
 
     /// Registers a callback that gets the totals when this fan-out drops.
@@ -284,6 +511,13 @@ impl Fanout {
         let n_events = batch.len() as u64;
         self.sent.increment(n_events);
         self.n_sent += n_events;
+        if let Some((entry, is_source)) = &self.ledger {
+            if *is_source {
+                entry.produced(n_events);
+            }
+            let edges: Vec<&EdgeEntry> = self.edges.iter().filter_map(|edge| edge.ledger.as_ref()).collect();
+            entry.fan_out(n_events, &edges);
+        }
         if let Some((last, others)) = self.edges.split_last_mut() {
             for edge in others {
                 edge.send(batch.clone()).await;
@@ -334,8 +568,8 @@ mod tests {
     }
 
     fn edge(capacity: usize, when_full: WhenFull) -> (EdgeSender, EdgeReceiver) {
-        let config = BufferConfig { capacity: NonZeroUsize::new(capacity).expect("non-zero"), when_full };
-        let (handle, receiver) = buffer(config, BufferGauges::new("to", capacity));
+        let config = BufferConfig { capacity: NonZeroUsize::new(capacity).expect("non-zero"), when_full, disk: None };
+        let (handle, receiver) = buffer(&config, BufferGauges::new("to", capacity));
         (handle.sender("from", "to", EdgeMetrics::new("from", "to", Role::Sink, "test")), receiver)
     }
 

@@ -49,6 +49,9 @@ pub struct Health {
     /// What `POST /policy/…` acts on, registered by the component that
     /// enforces network policy (see `api::policy`).
     policy: PolicySlot,
+    /// The running topology's loss ledger, for `GET /ledger` and the
+    /// ledger lines of `/metrics`.
+    ledger: Arc<Mutex<Option<Arc<crate::ledger::Ledger>>>>,
 }
 
 /// Overall status derived from the components.
@@ -98,6 +101,17 @@ impl Health {
     /// Where the enforcing component registers its policy control.
     pub fn policy_control(&self) -> &PolicySlot {
         &self.policy
+    }
+
+    /// Installs the running topology's ledger (the engine does, at start).
+    pub fn set_ledger(&self, ledger: Arc<crate::ledger::Ledger>) {
+        *self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ledger);
+    }
+
+    /// A consistent cut of the running topology's ledger, if one runs.
+    pub fn ledger(&self) -> Option<crate::ledger::LedgerSnapshot> {
+        let ledger = self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        ledger.map(|ledger| ledger.snapshot())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ComponentHealth>> {

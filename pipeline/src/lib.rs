@@ -9,12 +9,15 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod batch_codec;
 pub mod component;
 pub mod config;
 pub mod diag;
+pub mod disk_buffer;
 pub mod edge;
 pub mod event;
 pub mod health;
+pub mod ledger;
 pub mod metrics;
 pub mod runtime;
 pub mod shutdown;

@@ -20,18 +20,23 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use metrics::Counter;
 use tokio::task::JoinSet;
 
-use crate::component::{Built, ComponentError, Output, Sink, SinkContext, Source, SourceContext, Transform};
+use crate::component::{Built, ComponentError, Output, SinkContext, Source, SourceContext, Transform};
 use crate::config::Role;
-use crate::edge::{buffer, BufferHandle, EdgeReceiver, Fanout};
+use crate::edge::{buffer, disk_buffer, BufferHandle, DiskThreads, EdgeReceiver, Fanout};
 use crate::health::{ComponentState, Health, HealthHandle};
+use crate::ledger::{ComponentEntry, Ledger};
 use crate::metrics::{
     sent_counter, BufferGauges, ComponentMetrics, ComponentReport, DropReason, EdgeMetrics, EdgeReport, RunReport,
 };
 use crate::shutdown::ShutdownTrigger;
+
+mod sink;
+#[cfg(test)]
+mod tests_disk;
 use crate::topology::Topology;
+use sink::run_sink;
 
 /// Why a run did not end cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +48,9 @@ pub enum RunError {
         #[source]
         source: ComponentError,
     },
+    /// A disk buffer could not be opened; no source was started.
+    #[error("the disk buffer of `{component}` could not be opened: {message}")]
+    DiskBuffer { component: String, message: String },
     /// One or more components stopped with an error; the rest were drained.
     #[error("{}", describe_failures(.failures))]
     ComponentsFailed { failures: Vec<(String, String)>, report: Box<RunReport> },
@@ -68,13 +76,49 @@ struct FanoutTotals(Arc<Mutex<(u64, Vec<EdgeReport>)>>);
 /// Runs the topology until every source has finished (or `trigger` fired
 /// and the drain completed). Returns exact totals.
 pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -> Result<RunReport, RunError> {
-    let Topology { nodes, .. } = topology;
+    let Topology { nodes, batch_codec, .. } = topology;
+
+    // The loss ledger: one row per component, one per edge.
+    let ledger = Arc::new(Ledger::default());
+    let entries: BTreeMap<String, ComponentEntry> = nodes
+        .iter()
+        .map(|n| {
+            let buffer = (n.role != Role::Source).then_some(n.buffer.disk.is_some());
+            (n.name.clone(), ledger.component(&n.name, n.role.noun(), &n.type_name, buffer))
+        })
+        .collect();
+    health.set_ledger(Arc::clone(&ledger));
 
     // One input buffer per transform and sink.
+    let mut disk_threads: Vec<DiskThreads> = Vec::new();
     let mut buffers: BTreeMap<String, BufferHandle> = BTreeMap::new();
     let mut receivers: BTreeMap<String, EdgeReceiver> = BTreeMap::new();
     for node in nodes.iter().filter(|n| n.role != Role::Source) {
-        let (handle, receiver) = buffer(node.buffer, BufferGauges::new(&node.name, node.buffer.capacity.get()));
+        let gauges = BufferGauges::new(&node.name, node.buffer.capacity.get());
+        let (handle, receiver) = if node.buffer.disk.is_some() {
+            let Some(codec) = batch_codec.clone() else {
+                return Err(RunError::DiskBuffer {
+                    component: node.name.clone(),
+                    message: "this build has no codec for disk buffers".to_owned(),
+                });
+            };
+            let (handle, mut receiver, report, threads) = disk_buffer(&node.name, &node.buffer, codec, gauges)
+                .map_err(|error| RunError::DiskBuffer {
+                    component: node.name.clone(),
+                    message: crate::error_chain(&error),
+                })?;
+            if let Some(entry) = entries.get(&node.name) {
+                receiver.set_ledger(entry.clone(), report.events_pending, report.torn_records);
+            }
+            disk_threads.push(threads);
+            (handle, receiver)
+        } else {
+            let (handle, mut receiver) = buffer(&node.buffer, gauges);
+            if let Some(entry) = entries.get(&node.name) {
+                receiver.set_ledger(entry.clone(), 0, 0);
+            }
+            (handle, receiver)
+        };
         buffers.insert(node.name.clone(), handle);
         receivers.insert(node.name.clone(), receiver);
     }
@@ -88,11 +132,19 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
             .filter_map(|consumer| {
                 let handle = buffers.get(&consumer.name)?;
                 let metrics = EdgeMetrics::new(&node.name, &consumer.name, consumer.role, &consumer.type_name);
-                Some(handle.sender(&node.name, &consumer.name, metrics))
+                let mut sender = handle.sender(&node.name, &consumer.name, metrics);
+                if let (Some(from), Some(to)) = (entries.get(&node.name), entries.get(&consumer.name)) {
+                    sender.set_ledger(ledger.edge(from, to));
+                }
+                Some(sender)
             })
             .collect();
         let sent = sent_counter(&node.name, node.role, &node.type_name);
-        fanouts.insert(node.name.clone(), Fanout::new(edges, sent));
+        let mut fanout = Fanout::new(edges, sent);
+        if let Some(entry) = entries.get(&node.name) {
+            fanout.set_ledger(entry.clone(), node.role == Role::Source);
+        }
+        fanouts.insert(node.name.clone(), fanout);
     }
     // Only the fan-outs hold senders now: when they drop, buffers close.
     drop(buffers);
@@ -112,7 +164,10 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
     let mut prepared = Vec::new();
     for node in nodes {
         let health_handle = health.register(&node.name, node.role, &node.type_name);
-        let metrics = ComponentMetrics::new(&node.name, node.role, &node.type_name);
+        let mut metrics = ComponentMetrics::new(&node.name, node.role, &node.type_name);
+        if let Some(entry) = entries.get(&node.name) {
+            metrics.set_ledger(entry.clone());
+        }
         prepared.push((node.name, node.role, node.type_name, node.component, health_handle, metrics));
     }
     for (name, _, _, component, health_handle, _) in &mut prepared {
@@ -140,7 +195,8 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
                 };
                 let sent = sent_counter(&name, role, &type_name);
                 let task_name = name.clone();
-                let handle = tasks.spawn(run_sink(name, sink, input, metrics, sent, health_handle));
+                let stopping = trigger.signal();
+                let handle = tasks.spawn(run_sink(name, sink, input, metrics, sent, health_handle, stopping));
                 task_names.insert(handle.id(), task_name);
             }
             Built::Transform(transform) => {
@@ -216,6 +272,15 @@ pub async fn run(topology: Topology, trigger: ShutdownTrigger, health: Health) -
         });
     }
     report.edges.sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+    // Every task ended, so every disk buffer's threads are finishing: wait
+    // for their last sync before saying the run is over.
+    if !disk_threads.is_empty() {
+        let joined = tokio::task::spawn_blocking(move || disk_threads.into_iter().for_each(DiskThreads::join)).await;
+        if joined.is_err() {
+            tracing::error!("joining the disk buffer threads failed");
+        }
+    }
+    report.ledger = Some(ledger.snapshot());
     if failures.is_empty() {
         Ok(report)
     } else {
@@ -256,6 +321,8 @@ async fn run_transform(
     transform.attach_health(health.clone());
     let mut ticker = transform.tick_interval().map(ticker);
     let mut updates = transform.take_updates();
+    // Events taken in by the step whose output `emit` hands on.
+    let mut n_in = 0u64;
     loop {
         // One select over input, ticks and updates: each handler runs
         // between two batches, so a tick or an update never interleaves
@@ -268,6 +335,7 @@ async fn run_transform(
         match next {
             Next::Batch(None) => break,
             Next::Batch(Some(batch)) => {
+                n_in = batch.len() as u64;
                 metrics.add_received(batch.len());
                 let started = Instant::now();
                 transform.process(batch, &mut output);
@@ -285,11 +353,11 @@ async fn run_transform(
             // The reloader is gone: the transform keeps its last object.
             Next::Update(None) => updates = None,
         }
-        emit(&mut output, &mut out, &mut metrics).await;
+        emit(&mut output, &mut out, &mut metrics, std::mem::take(&mut n_in)).await;
     }
     health.set(ComponentState::Draining, None);
     transform.flush(&mut output);
-    emit(&mut output, &mut out, &mut metrics).await;
+    emit(&mut output, &mut out, &mut metrics, 0).await;
     let mut report = metrics.into_report();
     report.sent = out.n_sent();
     let edges = out.reports();
@@ -298,73 +366,14 @@ async fn run_transform(
     TaskOutcome { name, report, edges, result: Ok(()) }
 }
 
-async fn emit(output: &mut Output, out: &mut Fanout, metrics: &mut ComponentMetrics) {
+async fn emit(output: &mut Output, out: &mut Fanout, metrics: &mut ComponentMetrics, n_in: u64) {
     let discarded = output.take_discarded();
+    metrics.processed(n_in, output.len() as u64, &discarded);
     for reason in DropReason::ALL {
         metrics.add_discarded(reason, discarded[reason.index()]);
     }
     let events = output.take_events();
     out.send(events).await;
-}
-
-async fn run_sink(
-    name: String,
-    mut sink: Box<dyn Sink>,
-    mut input: EdgeReceiver,
-    mut metrics: ComponentMetrics,
-    sent: Counter,
-    health: HealthHandle,
-) -> TaskOutcome {
-    // A sink may already have reported itself degraded while opening.
-    health.start();
-    let mut result = Ok(());
-    let mut ticker = sink.tick_interval().map(ticker);
-    loop {
-        let batch = match ticker.as_mut() {
-            Some(ticker) => tokio::select! {
-                batch = input.recv() => batch,
-                _ = ticker.tick() => {
-                    if let Err(error) = sink.on_tick().await {
-                        metrics.add_error(&error.to_string());
-                        let n_stranded = input.close_and_count().await;
-                        metrics.add_discarded(DropReason::DownstreamClosed, n_stranded);
-                        result = Err(error);
-                        break;
-                    }
-                    continue;
-                }
-            },
-            None => input.recv().await,
-        };
-        let Some(batch) = batch else { break };
-        let n_events = batch.len();
-        metrics.add_received(n_events);
-        let started = Instant::now();
-        match sink.write(batch).await {
-            Ok(()) => {
-                metrics.record_latency(started.elapsed());
-                metrics.add_sent(&sent, n_events);
-            }
-            Err(error) => {
-                metrics.add_error(&error.to_string());
-                metrics.add_discarded(DropReason::WriteFailed, n_events as u64);
-                // Count what is still queued for us instead of losing it silently.
-                let n_stranded = input.close_and_count().await;
-                metrics.add_discarded(DropReason::DownstreamClosed, n_stranded);
-                result = Err(error);
-                break;
-            }
-        }
-    }
-    if result.is_ok() {
-        health.set(ComponentState::Draining, None);
-        if let Err(error) = sink.flush().await {
-            metrics.add_error(&error.to_string());
-            result = Err(error);
-        }
-    }
-    finish(&health, &result);
-    TaskOutcome { name, report: metrics.into_report(), edges: Vec::new(), result }
 }
 
 /// What woke a transform's task.
@@ -418,6 +427,7 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::component::Sink;
     use crate::component::{BuildFn, BuildResult, ComponentSpec};
     use crate::config::{ComponentOptions, SourceFile, TopologyConfig};
     use crate::event::{AgentDiag, Batch, Event, EventMeta};

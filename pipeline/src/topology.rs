@@ -20,6 +20,9 @@ pub struct Topology {
     /// Sources, then transforms, then sinks, each in file order (and for a
     /// config directory, files in name order).
     pub nodes: Vec<Node>,
+    /// How disk buffers encode batches; set by the binary (the engine
+    /// knows no wire format). Needed only when a buffer has `type = "disk"`.
+    pub batch_codec: Option<std::sync::Arc<dyn crate::batch_codec::BatchCodec>>,
 }
 
 /// One built component and its wiring.
@@ -147,7 +150,7 @@ impl Topology {
                     role: decl.role,
                     type_name: spec.type_name.to_owned(),
                     inputs: decl.inputs.into_iter().map(toml::Spanned::into_inner).collect(),
-                    buffer: decl.buffer,
+                    buffer: decl.buffer.clone(),
                     component,
                 }),
                 Err(mut problems) => errors.append(&mut problems),
@@ -157,7 +160,7 @@ impl Topology {
         if errors.is_empty() {
             // A config directory declares by file; the graph lists by role.
             nodes.sort_by_key(|node| node.role);
-            Ok(Topology { source, api, nodes })
+            Ok(Topology { source, api, nodes, batch_codec: None })
         } else {
             // Problems with the whole topology first, then file by file in
             // merge order, each file's in line order.
@@ -191,9 +194,10 @@ impl Topology {
             for input in &node.inputs {
                 let _ = writeln!(
                     dot,
-                    "  {} -> {} [label=\"{} {}\"];",
+                    "  {} -> {} [label=\"{}{} {}\"];",
                     quote(input),
                     quote(&node.name),
+                    if node.buffer.disk.is_some() { "disk " } else { "" },
                     node.buffer.capacity,
                     node.buffer.when_full.as_str()
                 );

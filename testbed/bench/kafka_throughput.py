@@ -3,7 +3,10 @@
 confluent-kafka producer pushing the same pre-encoded payloads, same broker,
 same settings, same run.
 
-    HOSTFLOW_BIN=target/release/hostflow testbed/bench/kafka_throughput.py [EVENTS] [BATCH]
+    HOSTFLOW_BIN=target/release/hostflow testbed/bench/kafka_throughput.py [EVENTS] [BATCH] [IN_FLIGHT] [memory|disk]
+
+IN_FLIGHT is the sink's `max_in_flight_batches` (default 4); `disk` puts a
+disk buffer on the sink's input (in the run's work directory).
 
 1. Starts tansu (memory engine) on a loopback port; topics `bench.hostflow`
    and `bench.python`, one partition each.
@@ -36,6 +39,8 @@ from checklib import Tansu, agent_env, fail, free_port, hostflow_bin, require_ka
 
 EVENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
 BATCH = int(sys.argv[2]) if len(sys.argv) > 2 else 8192
+IN_FLIGHT = int(sys.argv[3]) if len(sys.argv) > 3 else 4
+DISK = len(sys.argv) > 4 and sys.argv[4] == "disk"
 BIN = hostflow_bin()
 TANSU = require_kafka_tools()
 
@@ -57,7 +62,8 @@ encoding = "protobuf"
 compression = "zstd"
 linger_ms = 5
 entity_guid = "bench-guid"
-buffer = {{ capacity = {capacity} }}
+max_in_flight_batches = {in_flight}
+buffer = {{ capacity = {capacity}{disk} }}
 """
 
 
@@ -80,7 +86,9 @@ def run_hostflow(work, port):
     api_port = free_port()
     config = os.path.join(work, "topology.toml")
     with open(config, "w") as f:
-        f.write(TOPOLOGY.format(api_port=api_port, port=port, count=EVENTS, batch=BATCH, capacity=4 * BATCH))
+        disk = ', type = "disk", max_bytes = 4294967296, path = "buffer"' if DISK else ""
+        f.write(TOPOLOGY.format(api_port=api_port, port=port, count=EVENTS, batch=BATCH, capacity=4 * BATCH,
+                                in_flight=IN_FLIGHT, disk=disk))
     log = os.path.join(work, "agent.log")
     agent = subprocess.Popen([BIN, "run", "--config", config, "--report", os.path.join(work, "report.json")],
                              cwd=work, stderr=open(log, "w"), env=agent_env())

@@ -25,7 +25,7 @@ use toml::Spanned;
 pub use error::{closest, ConfigError, ConfigErrors, Location, Note, SourceFile};
 pub use source::{read, ReadError, TopologySource};
 
-use crate::edge::{BufferConfig, WhenFull};
+use crate::edge::{BufferConfig, DiskConfig, WhenFull, DEFAULT_DISK_MAX_BYTES, MIN_DISK_MAX_BYTES};
 
 /// The three roles a component can play.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -503,6 +503,9 @@ fn parse_buffer(
     };
     let mut errors = Vec::new();
     let mut buffer = BufferConfig::default();
+    let mut kind: Option<(Range<usize>, bool)> = None;
+    let mut disk_max_bytes: Option<(Range<usize>, u64)> = None;
+    let mut disk_path: Option<(Range<usize>, std::path::PathBuf)> = None;
     for (key, value) in entries {
         let key_span = key.span();
         let span = value.span();
@@ -547,8 +550,53 @@ fn parse_buffer(
                 ),
             },
             ("when_full", _) => errors.push(here(span, "when_full must be a string".to_owned())),
-            (other, _) => {
-                errors.push(here(key_span, format!("unknown key `{other}`; expected `capacity` or `when_full`")))
+            ("type", DeValue::String(s)) => match s.as_ref() {
+                "memory" => kind = Some((span, false)),
+                "disk" => kind = Some((span, true)),
+                other => errors.push(
+                    here(span, format!("unknown buffer type `{other}`; expected \"memory\" or \"disk\""))
+                        .with_hint("memory (the default) is fastest; disk survives a crash or restart"),
+                ),
+            },
+            ("type", _) => errors.push(here(span, "type must be a string, \"memory\" or \"disk\"".to_owned())),
+            ("max_bytes", DeValue::Integer(i)) => match i.to_string().parse::<u64>() {
+                Ok(n) if n >= MIN_DISK_MAX_BYTES => disk_max_bytes = Some((span, n)),
+                _ => errors.push(
+                    here(
+                        span,
+                        format!("max_bytes must be a whole number of bytes of at least {MIN_DISK_MAX_BYTES}, got {i}"),
+                    )
+                    .with_hint("e.g. max_bytes = 268435456 (256 MiB)"),
+                ),
+            },
+            ("max_bytes", _) => errors.push(here(span, "max_bytes must be an integer number of bytes".to_owned())),
+            ("path", DeValue::String(s)) if !s.is_empty() => {
+                disk_path = Some((span, std::path::PathBuf::from(s.as_ref())))
+            }
+            ("path", _) => errors.push(here(span, "path must be a non-empty string (a directory)".to_owned())),
+            (other, _) => errors.push(here(
+                key_span,
+                format!("unknown key `{other}`; expected `type`, `capacity`, `when_full`, `max_bytes` or `path`"),
+            )),
+        }
+    }
+    match kind {
+        Some((_, true)) => {
+            buffer.disk = Some(DiskConfig {
+                path: disk_path.map(|(_, path)| path),
+                max_bytes: disk_max_bytes.map_or(DEFAULT_DISK_MAX_BYTES, |(_, n)| n),
+            })
+        }
+        _ => {
+            for (span, key) in
+                [disk_max_bytes.map(|(span, _)| (span, "max_bytes")), disk_path.map(|(span, _)| (span, "path"))]
+                    .into_iter()
+                    .flatten()
+            {
+                errors.push(
+                    here(span, format!("`{key}` applies only to a disk buffer"))
+                        .with_hint("add type = \"disk\" to this buffer, or remove the key"),
+                );
             }
         }
     }

@@ -24,6 +24,10 @@ pub struct ComponentMetrics {
     errors: Counter,
     latency: Histogram,
     report: ComponentReport,
+    /// The component's loss-ledger row: each count below is also a move
+    /// between its terms. A transform's discards are booked by
+    /// [`ComponentMetrics::processed`] instead.
+    ledger: Option<crate::ledger::ComponentEntry>,
 }
 
 impl ComponentMetrics {
@@ -41,6 +45,32 @@ impl ComponentMetrics {
             errors: metrics::counter!(names::COMPONENT_ERRORS_TOTAL, labels.clone()),
             latency: metrics::histogram!(names::COMPONENT_LATENCY_SECONDS, labels),
             report: ComponentReport { role, type_name: type_name.to_owned(), ..ComponentReport::default() },
+            ledger: None,
+        }
+    }
+
+    /// Books this component's counts in the loss ledger too.
+    pub fn set_ledger(&mut self, entry: crate::ledger::ComponentEntry) {
+        self.ledger = Some(entry);
+    }
+
+    /// A transform's step took `n_in` events and left `n_out` (plus its
+    /// discards) for its fan-out: the ledger's view of one step.
+    pub fn processed(&self, n_in: u64, n_out: u64, discarded: &[u64; DropReason::COUNT]) {
+        if let Some(ledger) = &self.ledger {
+            ledger.processed(n_in, n_out, discarded);
+        }
+    }
+
+    /// Events still queued in the component's input buffer, dropped
+    /// because the component stopped.
+    pub fn add_stranded(&mut self, n_events: u64) {
+        if n_events > 0 {
+            self.discarded[DropReason::DownstreamClosed.index()].increment(n_events);
+            *self.report.discarded.entry(DropReason::DownstreamClosed.as_str()).or_default() += n_events;
+            if let Some(ledger) = &self.ledger {
+                ledger.buffer_discarded(n_events);
+            }
         }
     }
 
@@ -48,17 +78,26 @@ impl ComponentMetrics {
     pub fn add_received(&mut self, n_events: usize) {
         self.received.increment(n_events as u64);
         self.report.received += n_events as u64;
+        if let Some(ledger) = &self.ledger {
+            ledger.received(n_events as u64);
+        }
     }
 
     /// Counts events passed on or acknowledged.
     pub fn add_sent(&mut self, sent: &Counter, n_events: usize) {
         sent.increment(n_events as u64);
         self.report.sent += n_events as u64;
+        if let Some(ledger) = &self.ledger {
+            ledger.sent(n_events as u64);
+        }
     }
 
     /// Counts events the component itself dropped.
     pub fn add_discarded(&mut self, reason: DropReason, n_events: u64) {
         if n_events > 0 {
+            if let (Some(ledger), Role::Sink) = (&self.ledger, self.report.role) {
+                ledger.discarded(reason, n_events);
+            }
             self.discarded[reason.index()].increment(n_events);
             *self.report.discarded.entry(reason.as_str()).or_default() += n_events;
         }
@@ -185,6 +224,8 @@ pub struct EdgeReport {
 pub struct RunReport {
     pub components: BTreeMap<String, ComponentReport>,
     pub edges: Vec<EdgeReport>,
+    /// The loss ledger at the end of the run.
+    pub ledger: Option<crate::ledger::LedgerSnapshot>,
 }
 
 /// Registers HELP text for every metric; call once after installing a recorder.

@@ -26,6 +26,18 @@ pub const EDGE_DISCARDED_EVENTS_TOTAL: &str = "hostflow_edge_discarded_events_to
 /// Time senders spent waiting for room on one edge (backpressure).
 pub const EDGE_BLOCKED_SECONDS_TOTAL: &str = "hostflow_edge_blocked_seconds_total";
 
+/// Records of a disk buffer that were torn or corrupt (a crash mid-append,
+/// a truncated or damaged segment) and were skipped, per `component`.
+pub const BUFFER_TORN_RECORDS_TOTAL: &str = "hostflow_buffer_torn_records_total";
+/// Disk buffer records whose checksum held but whose payload did not decode
+/// (written by an incompatible version), skipped, per `component`.
+pub const BUFFER_UNDECODABLE_RECORDS_TOTAL: &str = "hostflow_buffer_undecodable_records_total";
+/// Unacknowledged bytes in a disk buffer's segment files, per `component`.
+pub const BUFFER_DISK_BYTES: &str = "hostflow_buffer_disk_bytes";
+/// Events found unacknowledged in a disk buffer at start and delivered
+/// again (at-least-once), per `component`.
+pub const BUFFER_REPLAYED_EVENTS_TOTAL: &str = "hostflow_buffer_replayed_events_total";
+
 /// Wall time of one full scan of /proc.
 pub const PROCFS_SCAN_DURATION_SECONDS: &str = "hostflow_procfs_scan_duration_seconds";
 /// Processes read in the latest scan.
@@ -93,7 +105,7 @@ pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "hostflow_process_resident_memor
 pub const BUILD_INFO: &str = "hostflow_build_info";
 
 /// Every name above, for the naming test and for documentation.
-pub const ALL: [&str; 36] = [
+pub const ALL: [&str; 40] = [
     COMPONENT_RECEIVED_EVENTS_TOTAL,
     COMPONENT_SENT_EVENTS_TOTAL,
     COMPONENT_DISCARDED_EVENTS_TOTAL,
@@ -104,6 +116,10 @@ pub const ALL: [&str; 36] = [
     EDGE_SENT_EVENTS_TOTAL,
     EDGE_DISCARDED_EVENTS_TOTAL,
     EDGE_BLOCKED_SECONDS_TOTAL,
+    BUFFER_TORN_RECORDS_TOTAL,
+    BUFFER_UNDECODABLE_RECORDS_TOTAL,
+    BUFFER_DISK_BYTES,
+    BUFFER_REPLAYED_EVENTS_TOTAL,
     PROCFS_SCAN_DURATION_SECONDS,
     PROCFS_SCANNED_PROCESSES,
     PROCFS_VANISHED_PROCESSES_TOTAL,
@@ -145,12 +161,23 @@ pub enum DropReason {
     Filtered,
     /// A sink's write failed and the sink stopped.
     WriteFailed,
+    /// A `drop_newest` disk buffer's filesystem had no space left.
+    DiskFull,
+    /// A disk buffer record that did not decode (see
+    /// `hostflow_buffer_undecodable_records_total`).
+    Undecodable,
 }
 
 impl DropReason {
     /// Every reason, in declaration order.
-    pub const ALL: [DropReason; 4] =
-        [DropReason::BufferFull, DropReason::DownstreamClosed, DropReason::Filtered, DropReason::WriteFailed];
+    pub const ALL: [DropReason; 6] = [
+        DropReason::BufferFull,
+        DropReason::DownstreamClosed,
+        DropReason::Filtered,
+        DropReason::WriteFailed,
+        DropReason::DiskFull,
+        DropReason::Undecodable,
+    ];
     /// Number of reasons, for per-reason arrays.
     pub const COUNT: usize = DropReason::ALL.len();
 
@@ -161,6 +188,8 @@ impl DropReason {
             DropReason::DownstreamClosed => "downstream_closed",
             DropReason::Filtered => "filtered",
             DropReason::WriteFailed => "write_failed",
+            DropReason::DiskFull => "disk_full",
+            DropReason::Undecodable => "undecodable",
         }
     }
 

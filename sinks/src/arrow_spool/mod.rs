@@ -9,10 +9,17 @@
 //!
 //! Acknowledgement: `write` returns once every row of the batch is in its
 //! kind's file and handed to the OS (so killing the agent loses no
-//! acknowledged row; `recovery.rs` reads the footerless prefix back), and,
+//! written row; `recovery.rs` reads the footerless prefix back), and,
 //! with `fsync = "always"`, synced to disk. Nothing is held in memory across
-//! `write` calls, so no acknowledged row waits for a later call to reach a
+//! `write` calls, so no written row waits for a later call to reach a
 //! file. A batch is split into record batches of at most `batch_rows`.
+//! `durable_batches` counts the batches, in write order, whose every row is
+//! synced (a host crash cannot lose them): with `"always"` every batch
+//! written; with `"on_rotate"` the batches before the oldest one with rows
+//! in a file not yet synced, so the mark follows the flush and rotation
+//! syncs below; with `"never"` every batch written, since the operator
+//! chose the page cache as the durability point. After `flush` (every file
+//! finished) it is every batch written.
 //!
 //! Time bounds hold with or without input: the engine calls the sink's
 //! `on_tick` every [`tick_period`] (at most 1 s, at most a quarter of the
@@ -271,6 +278,8 @@ pub struct Spool {
     streams: Vec<KindStream>,
     metrics: SpoolMetrics,
     last_retention: Instant,
+    /// Batches written since the sink started.
+    n_written: u64,
 }
 
 impl Spool {
@@ -348,7 +357,7 @@ impl Spool {
                 counted_bytes: 0,
             });
         }
-        let mut spool = Spool { settings, access, streams, metrics, last_retention: Instant::now() };
+        let mut spool = Spool { settings, access, streams, metrics, last_retention: Instant::now(), n_written: 0 };
         spool.enforce_retention();
         Ok(spool)
     }
@@ -369,7 +378,18 @@ impl Spool {
                 rotated |= self.write_chunk(index, chunk, fsync_each)?;
             }
         }
+        self.n_written += 1;
         self.enforce_time_bounds(rotated)
+    }
+
+    /// Batches, in write order, whose every row is synced (see the module
+    /// doc; with `fsync = "never"` every batch written).
+    fn durable_batches(&self) -> u64 {
+        if self.settings.fsync == Fsync::Never {
+            return self.n_written;
+        }
+        let oldest_unsynced = self.streams.iter().filter_map(|s| s.open.as_ref()?.unsynced_from_batch).min();
+        oldest_unsynced.map_or(self.n_written, |oldest| oldest.min(self.n_written))
     }
 
     /// Whether [`Spool::tick`] has anything to do at `now`: a file past its
@@ -442,6 +462,9 @@ impl Spool {
         };
         file.write(&record_batch, fsync_each)
             .map_err(|e| ComponentError::Failed(format!("cannot write spool file {e}")))?;
+        if file.unsynced_rows > 0 {
+            file.unsynced_from_batch.get_or_insert(self.n_written);
+        }
         self.metrics.written_bytes.increment(file.bytes() - stream.counted_bytes);
         stream.counted_bytes = file.bytes();
         if file.bytes() >= self.settings.max_file_bytes {
@@ -496,13 +519,21 @@ pub struct ArrowSpool {
     access: Access,
     metrics: SpoolMetrics,
     spool: Option<Spool>,
+    /// The spool's durable mark after its last operation.
+    durable: u64,
 }
 
 impl ArrowSpool {
     /// A sink with checked settings; registers its metric handles. What it
     /// creates is owner-only unless [`ArrowSpool::with_access`] says otherwise.
     pub fn new(settings: Settings, component: &str) -> ArrowSpool {
-        ArrowSpool { settings, access: Access::default(), metrics: SpoolMetrics::new(component), spool: None }
+        ArrowSpool {
+            settings,
+            access: Access::default(),
+            metrics: SpoolMetrics::new(component),
+            spool: None,
+            durable: 0,
+        }
     }
 
     /// The same sink, creating its files and directories with `access`.
@@ -531,6 +562,7 @@ impl ArrowSpool {
         })
         .await
         .map_err(|e| ComponentError::Failed(format!("spool task failed: {e}")))?;
+        self.durable = spool.durable_batches();
         self.spool = Some(spool);
         result
     }
@@ -554,6 +586,10 @@ impl Sink for ArrowSpool {
 
     fn tick_interval(&self) -> Option<Duration> {
         Some(tick_period(&self.settings))
+    }
+
+    fn durable_batches(&self) -> Option<u64> {
+        Some(self.durable)
     }
 
     async fn on_tick(&mut self) -> Result<(), ComponentError> {

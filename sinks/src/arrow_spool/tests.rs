@@ -482,6 +482,60 @@ async fn the_sink_rotates_by_age_through_on_tick_alone() {
     sink.flush().await.expect("flush");
 }
 
+#[tokio::test]
+async fn durable_batches_follow_the_syncs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = settings(dir.path());
+    config.flush_interval = Duration::from_millis(100);
+    let mut sink = ArrowSpool::new(config, "durable-test");
+    let period = sink.tick_interval().expect("the spool ticks");
+    sink.open().await.expect("open");
+    assert_eq!(sink.durable_batches(), Some(0));
+    let written = Instant::now();
+    for n in 1..=3u64 {
+        sink.write(every_kind()).await.expect("write");
+        assert_eq!(sink.durable_batches(), Some(0), "batch {n}: written, not yet synced");
+    }
+    // An empty batch behind unsynced ones is not durable before them.
+    sink.write(Vec::new()).await.expect("write");
+    assert_eq!(sink.durable_batches(), Some(0));
+    // What the engine's loop does with no input: tick every period.
+    while sink.durable_batches() != Some(4) {
+        assert!(written.elapsed() < Duration::from_secs(5), "never synced by ticks: {:?}", sink.durable_batches());
+        tokio::time::sleep(period).await;
+        sink.on_tick().await.expect("tick");
+        assert!(sink.durable_batches().is_some_and(|n| n == 0 || n == 4), "all three share one sync per file");
+    }
+    assert!(written.elapsed() >= Duration::from_millis(100), "not before the flush bound");
+    let mut open_files = sink.spool.as_ref().expect("open").streams.iter().filter_map(|s| s.open.as_ref());
+    assert!(open_files.all(|f| f.unsynced_rows == 0 && f.unsynced_from_batch.is_none()));
+
+    // Only sketches this time: the other kinds' files stay synced.
+    let sketches: Vec<Event> = every_kind().into_iter().filter(|e| e.kind() == EventKind::Sketch).collect();
+    sink.write(sketches).await.expect("write");
+    sink.write(every_kind()).await.expect("write");
+    assert_eq!(sink.durable_batches(), Some(4), "batch 5 waits for its sketch file's sync");
+    sink.flush().await.expect("flush");
+    assert_eq!(sink.durable_batches(), Some(6), "flush finishes (and syncs) every file");
+}
+
+#[tokio::test]
+async fn with_fsync_always_or_never_every_written_batch_is_durable() {
+    for fsync in [Fsync::Always, Fsync::Never] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = settings(dir.path());
+        config.fsync = fsync;
+        let mut sink = ArrowSpool::new(config, "durable-test");
+        sink.open().await.expect("open");
+        for n in 1..=3 {
+            sink.write(every_kind()).await.expect("write");
+            assert_eq!(sink.durable_batches(), Some(n), "{fsync:?}");
+        }
+        sink.flush().await.expect("flush");
+        assert_eq!(sink.durable_batches(), Some(3), "{fsync:?}");
+    }
+}
+
 /// The permission bits of `path`.
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt as _;

@@ -87,6 +87,9 @@ pub struct OpenFile {
     pub unsynced_rows: u64,
     /// When the oldest of `unsynced_rows` was written.
     pub unsynced_since: Option<Instant>,
+    /// The sink's number (in write order) of the oldest batch with rows in
+    /// `unsynced_rows`; set by the spool, cleared by a sync.
+    pub unsynced_from_batch: Option<u64>,
     writer: FileWriter<Counting>,
 }
 
@@ -114,6 +117,7 @@ impl OpenFile {
             rows: 0,
             unsynced_rows: 0,
             unsynced_since: None,
+            unsynced_from_batch: None,
             writer,
         })
     }
@@ -142,6 +146,7 @@ impl OpenFile {
         self.writer.get_ref().inner.get_ref().sync_data().map_err(|e| SpoolFileError::io(&self.tmp_path, e))?;
         self.unsynced_rows = 0;
         self.unsynced_since = None;
+        self.unsynced_from_batch = None;
         Ok(())
     }
 

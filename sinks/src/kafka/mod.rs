@@ -9,21 +9,36 @@
 //! `hostflow-type` (the envelope's protobuf message name, or the event kind
 //! for JSON), so one topic can hold several message types.
 //!
-//! Acknowledgement: `write` returns once the broker acknowledged every
-//! message of the batch (`acks=all`, from librdkafka's delivery reports).
-//! A full producer queue is backpressure: `write` waits for deliveries to
-//! free room and retries the same message, so the sink stops pulling from
-//! its edge. Broker outages are absorbed by librdkafka (infinite
-//! `message.timeout.ms`, reconnect with exponential back-off and jitter);
-//! a delivery that librdkafka gives up on anyway (e.g. an authorization or
-//! unknown-topic error) is re-enqueued by the sink with exponential back-off
-//! and jitter, counted in `failed{reason}`, and reported as degraded health
-//! until a delivery succeeds again. Only errors no retry can fix (a message
-//! larger than the broker accepts, a fatal idempotence error) fail `write`.
-//! Retried messages may be reordered against later ones of the same batch.
+//! Acknowledgement: a batch is durable once the broker acknowledged every
+//! one of its messages (`acks=all`, from librdkafka's delivery reports);
+//! `durable_batches` counts the batches, in write order, that are durable
+//! together with every batch before them. Up to `max_in_flight_batches`
+//! (default 4) batches are unacknowledged at once: `write` enqueues the
+//! batch's messages and returns once all are enqueued and fewer than
+//! `max_in_flight_batches` batches are unacknowledged (a full window waits
+//! for its oldest batch); with 1 it returns only once its batch is
+//! acknowledged (lock-step). So throughput no longer stops at one batch per
+//! linger + round trip. `flush` waits for every batch. Once the agent is
+//! stopping, a `write` or `flush` still waiting on the broker gives up
+//! `flush_timeout_secs` after the stop began. A full producer queue is
+//! backpressure: `write` waits for deliveries to free room and retries the
+//! same message, so the sink stops pulling from its edge. Broker outages are
+//! absorbed by librdkafka (infinite `message.timeout.ms`, reconnect with
+//! exponential back-off and jitter); a delivery that librdkafka gives up on
+//! anyway (e.g. an authorization or unknown-topic error) is re-enqueued by
+//! the sink with exponential back-off and jitter, counted in
+//! `failed{reason}`, and reported as degraded health until a delivery
+//! succeeds again; the engine's tick drives retries and reports while no
+//! batch arrives. Only errors no retry can fix (a message larger than the
+//! broker accepts, a fatal idempotence error) fail the sink, from the next
+//! `write`, tick or `flush`. Retried messages may be reordered against later
+//! ones, of the same batch or of later batches in flight.
 
 mod producer;
+mod window;
 
+#[cfg(test)]
+mod inflight_tests;
 #[cfg(test)]
 mod tests;
 
@@ -120,9 +135,16 @@ pub struct KafkaConfig {
     /// Longest delay between two attempts of one message (default 30 000 ms).
     #[serde(default = "default_retry_backoff_max_ms")]
     pub retry_backoff_max_ms: Spanned<u64>,
-    /// How long `flush` at shutdown waits for outstanding deliveries (default 30 s).
+    /// How long after the agent began stopping the sink stops waiting for
+    /// outstanding deliveries, in `write` or `flush` (default 30 s); what is
+    /// left is then purged and counted as not delivered.
     #[serde(default = "default_flush_timeout_secs")]
     pub flush_timeout_secs: Spanned<f64>,
+    /// Most batches unacknowledged at once (default 4; 1 = `write` returns
+    /// only once its batch is acknowledged). Each holds its encoded messages
+    /// in memory until the broker has them all.
+    #[serde(default = "default_max_in_flight_batches")]
+    pub max_in_flight_batches: Spanned<u64>,
     /// librdkafka properties passed through as is (e.g.
     /// `"queue.buffering.max.messages" = 100000`), minus [`DENIED_OPTIONS`].
     #[serde(default)]
@@ -147,6 +169,13 @@ fn default_retry_backoff_max_ms() -> Spanned<u64> {
 fn default_flush_timeout_secs() -> Spanned<f64> {
     Spanned::new(0..0, 30.0)
 }
+fn default_max_in_flight_batches() -> Spanned<u64> {
+    Spanned::new(0..0, 4)
+}
+
+/// The largest `max_in_flight_batches`: the window's batches must stay far
+/// apart from 2^32, the range of a delivery opaque's batch half.
+pub const MAX_IN_FLIGHT_BATCHES: u64 = 1024;
 
 /// Compression codecs this build of librdkafka has (no zlib, so no gzip).
 pub const COMPRESSIONS: [&str; 4] = ["zstd", "lz4", "snappy", "none"];
@@ -202,6 +231,8 @@ pub struct Settings {
     pub retry_backoff_initial: Duration,
     pub retry_backoff_max: Duration,
     pub flush_timeout: Duration,
+    /// Most batches unacknowledged at once (at least 1).
+    pub max_in_flight_batches: usize,
     /// The complete producer configuration (forced settings included).
     pub client_config: ClientConfig,
 }
@@ -318,6 +349,20 @@ pub fn check(config: &KafkaConfig, options: &ComponentOptions) -> Result<Setting
         Duration::ZERO
     };
 
+    let max_in_flight_batches = *config.max_in_flight_batches.get_ref();
+    if !(1..=MAX_IN_FLIGHT_BATCHES).contains(&max_in_flight_batches) {
+        errors.push(
+            options
+                .error_at(
+                    config.max_in_flight_batches.span(),
+                    format!(
+                        "`max_in_flight_batches` must be 1 to {MAX_IN_FLIGHT_BATCHES}, got {max_in_flight_batches}"
+                    ),
+                )
+                .with_hint("1 acknowledges each batch before the next is written; 4 (default) keeps 4 in flight"),
+        );
+    }
+
     let mut client_config = ClientConfig::new();
     client_config
         .set("bootstrap.servers", brokers.join(","))
@@ -376,6 +421,7 @@ pub fn check(config: &KafkaConfig, options: &ComponentOptions) -> Result<Setting
         retry_backoff_initial: Duration::from_millis(initial_ms),
         retry_backoff_max: Duration::from_millis(max_ms),
         flush_timeout,
+        max_in_flight_batches: usize::try_from(max_in_flight_batches).unwrap_or(1).max(1),
         client_config,
     };
     if errors.is_empty() {
@@ -401,6 +447,12 @@ fn default_entity_guid(host: &str) -> String {
         .unwrap_or_else(|| host.to_owned())
 }
 
+/// How often the engine ticks the sink so retries come due without input:
+/// half the first back-off delay, between 5 and 50 ms.
+pub fn tick_period(settings: &Settings) -> Duration {
+    (settings.retry_backoff_initial / 2).clamp(Duration::from_millis(5), Duration::from_millis(50))
+}
+
 #[async_trait]
 impl Sink for KafkaSink {
     fn attach(&mut self, cx: SinkContext) {
@@ -415,7 +467,19 @@ impl Sink for KafkaSink {
     async fn write(&mut self, batch: Batch) -> Result<(), ComponentError> {
         let messages = self.encode(&batch);
         drop(batch);
-        self.deliver(messages).await
+        self.write_messages(messages).await
+    }
+
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(tick_period(self.settings()))
+    }
+
+    async fn on_tick(&mut self) -> Result<(), ComponentError> {
+        self.poll()
+    }
+
+    fn durable_batches(&self) -> Option<u64> {
+        Some(self.durable())
     }
 
     async fn flush(&mut self) -> Result<(), ComponentError> {

@@ -1,17 +1,18 @@
 //! The rdkafka side of the `kafka` sink: the producer context whose
-//! delivery callback records each message's outcome, the send loop that
-//! turns a full queue into waiting and a failed delivery into a retry with
-//! back-off, and the sink's metrics and health.
+//! delivery callback records each message's outcome, the waiting loop that
+//! drives the window of in-flight batches (`window.rs`) until a write may
+//! return or a flush is done, and the sink's metrics and health.
 //!
 //! Delivery reports arrive on rdkafka's polling thread (`ThreadedProducer`);
-//! they are pushed into a mutex-guarded list and wake the writing task
+//! they are pushed into a mutex-guarded list and wake the waiting task
 //! through a `Notify`, so no async worker thread ever blocks on librdkafka.
-//! Each message's delivery opaque is `generation << 32 | index`: the index
-//! into the batch being written, and a generation that tells reports of an
-//! abandoned (cancelled) write apart from the current one.
+//! They are applied to the window by `write`, `on_tick`, `flush` and
+//! `durable_batches` (the engine polls it while batches are unacknowledged),
+//! so the durable mark moves without waiting for the next batch. Every
+//! state change happens in a synchronous step between awaits, so a
+//! cancelled `write` leaves its batch in the window, where the next call
+//! finishes enqueueing it.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -20,12 +21,12 @@ use pipeline::health::{ComponentState, HealthHandle};
 use pipeline::{ComponentError, Event, ShutdownSignal};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientContext;
 use tokio::sync::Notify;
 
+use super::window::{Backoff, Outgoing, Sender, Window};
 use super::{Encoding, KeyBy, Settings};
 use crate::protobuf::EnvelopeContext;
 
@@ -35,7 +36,6 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// How long to wait after a full queue before trying again, unless a
 /// delivery frees room first.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
-const INDEX_BITS: u32 = 32;
 
 /// A Kafka sink. Created by [`super::build`]; connects in `open`.
 pub struct KafkaSink {
@@ -44,35 +44,30 @@ pub struct KafkaSink {
     shared_key: Option<Vec<u8>>,
     shared: Arc<Shared>,
     producer: Option<ThreadedProducer<DeliveryContext>>,
-    metrics: KafkaMetrics,
-    generation: usize,
-    rng: u64,
+    /// The unacknowledged batches. Behind a mutex only for
+    /// `durable_batches(&self)`; every `&mut self` path uses `get_mut`.
+    window: Mutex<Window>,
     json_buffer: Vec<u8>,
-    /// Fires when the agent is stopping: from then on a write waits at most
-    /// `flush_timeout` for the broker before giving up (and saying so).
+    /// Fires when the agent is stopping: a write or flush waiting for the
+    /// broker gives up (and says so) `flush_timeout` after that.
     shutdown: Option<ShutdownSignal>,
     /// When this sink first saw the shutdown signal.
     stopping_since: Option<Instant>,
-    /// Failed delivery attempts and full-queue waits so far (tests check
-    /// that the paths they aim at were taken).
-    pub(super) n_failed_attempts: u64,
-    pub(super) n_queue_full: u64,
 }
 
-/// One message of the batch being written.
-pub(super) struct Outgoing {
-    payload: Vec<u8>,
-    /// Per-message key (`key = "field"`); otherwise the shared key is used.
-    key: Option<Vec<u8>>,
-    message_type: &'static str,
-    attempts: u32,
-    first_enqueued: Option<Instant>,
-    delivered: bool,
+/// What a wait in [`KafkaSink::drive`] is for.
+#[derive(Clone, Copy)]
+enum Until {
+    /// `write`: its batch is enqueued and fewer than `max_in_flight_batches`
+    /// batches are unacknowledged.
+    Written,
+    /// `flush`: every batch acknowledged.
+    Flushed,
 }
 
 /// What the polling thread and the writer share.
 pub(super) struct Shared {
-    reports: Mutex<Vec<(usize, Option<KafkaError>)>>,
+    pub(super) reports: Mutex<Vec<(usize, Option<KafkaError>)>>,
     notify: Notify,
     health: Mutex<HealthState>,
     component: String,
@@ -88,6 +83,16 @@ struct HealthState {
 }
 
 impl Shared {
+    pub(super) fn new(component: &str, brokers: &str) -> Shared {
+        Shared {
+            reports: Mutex::new(Vec::new()),
+            notify: Notify::new(),
+            health: Mutex::new(HealthState::default()),
+            component: component.to_owned(),
+            brokers: brokers.to_owned(),
+        }
+    }
+
     pub(super) fn attach_health(&self, handle: HealthHandle) {
         let mut state = lock(&self.health);
         if let Some(reason) = &state.degraded {
@@ -97,7 +102,7 @@ impl Shared {
     }
 
     /// Marks the sink degraded (logged once per distinct reason).
-    fn degrade(&self, reason: String) {
+    pub(super) fn degrade(&self, reason: String) {
         let mut state = lock(&self.health);
         if state.degraded.as_deref() == Some(reason.as_str()) {
             return;
@@ -109,8 +114,18 @@ impl Shared {
         state.degraded = Some(reason);
     }
 
+    /// Shows the degraded state again, if there is one: the engine marks a
+    /// sink draining before `flush`, which must not hide an unreachable
+    /// broker while the flush waits for it.
+    fn show_degraded(&self) {
+        let state = lock(&self.health);
+        if let (Some(handle), Some(reason)) = (&state.handle, &state.degraded) {
+            handle.set(ComponentState::Degraded, Some(reason.clone()));
+        }
+    }
+
     /// Clears a degraded state after a successful delivery.
-    fn recover(&self) {
+    pub(super) fn recover(&self) {
         let mut state = lock(&self.health);
         if state.degraded.take().is_some() {
             pipeline::diag::emit(&self.component, "kafka_recovered", "deliveries succeed again");
@@ -121,7 +136,7 @@ impl Shared {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section is a push, a swap or a field store; a panic
     // cannot leave the data half-written, so poison is ignored.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -172,17 +187,17 @@ impl ProducerContext for DeliveryContext {
 }
 
 /// Metric handles, registered once.
-struct KafkaMetrics {
-    produced: Counter,
-    delivered: Counter,
-    in_flight: Gauge,
-    latency: Histogram,
+pub(super) struct KafkaMetrics {
+    pub(super) produced: Counter,
+    pub(super) delivered: Counter,
+    pub(super) in_flight: Gauge,
+    pub(super) latency: Histogram,
     labels: Vec<Label>,
     failed: Vec<(&'static str, Counter)>,
 }
 
 impl KafkaMetrics {
-    fn new(component: &str, topic: &str) -> KafkaMetrics {
+    pub(super) fn new(component: &str, topic: &str) -> KafkaMetrics {
         use pipeline::metrics::names;
         let labels = vec![Label::new("component", component.to_owned()), Label::new("topic", topic.to_owned())];
         KafkaMetrics {
@@ -196,7 +211,7 @@ impl KafkaMetrics {
     }
 
     /// Counts one failed attempt; the counter for a reason is made on first use.
-    fn add_failed(&mut self, reason: &'static str) {
+    pub(super) fn add_failed(&mut self, reason: &'static str) {
         if let Some((_, counter)) = self.failed.iter().find(|(r, _)| *r == reason) {
             counter.increment(1);
             return;
@@ -227,8 +242,8 @@ pub(super) fn failure_reason(error: &KafkaError) -> &'static str {
     }
 }
 
-/// Errors no retry can fix: `write` fails instead of retrying forever.
-fn is_permanent(error: &KafkaError) -> bool {
+/// Errors no retry can fix: the sink fails instead of retrying forever.
+pub(super) fn is_permanent(error: &KafkaError) -> bool {
     use RDKafkaErrorCode as Code;
     matches!(
         error.rdkafka_error_code(),
@@ -252,30 +267,20 @@ impl KafkaSink {
             KeyBy::Host => Some(settings.host.clone().into_bytes()),
             KeyBy::Field(_) | KeyBy::None => None,
         };
-        let shared = Arc::new(Shared {
-            reports: Mutex::new(Vec::new()),
-            notify: Notify::new(),
-            health: Mutex::new(HealthState::default()),
-            component: component.to_owned(),
-            brokers: settings.client_config.get("bootstrap.servers").unwrap_or_default().to_owned(),
-        });
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9e37_79b9_7f4a_7c15, |d| d.as_nanos() as u64);
+        let brokers = settings.client_config.get("bootstrap.servers").unwrap_or_default();
+        let shared = Arc::new(Shared::new(component, brokers));
+        let backoff = Backoff { initial: settings.retry_backoff_initial, max: settings.retry_backoff_max };
+        let window = Window::new(KafkaMetrics::new(component, &settings.topic), backoff, settings.topic.clone());
         KafkaSink {
-            metrics: KafkaMetrics::new(component, &settings.topic),
             settings,
             envelope,
             shared_key,
             shared,
             producer: None,
-            generation: 0,
-            rng: seed | 1,
+            window: Mutex::new(window),
             json_buffer: Vec::new(),
             shutdown: None,
             stopping_since: None,
-            n_failed_attempts: 0,
-            n_queue_full: 0,
         }
     }
 
@@ -286,6 +291,18 @@ impl KafkaSink {
 
     pub(super) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    pub(super) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Failed delivery attempts and full-queue waits so far (tests check
+    /// that the paths they aim at were taken).
+    #[cfg(test)]
+    pub(super) fn attempt_counts(&self) -> (u64, u64) {
+        let window = lock(&self.window);
+        (window.n_failed_attempts, window.n_queue_full)
     }
 
     /// Creates the producer (starts librdkafka's threads; does not wait for
@@ -330,149 +347,118 @@ impl KafkaSink {
         }
     }
 
-    /// Enqueues every message and waits until the broker acknowledged all
-    /// of them. Never drops one: a full queue is waited out, a failed
-    /// delivery is retried with back-off.
-    pub(super) async fn deliver(&mut self, mut messages: Vec<Outgoing>) -> Result<(), ComponentError> {
-        if messages.is_empty() {
-            return Ok(());
-        }
-        let Some(producer) = self.producer.clone() else {
+    /// Adds a batch to the window and enqueues it; returns once every
+    /// message is enqueued and fewer than `max_in_flight_batches` batches
+    /// are unacknowledged (with 1: once this batch is acknowledged). Never
+    /// drops a message: a full queue is waited out, a failed delivery is
+    /// retried with back-off.
+    pub(super) async fn write_messages(&mut self, messages: Vec<Outgoing>) -> Result<(), ComponentError> {
+        let window = self.window.get_mut().unwrap_or_else(PoisonError::into_inner);
+        window.check()?;
+        if self.producer.is_none() && !messages.is_empty() {
             return Err(ComponentError::Failed("kafka sink written before it was opened".to_owned()));
-        };
-        if messages.len() >= 1 << INDEX_BITS {
-            return Err(ComponentError::Failed(format!("batch of {} messages is too large", messages.len())));
         }
-        self.generation = (self.generation + 1) & ((1 << (usize::BITS - INDEX_BITS)) - 1);
-        let generation_bits = self.generation << INDEX_BITS;
-        // Reports of an earlier, abandoned write are stale.
-        lock(&self.shared.reports).clear();
-        let content_type = match self.settings.encoding {
-            Encoding::Protobuf => "application/x-protobuf",
-            Encoding::Json => "application/json",
-        };
+        window.push(messages)?;
+        self.drive(Until::Written).await
+    }
 
-        let mut n_pending = messages.len();
-        let mut n_in_flight = 0usize;
-        let mut next_new = 0usize;
-        // (due, index) of messages waiting to be sent again.
-        let mut retries: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
-        let mut reports = Vec::new();
+    /// Applies delivery reports and enqueues due retries (the engine's tick:
+    /// retries come due while no batch arrives).
+    pub(super) fn poll(&mut self) -> Result<(), ComponentError> {
+        self.stopping_for();
+        let sender = self.producer.as_ref().map(|producer| Sender {
+            producer,
+            topic: &self.settings.topic,
+            shared_key: self.shared_key.as_deref(),
+            content_type: content_type(self.settings.encoding),
+        });
+        let window = self.window.get_mut().unwrap_or_else(PoisonError::into_inner);
+        window.pump(&self.shared, sender.as_ref()).map(|_| ())
+    }
+
+    /// Batches acknowledged in full, after applying the reports that arrived.
+    pub(super) fn durable(&self) -> u64 {
+        let mut window = lock(&self.window);
+        // A permanent error is kept and returned by the next write, tick or flush.
+        let _ = window.take_reports(&self.shared, self.producer.as_ref());
+        window.n_durable()
+    }
+
+    /// Waits until every written batch is acknowledged. Like a write, it
+    /// waits out an outage until the agent is stopping, and gives up
+    /// `flush_timeout` after the stop began: what is left is purged and the
+    /// flush fails.
+    pub(super) async fn flush_outstanding(&mut self) -> Result<(), ComponentError> {
+        self.shared.show_degraded();
+        self.drive(Until::Flushed).await
+    }
+
+    /// How long the agent has been stopping, as far as this sink has seen
+    /// (every write, tick and flush looks).
+    fn stopping_for(&mut self) -> Option<Duration> {
+        if !self.shutdown.as_ref().is_some_and(ShutdownSignal::is_triggered) {
+            return None;
+        }
+        Some(self.stopping_since.get_or_insert_with(Instant::now).elapsed())
+    }
+
+    /// Drives the window (reports, enqueueing, retries) until `until` holds.
+    async fn drive(&mut self, until: Until) -> Result<(), ComponentError> {
+        let limit = self.settings.max_in_flight_batches;
         loop {
-            // 1. Enqueue what is due: retries first, then new messages.
-            let mut queue_full = false;
-            let now = Instant::now();
-            loop {
-                let due_retry =
-                    retries.peek().filter(|Reverse((due, _))| *due <= now).map(|Reverse((_, index))| *index);
-                let index = match due_retry {
-                    Some(index) => index,
-                    None if next_new < messages.len() => next_new,
-                    None => break,
-                };
-                let message = &messages[index];
-                let key = message.key.as_deref().or(self.shared_key.as_deref());
-                let headers = OwnedHeaders::new_with_capacity(2)
-                    .insert(Header { key: "content-type", value: Some(content_type) })
-                    .insert(Header { key: "hostflow-type", value: Some(message.message_type) });
-                let mut record =
-                    BaseRecord::<[u8], [u8], usize>::with_opaque_to(&self.settings.topic, generation_bits | index)
-                        .payload(&message.payload)
-                        .headers(headers);
-                if let Some(key) = key {
-                    record = record.key(key);
-                }
-                match producer.send(record) {
-                    Ok(()) => {
-                        if due_retry.is_some() {
-                            retries.pop();
-                        } else {
-                            next_new += 1;
-                            self.metrics.produced.increment(1);
-                        }
-                        let message = &mut messages[index];
-                        message.first_enqueued.get_or_insert(now);
-                        n_in_flight += 1;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        queue_full = true;
-                        self.n_queue_full += 1;
-                        break;
-                    }
-                    Err((error, _)) => {
-                        if due_retry.is_some() {
-                            retries.pop();
-                        } else {
-                            next_new += 1;
-                            self.metrics.produced.increment(1);
-                        }
-                        let due = self.failed_attempt(&mut messages[index], &error)?;
-                        retries.push(Reverse((due, index)));
-                    }
-                }
-            }
-            self.metrics.in_flight.set(n_in_flight as f64);
-
-            // 2. Take the delivery reports that arrived.
-            std::mem::swap(&mut reports, &mut *lock(&self.shared.reports));
-            let mut any_delivered = false;
-            for (opaque, error) in reports.drain(..) {
-                if opaque >> INDEX_BITS != self.generation {
-                    continue;
-                }
-                let index = opaque & ((1 << INDEX_BITS) - 1);
-                let Some(message) = messages.get_mut(index) else {
-                    continue;
-                };
-                n_in_flight = n_in_flight.saturating_sub(1);
-                match error {
-                    None => {
-                        if !message.delivered {
-                            message.delivered = true;
-                            n_pending -= 1;
-                            self.metrics.delivered.increment(1);
-                            if let Some(enqueued) = message.first_enqueued {
-                                self.metrics.latency.record(enqueued.elapsed().as_secs_f64());
-                            }
-                        }
-                        any_delivered = true;
-                    }
-                    Some(error) => {
-                        let due = self.failed_attempt(message, &error)?;
-                        retries.push(Reverse((due, index)));
-                    }
-                }
-            }
-            if any_delivered {
-                self.shared.recover();
-            }
-            self.metrics.in_flight.set(n_in_flight as f64);
-            if n_pending == 0 {
+            // Out of time: the agent has been stopping for `flush_timeout`.
+            let timeout = self.settings.flush_timeout;
+            let out_of_time = self.stopping_for().is_some_and(|stopping| stopping >= timeout);
+            let sender = self.producer.as_ref().map(|producer| Sender {
+                producer,
+                topic: &self.settings.topic,
+                shared_key: self.shared_key.as_deref(),
+                content_type: content_type(self.settings.encoding),
+            });
+            let window = self.window.get_mut().unwrap_or_else(PoisonError::into_inner);
+            let queue_full = window.pump(&self.shared, sender.as_ref())?;
+            let done = match until {
+                Until::Written => window.all_enqueued() && window.n_unacknowledged() < limit,
+                Until::Flushed => window.n_unacknowledged() == 0,
+            };
+            if done {
                 return Ok(());
             }
 
-            // 3. Stopping and the broker still has not taken everything: wait
-            //    at most `flush_timeout`, then fail the write. The engine counts
-            //    the batch and what is still queued as not delivered; what
-            //    librdkafka holds is purged so nothing counted as failed can
-            //    still arrive after the count.
-            if self.shutdown.as_ref().is_some_and(ShutdownSignal::is_triggered) {
-                let since = *self.stopping_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.settings.flush_timeout {
+            // Out of time and the broker still has not taken everything:
+            // what librdkafka holds is purged so nothing counted as not
+            // delivered can still arrive after the count; the engine counts
+            // every batch not yet durable as not delivered.
+            if out_of_time {
+                let n_pending = window.n_pending_messages();
+                let n_batches = window.n_unacknowledged();
+                if let Some(producer) = &self.producer {
                     producer.purge(PurgeConfig::default().queue().inflight());
-                    self.metrics.in_flight.set(0.0);
-                    return Err(ComponentError::Failed(format!(
-                        "stopping: the broker did not acknowledge {n_pending} of {} messages within \
-                         flush_timeout_secs ({:?}); they are counted as not delivered",
-                        messages.len(),
-                        self.settings.flush_timeout
-                    )));
                 }
+                let reason = match until {
+                    Until::Written => format!(
+                        "stopping: the broker did not acknowledge {n_pending} messages of {n_batches} batches \
+                         within flush_timeout_secs ({timeout:?}); they are counted as not delivered"
+                    ),
+                    Until::Flushed => {
+                        tracing::warn!(
+                            component = %self.shared.component,
+                            n_pending,
+                            n_batches,
+                            "kafka flush timed out with messages still outstanding"
+                        );
+                        format!(
+                            "kafka flush gave up {timeout:?} after the agent began stopping, with {n_pending} \
+                             messages of {n_batches} batches outstanding"
+                        )
+                    }
+                };
+                return Err(window.abandon(reason));
             }
 
-            // 4. Wait for a delivery report, a due retry or room in the queue.
+            // Wait for a delivery report, a due retry or room in the queue.
             let mut wait = if queue_full { QUEUE_FULL_WAIT } else { IDLE_WAIT };
-            if let Some(Reverse((next_due, _))) = retries.peek() {
+            if let Some(next_due) = window.next_retry() {
                 wait = wait.min(next_due.saturating_duration_since(Instant::now()));
             }
             if !wait.is_zero() {
@@ -480,81 +466,12 @@ impl KafkaSink {
             }
         }
     }
-
-    /// Records a failed attempt of `message` and returns when to try again,
-    /// or fails the write when no retry can succeed.
-    fn failed_attempt(&mut self, message: &mut Outgoing, error: &KafkaError) -> Result<Instant, ComponentError> {
-        let reason = failure_reason(error);
-        self.metrics.add_failed(reason);
-        self.n_failed_attempts += 1;
-        if let Some(producer) = &self.producer {
-            if let Some((code, fatal)) = producer.client().fatal_error() {
-                return Err(ComponentError::Failed(format!("kafka producer hit a fatal error: {code:?}: {fatal}")));
-            }
-        }
-        if is_permanent(error) {
-            return Err(ComponentError::Failed(format!(
-                "kafka rejected a {}-byte message to `{}` for good: {error}",
-                message.payload.len(),
-                self.settings.topic
-            )));
-        }
-        message.attempts += 1;
-        let delay = self.backoff(message.attempts);
-        self.shared
-            .degrade(format!("delivery to topic `{}` failed ({error}); retrying with back-off", self.settings.topic));
-        tracing::debug!(topic = %self.settings.topic, %error, attempt = message.attempts, ?delay, "kafka delivery retry");
-        Ok(Instant::now() + delay)
-    }
-
-    /// Exponential back-off with "equal jitter": half the capped delay
-    /// plus a random share of the other half.
-    fn backoff(&mut self, attempt: u32) -> Duration {
-        let initial = self.settings.retry_backoff_initial;
-        let capped =
-            initial.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(self.settings.retry_backoff_max);
-        // xorshift64: jitter needs spread, not cryptographic quality.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let share = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
-        capped / 2 + capped.mul_f64(share / 2.0)
-    }
-
-    /// Waits (off the async workers) for whatever librdkafka still holds.
-    pub(super) async fn flush_outstanding(&mut self) -> Result<(), ComponentError> {
-        let Some(producer) = self.producer.clone() else {
-            return Ok(());
-        };
-        let timeout = self.settings.flush_timeout;
-        let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            let result = producer.flush(timeout);
-            (result, producer.in_flight_count())
-        })
-        .await
-        .map_err(|error| ComponentError::Failed(format!("kafka flush task failed: {error}")))?;
-        match result {
-            (Ok(()), _) => Ok(()),
-            (Err(error), n_left) => {
-                tracing::warn!(
-                    component = %self.shared.component,
-                    waited = ?started.elapsed(),
-                    n_left,
-                    %error,
-                    "kafka flush timed out with messages still outstanding"
-                );
-                Err(ComponentError::Failed(format!(
-                    "kafka flush gave up after {timeout:?} with {n_left} messages outstanding: {error}"
-                )))
-            }
-        }
-    }
 }
 
-impl Outgoing {
-    fn new(payload: Vec<u8>, key: Option<Vec<u8>>, message_type: &'static str) -> Outgoing {
-        Outgoing { payload, key, message_type, attempts: 0, first_enqueued: None, delivered: false }
+fn content_type(encoding: Encoding) -> &'static str {
+    match encoding {
+        Encoding::Protobuf => "application/x-protobuf",
+        Encoding::Json => "application/json",
     }
 }
 

@@ -2,6 +2,7 @@
 //! (`rdkafka::mocking::MockCluster`, the real Kafka protocol on loopback):
 //! round trips read back with a consumer, a broker down at start,
 //! producer-queue backpressure, retried deliveries, and config errors.
+//! Batches in flight and the durable mark: `inflight_tests.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -24,15 +25,15 @@ use schemas::v1;
 use super::*;
 use crate::protobuf::{encode_batch, EnvelopeContext, WireMessage};
 
-const TOPIC: &str = "proc.raw.v1";
+pub(super) const TOPIC: &str = "proc.raw.v1";
 
-fn options(extra: &str) -> ComponentOptions {
+pub(super) fn options(extra: &str) -> ComponentOptions {
     let text = format!("[sinks.k]\ntype = \"kafka\"\ninputs = [\"g\"]\n{extra}\n");
     let config = TopologyConfig::parse(SourceFile::new("t.toml", text)).expect("parses");
     config.components.into_iter().next().expect("one component").options
 }
 
-fn sink_for(cluster: &MockCluster<'static, DefaultProducerContext>, extra: &str) -> KafkaSink {
+pub(super) fn sink_for(cluster: &MockCluster<'static, DefaultProducerContext>, extra: &str) -> KafkaSink {
     let text = format!(
         "brokers = \"{}\"\ntopic = \"{TOPIC}\"\nentity_guid = \"guid-1\"\nhost = \"web-1\"\n\
          retry_backoff_initial_ms = 10\nretry_backoff_max_ms = 200\n{extra}",
@@ -44,7 +45,7 @@ fn sink_for(cluster: &MockCluster<'static, DefaultProducerContext>, extra: &str)
     }
 }
 
-fn cluster() -> MockCluster<'static, DefaultProducerContext> {
+pub(super) fn cluster() -> MockCluster<'static, DefaultProducerContext> {
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster.create_topic(TOPIC, 1, 1).expect("topic");
     cluster
@@ -55,7 +56,7 @@ fn meta(id: u64) -> EventMeta {
 }
 
 /// `n` rounds of: an exec, two process rows of one scan, a sketch, a diag.
-fn events(n: u64) -> Vec<Event> {
+pub(super) fn events(n: u64) -> Vec<Event> {
     let mut sketch = LogSketch::default();
     for v in [0.5, 2.0, 40.0] {
         sketch.add(v);
@@ -233,7 +234,8 @@ async fn broker_down_at_start_degrades_then_delivers_everything() {
     let cluster = cluster();
     cluster.broker_down(1).expect("broker down");
     let health = Health::default();
-    let mut sink = sink_for(&cluster, "");
+    // Lock-step: `write` itself waits for the acknowledgement.
+    let mut sink = sink_for(&cluster, "max_in_flight_batches = 1");
     sink.set_health(health.register("k", Role::Sink, "kafka"));
     sink.open().await.expect("open does not need a reachable broker");
     let batch = events(10);
@@ -261,6 +263,7 @@ async fn broker_down_at_start_degrades_then_delivers_everything() {
         .expect("write finishes once the broker is back")
         .expect("task");
     result.expect("write acknowledged");
+    assert_eq!(_sink.durable_batches(), Some(1), "lock-step: durable when write returns");
     let entry = health.report().components["k"].clone();
     assert_eq!(entry.state, ComponentState::Running, "recovered: {entry:?}");
     let bootstrap = cluster.bootstrap_servers();
@@ -276,15 +279,21 @@ async fn a_full_producer_queue_is_backpressure_not_loss() {
     sink.open().await.expect("open");
     let batch = events(100);
     assert_eq!(batch.len(), 500);
-    sink.write(batch.clone()).await.expect("write acknowledged");
-    assert!(sink.n_queue_full > 0, "the queue of 5 filled up");
-    assert_eq!(sink.n_failed_attempts, 0, "a full queue is not a failure");
+    sink.write(batch.clone()).await.expect("write enqueued");
+    sink.flush().await.expect("flush");
+    let (n_failed_attempts, n_queue_full) = sink.attempt_counts();
+    assert!(n_queue_full > 0, "the queue of 5 filled up");
+    assert_eq!(n_failed_attempts, 0, "a full queue is not a failure");
     assert_each_event_once(&cluster, &batch, 500).await;
 }
 
 /// Consumes `n` JSON messages from the mock cluster and checks they are
 /// `batch`'s events, each exactly once.
-async fn assert_each_event_once(cluster: &MockCluster<'static, DefaultProducerContext>, batch: &[Event], n: usize) {
+pub(super) async fn assert_each_event_once(
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    batch: &[Event],
+    n: usize,
+) {
     let bootstrap = cluster.bootstrap_servers();
     let read = tokio::task::spawn_blocking(move || consume(&bootstrap, n)).await.expect("consumer task");
     let mut ids: Vec<u64> = read
@@ -362,8 +371,10 @@ async fn a_failed_delivery_is_retried_and_health_recovers() {
     // librdkafka fails those messages, the sink must send them again.
     cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED]);
     let batch = events(4);
-    sink.write(batch.clone()).await.expect("write acknowledged after a retry");
-    assert!(sink.n_failed_attempts > 0, "the injected error failed a delivery");
+    sink.write(batch.clone()).await.expect("write enqueued");
+    sink.flush().await.expect("flushed after a retry");
+    let n_failed_attempts = sink.attempt_counts().0;
+    assert!(n_failed_attempts > 0, "the injected error failed a delivery");
     assert_eq!(health.report().components["k"].state, ComponentState::Running);
     assert_each_event_once(&cluster, &batch, 20).await;
 
@@ -373,7 +384,7 @@ async fn a_failed_delivery_is_retried_and_health_recovers() {
     assert_eq!(recorder.value(&format!("hostflow_kafka_in_flight_messages{{{labels}}}")), 0f64.to_bits());
     assert_eq!(recorder.n_samples(&format!("hostflow_kafka_delivery_latency_seconds{{{labels}}}")), 20);
     let n_failed = recorder.value(&format!("hostflow_kafka_failed_deliveries_total{{{labels},reason=not_authorized}}"));
-    assert_eq!(n_failed, sink.n_failed_attempts, "every failed attempt counted with its reason");
+    assert_eq!(n_failed, n_failed_attempts, "every failed attempt counted with its reason");
 }
 
 #[test]
@@ -401,6 +412,7 @@ fn defaults_are_idempotent_acks_all_zstd() {
     assert_eq!(client.get("message.timeout.ms"), Some("0"));
     assert_eq!(settings.key, KeyBy::EntityGuid);
     assert_eq!(settings.encoding, Encoding::Protobuf);
+    assert_eq!(settings.max_in_flight_batches, 4);
 }
 
 #[test]
@@ -470,4 +482,9 @@ fn bad_config_is_an_error_at_its_location() {
         6,
     );
     check("brokers = \"b:9092\"\ntopic = \"t\"\nlinger = 5", "unknown field `linger`", 6);
+    check(
+        "brokers = \"b:9092\"\ntopic = \"t\"\nmax_in_flight_batches = 0",
+        "t.toml:6:25: error: sink `k`: `max_in_flight_batches` must be 1 to 1024, got 0",
+        6,
+    );
 }

@@ -29,7 +29,7 @@ pub(super) struct Harness {
 
 /// A context for a source named `p` feeding one buffer.
 pub(super) fn harness(event_id_prefix: u64) -> Harness {
-    let (handle, receiver) = buffer(BufferConfig::default(), BufferGauges::new("out", 4096));
+    let (handle, receiver) = buffer(&BufferConfig::default(), BufferGauges::new("out", 4096));
     let sender = handle.sender("p", "out", EdgeMetrics::new("p", "out", Role::Sink, "blackhole"));
     let (trigger, shutdown) = shutdown_channel();
     let health = Health::default();

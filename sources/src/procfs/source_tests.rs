@@ -97,7 +97,7 @@ struct Harness {
 }
 
 fn harness(event_id_prefix: u64) -> Harness {
-    let (handle, receiver) = buffer(BufferConfig::default(), BufferGauges::new("out", 4096));
+    let (handle, receiver) = buffer(&BufferConfig::default(), BufferGauges::new("out", 4096));
     let sender = handle.sender("p", "out", EdgeMetrics::new("p", "out", Role::Sink, "blackhole"));
     let (trigger, shutdown) = shutdown_channel();
     let health = Health::default();

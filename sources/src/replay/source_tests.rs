@@ -140,7 +140,7 @@ struct Harness {
 }
 
 fn harness() -> Harness {
-    let (handle, receiver) = buffer(BufferConfig::default(), BufferGauges::new("out", 4096));
+    let (handle, receiver) = buffer(&BufferConfig::default(), BufferGauges::new("out", 4096));
     let sender = handle.sender("r", "out", EdgeMetrics::new("r", "out", Role::Sink, "blackhole"));
     let (trigger, shutdown) = shutdown_channel();
     let health = Health::default();
@@ -270,7 +270,7 @@ async fn stops_promptly_on_shutdown_under_backpressure() {
     let rows: Vec<(u64, u64)> = (0..50_000).map(|i| (i, i)).collect();
     write_spool_file(dir.path(), EventKind::ProcessExit, 0, &[exits(&rows)]);
     let (handle, mut receiver) = buffer(
-        BufferConfig { capacity: NonZeroUsize::new(10).expect("10"), ..BufferConfig::default() },
+        &BufferConfig { capacity: NonZeroUsize::new(10).expect("10"), ..BufferConfig::default() },
         BufferGauges::new("o", 10),
     );
     let sender = handle.sender("r", "o", EdgeMetrics::new("r", "o", Role::Sink, "blackhole"));
