@@ -99,14 +99,17 @@ static __always_inline long hf_submit(void *record, __u64 size, __u32 prog) {
         __u64 pending = bpf_ringbuf_query(&hf_events, BPF_RB_AVAIL_DATA);
         flags = pending + size >= hf_wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
     }
-    long err = bpf_ringbuf_output(&hf_events, record, size, flags);
+    /* Counted before the record becomes visible, so the source can never
+     * have read more than `submitted` says (the loss ledger's kernel rows
+     * hold at every moment); a refused record moves to `lost`. Per-CPU
+     * slot; tracing programs do not nest on one CPU. */
     struct hf_counter *counter = bpf_map_lookup_elem(&hf_counters, &prog);
-    if (counter) {
-        /* Per-CPU slot; tracing programs do not nest on one CPU. */
-        if (err)
-            counter->lost += 1;
-        else
-            counter->submitted += 1;
+    if (counter)
+        counter->submitted += 1;
+    long err = bpf_ringbuf_output(&hf_events, record, size, flags);
+    if (counter && err) {
+        counter->submitted -= 1;
+        counter->lost += 1;
     }
     return err;
 }

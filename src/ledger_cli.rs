@@ -54,6 +54,21 @@ pub fn render(ledger: &Value) -> String {
     let empty = Vec::new();
     let components = ledger["components"].as_array().unwrap_or(&empty);
     let edges = ledger["edges"].as_array().unwrap_or(&empty);
+    for k in ledger["kernel"].as_array().unwrap_or(&empty) {
+        if k["attempted"].as_u64().unwrap_or(0) == 0 {
+            continue; // a program that never ran (not attached, or nothing happened)
+        }
+        let _ = writeln!(
+            text,
+            "kernel `{}` program {}: attempted {} = read {} + lost {} (ring full) + in ring {}",
+            k["source"].as_str().unwrap_or("?"),
+            k["program"].as_str().unwrap_or("?"),
+            k["attempted"],
+            k["read"],
+            k["lost"],
+            k["in_ring"]
+        );
+    }
     for c in components {
         let name = c["name"].as_str().unwrap_or("?");
         let _ = writeln!(

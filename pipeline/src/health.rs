@@ -108,6 +108,12 @@ impl Health {
         *self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ledger);
     }
 
+    /// The running topology's ledger, for a source that books rows of its
+    /// own (a kernel source's programs).
+    pub fn ledger_handle(&self) -> Option<Arc<crate::ledger::Ledger>> {
+        self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
     /// A consistent cut of the running topology's ledger, if one runs.
     pub fn ledger(&self) -> Option<crate::ledger::LedgerSnapshot> {
         let ledger = self.ledger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();

@@ -15,7 +15,14 @@
 //!   `offered` is the upstream's fan-out (its `sent`) and `in_transit` is a
 //!   batch an upstream is still handing over (e.g. blocked on a full buffer);
 //! - input buffer of `to`: `Σ accepted + replayed = received + queued + discarded`
-//!   (`replayed`: events a disk buffer found unacknowledged at start).
+//!   (`replayed`: events a disk buffer found unacknowledged at start);
+//! - eBPF program (a kernel source's rows, refreshed every second from the
+//!   programs' per-CPU counters): `attempted = read + lost + in_ring`, where
+//!   `read` is taken before the kernel counters and a program counts a
+//!   record as submitted before it becomes visible, so `read ≤ submitted`
+//!   at every moment and `in_ring = submitted − read` is never negative;
+//!   after the source detached and drained, `in_ring` is 0 and
+//!   `attempted = read + lost` exactly.
 //!
 //! The cost is one uncontended lock per batch and hop (tens of ns against a
 //! batch of up to thousands of events); `benches/` measures a snapshot.
@@ -38,6 +45,25 @@ pub struct Ledger {
 struct Table {
     components: Vec<ComponentTerms>,
     edges: Vec<EdgeTerms>,
+    kernel: Vec<KernelTerms>,
+}
+
+/// One eBPF program's account, as its source last read it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct KernelTerms {
+    /// The source that loaded the program.
+    pub source: String,
+    pub program: String,
+    /// Records the program tried to put in the ring (`submitted + lost`).
+    pub attempted: u64,
+    /// Records the ring took.
+    pub submitted: u64,
+    /// Records refused because the ring was full (reserve failures).
+    pub lost: u64,
+    /// Records the source took from the ring.
+    pub read: u64,
+    /// `submitted − read`: in the ring, not yet read.
+    pub in_ring: u64,
 }
 
 /// The terms of one component (see the module doc for its identity).
@@ -138,7 +164,27 @@ impl Ledger {
     /// A consistent cut of every term.
     pub fn snapshot(&self) -> LedgerSnapshot {
         let table = self.lock().clone();
-        LedgerSnapshot::new(table.components, table.edges)
+        LedgerSnapshot::new(table.components, table.edges, table.kernel)
+    }
+
+    /// Replaces `source`'s kernel rows: `(program, submitted, lost, read)`,
+    /// with `read` taken before the kernel counters were.
+    pub fn set_kernel(&self, source: &str, rows: impl IntoIterator<Item = (&'static str, u64, u64, u64)>) {
+        let rows: Vec<KernelTerms> = rows
+            .into_iter()
+            .map(|(program, submitted, lost, read)| KernelTerms {
+                source: source.to_owned(),
+                program: program.to_owned(),
+                attempted: submitted + lost,
+                submitted,
+                lost,
+                read,
+                in_ring: submitted.saturating_sub(read),
+            })
+            .collect();
+        let mut table = self.lock();
+        table.kernel.retain(|row| row.source != source);
+        table.kernel.extend(rows);
     }
 }
 
@@ -305,6 +351,8 @@ impl EdgeEntry {
 pub struct LedgerSnapshot {
     pub components: Vec<ComponentTerms>,
     pub edges: Vec<EdgeTerms>,
+    /// Every kernel source's programs.
+    pub kernel: Vec<KernelTerms>,
     /// Every identity that does not hold (empty when the books balance).
     pub imbalances: Vec<String>,
     /// The component, buffer or edge that lost the most events (drops
@@ -315,9 +363,18 @@ pub struct LedgerSnapshot {
 }
 
 impl LedgerSnapshot {
-    fn new(components: Vec<ComponentTerms>, edges: Vec<EdgeTerms>) -> LedgerSnapshot {
+    fn new(components: Vec<ComponentTerms>, edges: Vec<EdgeTerms>, kernel: Vec<KernelTerms>) -> LedgerSnapshot {
         let mut imbalances = Vec::new();
         let mut losses: Vec<(String, u64)> = Vec::new();
+        for k in &kernel {
+            if k.read > k.submitted || k.attempted != k.read + k.lost + k.in_ring {
+                imbalances.push(format!(
+                    "program `{}` of `{}`: attempted {} != read {} + lost {} + in_ring {} (submitted {})",
+                    k.program, k.source, k.attempted, k.read, k.lost, k.in_ring, k.submitted
+                ));
+            }
+            losses.push((format!("program `{}` of `{}` (ring full)", k.program, k.source), k.lost));
+        }
         for c in &components {
             let discarded: u64 = c.discarded.values().sum();
             let left = c.received + c.created;
@@ -358,7 +415,7 @@ impl LedgerSnapshot {
             .filter(|e| e.blocked_seconds > 0.0)
             .max_by(|a, b| a.blocked_seconds.total_cmp(&b.blocked_seconds))
             .map(|e| (format!("edge `{}` -> `{}`", e.from, e.to), e.blocked_seconds));
-        LedgerSnapshot { components, edges, imbalances, biggest_loss, longest_blocked }
+        LedgerSnapshot { components, edges, kernel, imbalances, biggest_loss, longest_blocked }
     }
 
     /// Prometheus text lines for `/metrics`, from this one cut.
@@ -412,6 +469,22 @@ impl LedgerSnapshot {
                 let _ = writeln!(
                     text,
                     "hostflow_ledger_edge_events{{from=\"{from}\",to=\"{to}\",term=\"discarded\",reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
+        text.push_str("# HELP hostflow_ledger_kernel_records Per eBPF program and term, from the same cut.\n# TYPE hostflow_ledger_kernel_records gauge\n");
+        for k in &self.kernel {
+            let (source, program) = (escape(&k.source), escape(&k.program));
+            for (term, n) in [
+                ("attempted", k.attempted),
+                ("submitted", k.submitted),
+                ("lost", k.lost),
+                ("read", k.read),
+                ("in_ring", k.in_ring),
+            ] {
+                let _ = writeln!(
+                    text,
+                    "hostflow_ledger_kernel_records{{component=\"{source}\",program=\"{program}\",term=\"{term}\"}} {n}"
                 );
             }
         }
@@ -475,6 +548,20 @@ mod tests {
         assert!(snapshot.imbalances.is_empty(), "{:?}", snapshot.imbalances);
         assert_eq!((snapshot.components[0].absorbed, snapshot.components[0].sent), (980, 20));
         assert_eq!((snapshot.components[1].created, snapshot.components[1].in_process), (4, 12));
+    }
+
+    #[test]
+    fn kernel_rows_balance_and_reading_ahead_of_the_kernel_is_an_imbalance() {
+        let ledger = Arc::new(Ledger::default());
+        ledger.set_kernel("kernel", [("exec", 100, 7, 90), ("exit", 5, 0, 5)]);
+        let snapshot = ledger.snapshot();
+        assert!(snapshot.imbalances.is_empty(), "{:?}", snapshot.imbalances);
+        assert_eq!((snapshot.kernel[0].attempted, snapshot.kernel[0].in_ring), (107, 10));
+        assert_eq!(snapshot.biggest_loss, Some(("program `exec` of `kernel` (ring full)".to_owned(), 7)));
+        ledger.set_kernel("kernel", [("exec", 100, 7, 101)]);
+        let snapshot = ledger.snapshot();
+        assert_eq!(snapshot.kernel.len(), 1, "a source's rows are replaced, not added");
+        assert_eq!(snapshot.imbalances.len(), 1, "{:?}", snapshot.imbalances);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use super::fallback::Detector;
 use super::loader::Loaded;
 use super::ring::RingReader;
 use super::snapshot;
-use super::ContextSettings;
+use super::{ContextSettings, Program};
 
 /// Most records per batch: a storm still yields batches of a bounded size.
 pub const MAX_BATCH: usize = 4096;
@@ -69,7 +69,7 @@ pub async fn run(
             biased;
             _ = shutdown.wait() => true,
             _ = counter_ticker.tick() => {
-                export(&mut counters, &cx.name);
+                export(&mut counters, &ring, &cx);
                 false
             }
             _ = drain_ticker.tick() => false,
@@ -98,7 +98,7 @@ pub async fn run(
     .await
     .map_err(|e| ComponentError::Failed(format!("eBPF detach task failed: {e}")))?;
     sending.drain(&mut ring, &mut cx).await?;
-    export(&mut counters, &cx.name);
+    export(&mut counters, &ring, &cx);
     tracing::debug!(source = %cx.name, events = sending.sequence, decode_errors = ring.decode_errors(),
         "ebpf source finished");
     drop(loaded);
@@ -214,9 +214,22 @@ impl Sending {
     }
 }
 
-fn export(counters: &mut Counters, name: &str) {
-    if let Err(error) = counters.export() {
-        tracing::warn!(source = %name, %error, "cannot read the eBPF counters");
+/// Reads the kernel's counters into the metrics and the loss ledger. The
+/// ring's read counts are taken first: a program counts a record before it
+/// becomes visible, so what was read never exceeds what was submitted.
+fn export(counters: &mut Counters, ring: &RingReader, cx: &SourceContext) {
+    let read = ring.read_counts();
+    match counters.export() {
+        Ok(counts) => {
+            if let Some(ledger) = cx.health.health().ledger_handle() {
+                let rows = Program::ALL
+                    .iter()
+                    .zip(counts.iter().zip(read))
+                    .map(|(program, (count, read))| (program.as_str(), count.submitted, count.lost, read));
+                ledger.set_kernel(&cx.name, rows);
+            }
+        }
+        Err(error) => tracing::warn!(source = %cx.name, %error, "cannot read the eBPF counters"),
     }
 }
 

@@ -14,12 +14,17 @@ use std::io;
 use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
-use super::records::{decode, DecodeError, Record};
+use super::records::{decode, DecodeError, Record, PROGRAM_COUNT};
 
 /// The reader half of the ring buffer.
 pub struct RingReader {
     fd: AsyncFd<RingBuf<MapData>>,
     decode_errors: u64,
+    /// Records taken from the ring per program (decoded or not): the
+    /// `read` term of the loss ledger's kernel rows.
+    read: [u64; PROGRAM_COUNT],
+    /// Records whose kind names no program (counted, never attributed).
+    read_unattributed: u64,
 }
 
 /// What one drain did.
@@ -42,7 +47,7 @@ impl RingReader {
         // open and names the same map until the `AsyncFd` is dropped, and
         // `as_raw_fd` always returns that one fd.
         let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
-        Ok(RingReader { fd, decode_errors: 0 })
+        Ok(RingReader { fd, decode_errors: 0, read: [0; PROGRAM_COUNT], read_unattributed: 0 })
     }
 
     /// Waits until the kernel signals data (a wake-up), and re-arms. Call
@@ -61,6 +66,10 @@ impl RingReader {
         let mut drained = Drained::default();
         let ring = self.fd.get_mut();
         while let Some(item) = ring.next() {
+            match item.get(..2).map(|kind| program_of_kind(u16::from_ne_bytes([kind[0], kind[1]]))) {
+                Some(Some(program)) => self.read[program] += 1,
+                _ => self.read_unattributed += 1,
+            }
             match decode(&item) {
                 Ok(record) => {
                     drained.records += 1;
@@ -83,6 +92,22 @@ impl RingReader {
     /// Entries that failed to decode since start.
     pub fn decode_errors(&self) -> u64 {
         self.decode_errors
+    }
+
+    /// Records taken from the ring so far, per program id.
+    pub fn read_counts(&self) -> [u64; PROGRAM_COUNT] {
+        self.read
+    }
+}
+
+/// The program (counter index) that submits records of `kind`: kinds 1–14
+/// are programs 0–13 in order; a network-policy decision comes from the
+/// connect program.
+fn program_of_kind(kind: u16) -> Option<usize> {
+    match kind {
+        15 => Some(3),
+        1..=14 => Some(usize::from(kind) - 1).filter(|&p| p < PROGRAM_COUNT),
+        _ => None,
     }
 }
 
