@@ -167,6 +167,17 @@ impl Ledger {
         LedgerSnapshot::new(table.components, table.edges, table.kernel)
     }
 
+    /// A source lost `n` events before it could send them (the diagnostics
+    /// bus overwrote records its subscriber had not read): booked as
+    /// produced and discarded for `reason`, on the row named `component`.
+    pub fn source_discarded(&self, component: &str, reason: DropReason, n: u64) {
+        let mut table = self.lock();
+        if let Some(c) = table.components.iter_mut().find(|c| c.name == component) {
+            c.received += n;
+            add(&mut c.discarded, reason, n);
+        }
+    }
+
     /// Replaces `source`'s kernel rows: `(program, submitted, lost, read)`,
     /// with `read` taken before the kernel counters were.
     pub fn set_kernel(&self, source: &str, rows: impl IntoIterator<Item = (&'static str, u64, u64, u64)>) {
@@ -562,6 +573,19 @@ mod tests {
         let snapshot = ledger.snapshot();
         assert_eq!(snapshot.kernel.len(), 1, "a source's rows are replaced, not added");
         assert_eq!(snapshot.imbalances.len(), 1, "{:?}", snapshot.imbalances);
+    }
+
+    #[test]
+    fn a_source_that_missed_records_books_them_as_its_own_drops() {
+        let ledger = Arc::new(Ledger::default());
+        let diag = ledger.component("diag", "source", "agent_diag", None);
+        diag.produced(3);
+        diag.fan_out(3, &[]);
+        ledger.source_discarded("diag", DropReason::BufferFull, 5);
+        let snapshot = ledger.snapshot();
+        assert!(snapshot.imbalances.is_empty(), "{:?}", snapshot.imbalances);
+        assert_eq!(snapshot.components[0].received, 8);
+        assert_eq!(snapshot.biggest_loss, Some(("component `diag`".to_owned(), 5)));
     }
 
     #[test]

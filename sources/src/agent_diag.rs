@@ -58,15 +58,7 @@ impl Source for AgentDiagSource {
                         batch.push(to_event(record, cx.event_id(sequence)));
                         sequence += 1;
                     }
-                    Received::Missed(n_missed) => {
-                        tracing::warn!(source = %cx.name, n_missed, "diagnostics arrived faster than they could be sent");
-                        metrics::counter!(
-                            names::COMPONENT_DISCARDED_EVENTS_TOTAL,
-                            "component" => cx.name.to_string(),
-                            "reason" => DropReason::BufferFull.as_str()
-                        )
-                        .increment(n_missed);
-                    }
+                    Received::Missed(n_missed) => count_missed(&cx, n_missed),
                 }
                 if batch.len() < MAX_BATCH {
                     pending = self.subscription.try_recv();
@@ -79,9 +71,12 @@ impl Source for AgentDiagSource {
         // Whatever was reported up to the shutdown goes out too.
         let mut batch = Batch::new();
         while let Some(received) = self.subscription.try_recv() {
-            if let Received::Record(record) = received {
-                batch.push(to_event(record, cx.event_id(sequence)));
-                sequence += 1;
+            match received {
+                Received::Record(record) => {
+                    batch.push(to_event(record, cx.event_id(sequence)));
+                    sequence += 1;
+                }
+                Received::Missed(n_missed) => count_missed(&cx, n_missed),
             }
         }
         if !batch.is_empty() {
@@ -98,4 +93,22 @@ fn to_event(record: DiagRecord, event_id: u64) -> Event {
         event_type: record.event_type,
         reason: record.reason,
     })
+}
+
+/// Records the bus overwrote before this source read them: counted as this
+/// source's `buffer_full` drops, with the labels every component's drops
+/// carry, and booked in the loss ledger on the source's row.
+fn count_missed(cx: &SourceContext, n_missed: u64) {
+    tracing::warn!(source = %cx.name, n_missed, "diagnostics arrived faster than they could be sent");
+    metrics::counter!(
+        names::COMPONENT_DISCARDED_EVENTS_TOTAL,
+        "component" => cx.name.to_string(),
+        "component_kind" => "source",
+        "component_type" => "agent_diag",
+        "reason" => DropReason::BufferFull.as_str()
+    )
+    .increment(n_missed);
+    if let Some(ledger) = cx.health.health().ledger_handle() {
+        ledger.source_discarded(&cx.name, DropReason::BufferFull, n_missed);
+    }
 }
