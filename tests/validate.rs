@@ -372,8 +372,7 @@ fn bad_buffers() {
             "    help: did you mean \"block\"?",
             "topology.toml:22:23: error: sink `d`: buffer: \
              capacity must be a whole number of events of at least 1, got -1",
-            "topology.toml:22:27: error: sink `d`: buffer: unknown key `size`; \
-             expected `type`, `capacity`, `when_full`, `max_bytes` or `path`",
+            "topology.toml:22:27: error: sink `d`: buffer: unknown key `size`; expected `type`, `capacity`, `when_full`, `max_bytes` or `path`",
             "topology.toml:27:23: error: sink `e`: buffer: capacity must be an integer number of events",
             "topology.toml:27:42: error: sink `e`: buffer: when_full must be a string",
             "topology.toml:32:10: error: sink `f`: buffer: \
