@@ -104,7 +104,7 @@ fn ledger(c: &mut Criterion) {
     for (entry, edge) in entries.iter().zip(&edges) {
         entry.received(1000);
         entry.processed(1000, 990, &[0; DropReason::COUNT]);
-        entry.fan_out(990, &[edge]);
+        entry.fan_out(990, [edge]);
         edge.accept(990);
     }
     let mut group = c.benchmark_group("ledger");

@@ -224,7 +224,10 @@ impl EdgeSender {
                         batch.len()
                     }
                     // The writer thread booked the drop in the ledger.
-                    disk::Appended::Dropped(reason) => self.drop_all_booked(batch, reason),
+                    disk::Appended::Dropped(reason) => {
+                        self.count_drop_metrics(reason, batch.len() as u64);
+                        0
+                    }
                 }
             }
         }
@@ -313,18 +316,16 @@ impl EdgeSender {
         0
     }
 
-    /// Counts a drop the ledger already has (a disk buffer's writer booked it).
-    fn drop_all_booked(&mut self, batch: Batch, reason: DropReason) -> usize {
-        let ledger = self.ledger.take();
-        self.count_drop(reason, batch.len() as u64);
-        self.ledger = ledger;
-        0
-    }
-
     fn count_drop(&mut self, reason: DropReason, n_events: u64) {
         if let Some(ledger) = &self.ledger {
             ledger.drop_in_transit(n_events, reason);
         }
+        self.count_drop_metrics(reason, n_events);
+    }
+
+    /// The metrics and report side of a drop (a disk buffer's writer books
+    /// its drops in the ledger itself).
+    fn count_drop_metrics(&mut self, reason: DropReason, n_events: u64) {
         self.metrics.discarded[reason.index()].increment(n_events);
         self.metrics.target_discarded[reason.index()].increment(n_events);
         *self.report.discarded.entry(reason.as_str()).or_default() += n_events;
@@ -515,8 +516,7 @@ impl Fanout {
             if *is_source {
                 entry.produced(n_events);
             }
-            let edges: Vec<&EdgeEntry> = self.edges.iter().filter_map(|edge| edge.ledger.as_ref()).collect();
-            entry.fan_out(n_events, &edges);
+            entry.fan_out(n_events, self.edges.iter().filter_map(|edge| edge.ledger.as_ref()));
         }
         if let Some((last, others)) = self.edges.split_last_mut() {
             for edge in others {

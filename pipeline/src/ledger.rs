@@ -297,7 +297,7 @@ impl ComponentEntry {
 
     /// A fan-out starts handing `n` events to `edges`: they leave the
     /// component (sent) and are in transit on every edge.
-    pub fn fan_out(&self, n: u64, edges: &[&EdgeEntry]) {
+    pub fn fan_out<'a>(&self, n: u64, edges: impl IntoIterator<Item = &'a EdgeEntry>) {
         let mut table = self.ledger.lock();
         let c = &mut table.components[self.index];
         c.sent += n;
@@ -524,7 +524,7 @@ mod tests {
         let sink = ledger.component("out", "sink", "blackhole", Some(false));
         let edge = ledger.edge(&source, &sink);
         source.produced(100);
-        source.fan_out(100, &[&edge]);
+        source.fan_out(100, [&edge]);
         assert!(ledger.snapshot().imbalances.is_empty(), "{:?}", ledger.snapshot().imbalances);
         edge.accept(60);
         edge.drop_in_transit(40, DropReason::BufferFull);
@@ -549,7 +549,7 @@ mod tests {
         let top = ledger.component("top", "transform", "topn", None);
         top.received(1000);
         top.processed(1000, 20, &[0; DropReason::COUNT]);
-        top.fan_out(20, &[]);
+        top.fan_out(20, std::iter::empty());
         let detect = ledger.component("detect", "transform", "detect", None);
         detect.received(10);
         let mut filtered = [0; DropReason::COUNT];
@@ -580,7 +580,7 @@ mod tests {
         let ledger = Arc::new(Ledger::default());
         let diag = ledger.component("diag", "source", "agent_diag", None);
         diag.produced(3);
-        diag.fan_out(3, &[]);
+        diag.fan_out(3, std::iter::empty());
         ledger.source_discarded("diag", DropReason::BufferFull, 5);
         let snapshot = ledger.snapshot();
         assert!(snapshot.imbalances.is_empty(), "{:?}", snapshot.imbalances);
