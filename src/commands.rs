@@ -339,7 +339,7 @@ fn run_topology_file(source: TopologySource, report_path: Option<&Path>) -> Outc
 
 fn install_recorder() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_quantiles(&[0.5, 0.95, 0.99])
+        .set_buckets(pipeline::metrics::LATENCY_BUCKETS_SECONDS)
         .context("configuring the metrics recorder")?
         .install_recorder()
         .context("installing the metrics recorder")?;

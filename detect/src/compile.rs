@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use pipeline::{Event, EventKind};
-use regex::RegexSet;
+use regex::bytes::{RegexSet, RegexSetBuilder};
 
 use crate::firing::MatchId;
 use crate::rule::{Cidr, CmpOp, Expr, IocKind, IocSet, Match, Pred, Target, Test, TextOp};
@@ -233,8 +233,13 @@ impl Builder {
             let automaton = if pending.literals.is_empty() {
                 None
             } else {
+                // A contiguous NFA, not the DFA the builder would pick for
+                // a few hundred literals: a tenth of the memory (the
+                // built-in pack's 13 automata: 0.88 MiB as DFAs), and the
+                // scan is a small part of an event's cost (BENCHMARKS.md).
                 let built = AhoCorasickBuilder::new()
                     .ascii_case_insensitive(true)
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
                     .match_kind(MatchKind::Standard)
                     .build(pending.literals.iter().map(|l| l.as_bytes()));
                 match built {
@@ -248,7 +253,7 @@ impl Builder {
             let regexes = if pending.regexes.is_empty() {
                 None
             } else {
-                match RegexSet::new(pending.regexes.iter().map(|r| &**r)) {
+                match regex_set(&pending.regexes) {
                     Ok(set) => Some(set),
                     Err(e) => {
                         errors.push(CompileError { condition: MatchId(0), message: format!("regex: {e}") });
@@ -367,7 +372,7 @@ impl BuildState {
             }
             Test::Regex { patterns, all } => {
                 for pattern in patterns {
-                    regex::Regex::new(pattern).map_err(|e| format!("regex `{pattern}`: {e}"))?;
+                    check_regex(pattern).map_err(|e| format!("regex `{pattern}`: {e}"))?;
                 }
                 let slot = self.slot(target);
                 // Any of the patterns may match (or, with `all`, the first
@@ -450,7 +455,7 @@ fn necessary(node: &Node, numeric_targets: &mut Vec<Target>) -> Option<Vec<Gate>
 /// finite set (the empty string among them, too many case variants, a
 /// pattern that does not parse) — the regex is then not gated.
 fn required_literals(pattern: &str) -> Option<Vec<String>> {
-    let hir = regex_syntax::parse(pattern).ok()?;
+    let hir = regex_syntax::ParserBuilder::new().unicode(false).utf8(false).build().parse(pattern).ok()?;
     let mut extractor = regex_syntax::hir::literal::Extractor::new();
     extractor.limit_total(256);
     let seq = extractor.extract(&hir);
@@ -465,6 +470,23 @@ fn required_literals(pattern: &str) -> Option<Vec<String>> {
         }
     }
     (!found.is_empty()).then_some(found)
+}
+
+/// Rule regexes are compiled in one dialect everywhere (loading, checking,
+/// the evaluator): Rust regex syntax with **ASCII** `\w`, `\s`, `\d`, `\b`
+/// and `(?i)`, matched on bytes; `(?u)` opts a pattern (or a group) into
+/// Unicode. Why: Sigma's regexes are PCRE, whose classes are ASCII unless
+/// asked, and Unicode classes multiply the compiled automata — the
+/// built-in pack's regex sets held 2.1 MiB with Unicode classes and
+/// 0.2 MiB without (heaptrack, BENCHMARKS.md), every byte of it resident in
+/// every agent.
+pub fn check_regex(pattern: &str) -> Result<(), regex::Error> {
+    regex::bytes::RegexBuilder::new(pattern).unicode(false).build().map(drop)
+}
+
+/// One slot's regexes as one set, in [`check_regex`]'s dialect.
+fn regex_set(patterns: &[Arc<str>]) -> Result<RegexSet, regex::Error> {
+    RegexSetBuilder::new(patterns.iter().map(|p| &**p)).unicode(false).build()
 }
 
 fn compile_set(set: &IocSet) -> Result<CompiledSet, String> {
@@ -736,7 +758,7 @@ impl Evaluator {
         let generation = s.generation;
         let stamps = &mut s.regex_stamp;
         let present = with_texts(info.target, event, &mut s.text, |text| {
-            for index in set.matches(text).iter() {
+            for index in set.matches(text.as_bytes()).iter() {
                 stamps[info.regex_ids[index] as usize] = generation;
             }
         });

@@ -406,13 +406,13 @@ fn load_field(name: &str, line: usize, value: Node<'_>, problems: &mut Problems<
             ("regex", FieldType::Text) => {
                 let patterns: Vec<Arc<str>> = strings(Some(arg), "regex", problems)
                     .into_iter()
-                    .filter_map(|(line, p)| match regex::Regex::new(&p) {
+                    .filter_map(|(line, p)| match crate::compile::check_regex(&p) {
                         Ok(_) => Some(Arc::from(p)),
                         Err(e) => {
                             problems.hint(
                                 line,
                                 format!("regex does not compile: {e}"),
-                                "Rust regex syntax; (?i) for case-insensitive",
+                                "Rust regex syntax, ASCII classes; (?i) for case-insensitive, (?u) for Unicode",
                             );
                             None
                         }

@@ -15,7 +15,8 @@ disk buffer on the sink's input (in the run's work directory).
    SecurityEvent message per event), zstd, idempotent, acks=all, linger 5 ms.
    Rate = EVENTS / (time from the first to the last delivered message, read
    from /metrics every 50 ms). Delivery latency p50/p99 from the sink's own
-   summary `hostflow_kafka_delivery_latency_seconds`.
+   histogram `hostflow_kafka_delivery_latency_seconds` (the upper bound of
+   the bucket holding the quantile: 1–2.5–5 steps).
 3. The payloads hostflow wrote are consumed back, then produced by
    confluent-kafka's Producer with the same settings (enable.idempotence,
    acks=all, zstd, linger.ms=5) to `bench.python`: rate over produce + flush,
@@ -82,6 +83,20 @@ def sample(text, name, **labels):
     return None
 
 
+def histogram_quantile(text, name, q):
+    """The upper bound of the first bucket of histogram `name` holding a
+    share q of its samples (an upper bound of the quantile)."""
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(name + "_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = max(count for _, count in buckets)
+    return next(le for le, count in sorted(buckets) if count >= q * total)
+
+
 def run_hostflow(work, port):
     api_port = free_port()
     config = os.path.join(work, "topology.toml")
@@ -102,7 +117,7 @@ def run_hostflow(work, port):
             first = first or (now, delivered)
             last = (now, delivered)
             for q in ("0.5", "0.99"):
-                value = sample(text, "hostflow_kafka_delivery_latency_seconds", quantile=q)
+                value = histogram_quantile(text, "hostflow_kafka_delivery_latency_seconds", float(q))
                 if value is not None:
                     latency[q] = value
         time.sleep(0.05)
@@ -182,7 +197,7 @@ def main():
     print(f"events: {EVENTS}, batch_size {BATCH}, payload mean {mean_bytes:.1f} B (protobuf SecurityEvent, "
           "before zstd)")
     print(f"hostflow kafka sink : {rate:>10,.0f} events/s  {rate * mean_bytes / 1e6:6.1f} MB/s  "
-          f"latency p50 {latency.get('0.5', float('nan')) * 1e3:.1f} ms  p99 {latency.get('0.99', float('nan')) * 1e3:.1f} ms")
+          f"latency p50 <= {latency.get('0.5', float('nan')) * 1e3:.1f} ms  p99 <= {latency.get('0.99', float('nan')) * 1e3:.1f} ms")
     print(f"python confluent-kafka: {py_rate:>10,.0f} events/s  {py_rate * mean_bytes / 1e6:6.1f} MB/s  "
           f"latency p50 {py_latency['0.5'] * 1e3:.1f} ms  p99 {py_latency['0.99'] * 1e3:.1f} ms")
     print(f"ratio hostflow / python: {rate / py_rate:.2f}")

@@ -104,12 +104,13 @@ def main():
                        "hostflow_spool_written_files", "hostflow_spool_unflushed_events"]:
             if family not in families:
                 fail(f"/metrics lacks {family}; has {sorted(families)}")
-        if families["hostflow_component_latency_seconds"].type != "summary":
-            fail("latency is not exported with quantiles")
-        quantiles = {s.labels.get("quantile") for s in families["hostflow_component_latency_seconds"].samples}
-        for q in ["0.5", "0.95", "0.99"]:
-            if q not in quantiles:
-                fail(f"latency lacks quantile {q}: {quantiles}")
+        latency = families["hostflow_component_latency_seconds"]
+        if latency.type != "histogram":
+            fail(f"latency is exported as a {latency.type}, not a histogram")
+        bounds = {s.labels.get("le") for s in latency.samples if s.name.endswith("_bucket")}
+        for le in ["0.00001", "0.001", "1", "10", "+Inf"]:
+            if le not in bounds:
+                fail(f"latency lacks the bucket le={le}: {sorted(bounds)}")
 
         # The ebpf source attaches /health details once its load attempt is
         # over (it runs off the async workers, after procfs's first rows

@@ -179,7 +179,9 @@ pub fn parse_prometheus(text: &str) -> Scrape {
 
 impl Scrape {
     /// The value of the sample `name` whose labels include all of `labels`.
-    /// A `quantile` label selects one quantile of a summary.
+    /// A `quantile` label selects one quantile of a histogram: the upper
+    /// bound of the first bucket holding that share of the samples (what
+    /// PromQL's `histogram_quantile` bounds from above).
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let quantile =
             labels.iter().find(|(key, _)| *key == "quantile").map(|(_, q)| q.parse::<f64>().expect("quantile"));
@@ -191,8 +193,9 @@ impl Scrape {
                 labels.iter().filter(|(k, _)| *k != "quantile").all(|(k, v)| sample.labels.get(k) == Some(*v))
             })
             .find_map(|sample| match (&sample.value, quantile) {
-                (prometheus_parse::Value::Summary(quantiles), Some(q)) => {
-                    quantiles.iter().find(|c| (c.quantile - q).abs() < 1e-9).map(|c| c.count)
+                (prometheus_parse::Value::Histogram(buckets), Some(q)) => {
+                    let total = buckets.iter().map(|b| b.count).fold(0.0, f64::max);
+                    (total > 0.0).then(|| buckets.iter().find(|b| b.count >= q * total).map(|b| b.less_than)).flatten()
                 }
                 (
                     prometheus_parse::Value::Counter(v)

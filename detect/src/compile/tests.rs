@@ -238,9 +238,31 @@ fn gated_regexes_agree_with_the_regex_alone() {
         let want: Vec<u32> = patterns
             .iter()
             .enumerate()
-            .filter(|(_, p)| regex::Regex::new(p).expect("valid").is_match(&joined))
+            .filter(|(_, p)| {
+                regex::bytes::RegexBuilder::new(p).unicode(false).build().expect("valid").is_match(joined.as_bytes())
+            })
             .map(|(i, _)| i as u32)
             .collect();
         assert_eq!(got, want, "text {joined:?}");
     }
+}
+
+/// The rule dialect (`check_regex`): `\w`, `\s`, `\b` are ASCII as in
+/// PCRE, `(?u)` asks for Unicode, and a Sigma `?` (`(?u:.)`) is one
+/// character however many bytes it takes.
+#[test]
+fn regexes_are_ascii_unless_unicode_is_asked_for() {
+    let patterns = [r"^\w+$", r"(?u)^\w+$", r"(?is)^a(?u:.)b$", r"(?i)^ABC$"];
+    let mut b = Builder::default();
+    for pattern in patterns {
+        b.add(&all_kinds(Expr::Pred(Pred {
+            target: Target::Field(Field::Cmdline),
+            test: Test::Regex { patterns: vec![pattern.into()], all: false },
+        })));
+    }
+    let ev = b.build(&[]).expect("builds");
+    assert_eq!(hits(&ev, &exec("/bin/x", &["été"])), vec![1]);
+    assert_eq!(hits(&ev, &exec("/bin/x", &["plain_word"])), vec![0, 1]);
+    assert_eq!(hits(&ev, &exec("/bin/x", &["aéb"])), vec![1, 2]);
+    assert_eq!(hits(&ev, &exec("/bin/x", &["abc"])), vec![0, 1, 3]);
 }

@@ -164,8 +164,8 @@ fn plain_values_and_wildcards() {
     assert_eq!(entry("CommandLine: '**wget*'"), pred(Field::Cmdline, text(TextOp::Contains, &["wget"])));
     let regex = |p: &str| Test::Regex { patterns: arc(&[p]), all: false };
     assert_eq!(entry("CommandLine: 'a*b'"), pred(Field::Cmdline, regex("(?is)^a.*b$")));
-    assert_eq!(entry("CommandLine: 'a?c*'"), pred(Field::Cmdline, regex("(?is)^a.c")));
-    assert_eq!(entry("CommandLine: '*x.y?'"), pred(Field::Cmdline, regex("(?is)x\\.y.$")));
+    assert_eq!(entry("CommandLine: 'a?c*'"), pred(Field::Cmdline, regex("(?is)^a(?u:.)c")));
+    assert_eq!(entry("CommandLine: '*x.y?'"), pred(Field::Cmdline, regex("(?is)x\\.y(?u:.)$")));
     // Escapes: `\*` and `\?` are literal, `\\` is one backslash, other
     // backslashes stay.
     assert_eq!(entry(r"CommandLine: '*x\*y*'"), pred(Field::Cmdline, text(TextOp::Contains, &["x*y"])));
@@ -207,7 +207,7 @@ fn text_modifiers() {
     // A wildcard inside a contains value makes an unanchored regex.
     assert_eq!(
         entry("CommandLine|contains: 'a?b'"),
-        pred(Field::Cmdline, Test::Regex { patterns: arc(&["(?is)a.b"]), all: false })
+        pred(Field::Cmdline, Test::Regex { patterns: arc(&["(?is)a(?u:.)b"]), all: false })
     );
     assert_eq!(
         entry("CommandLine|startswith|cased: 'a*b'"),

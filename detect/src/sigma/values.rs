@@ -243,7 +243,8 @@ fn text_leaf(mut pieces: Vec<Piece>, op: Option<TextOp>, cased: bool) -> Leaf {
         match piece {
             Piece::Lit(s) => re.push_str(&regex::escape(s)),
             Piece::Star => re.push_str(".*"),
-            Piece::One => re.push('.'),
+            // One character, not one byte: the dialect is bytewise ASCII.
+            Piece::One => re.push_str("(?u:.)"),
         }
     }
     if trail == 0 {
@@ -413,7 +414,7 @@ fn value_leaves(item: Node<'_>, ty: FieldType, m: &Mods) -> Result<Vec<Leaf>, (S
             return Err((format!("`re` applies to text; this field is {}", type_name(ty)), String::new()));
         }
         let pattern = if flags.is_empty() { text } else { format!("(?{flags}){text}") };
-        if let Err(e) = regex::Regex::new(&pattern) {
+        if let Err(e) = crate::compile::check_regex(&pattern) {
             return Err((
                 format!("the regex does not compile: {}", e.to_string().lines().last().unwrap_or("invalid")),
                 "Sigma regexes are PCRE; hostflow supports the subset without look-around or back-references".into(),

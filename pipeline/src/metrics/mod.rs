@@ -15,6 +15,19 @@ use serde::Serialize;
 
 pub use names::DropReason;
 
+/// The bucket bounds of every `_seconds` histogram (batch latency, scan
+/// duration, Kafka delivery): 10 µs to 10 s in 1–2.5–5 steps.
+///
+/// Why fixed buckets and not a summary's quantiles: a fleet aggregates
+/// buckets across hosts (`histogram_quantile(0.99, sum by (le) (…))`)
+/// where quantiles cannot be averaged, and a bucket is 8 bytes where the
+/// exporter's summary keeps three rolling sketches of up to 32 768 bins
+/// (256 KiB each) per series — 1.7 MiB of an idle agent's heap, growing
+/// with load (issue #12, BENCHMARKS.md).
+pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
+    1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 use crate::config::Role;
 
 /// The handles of one component. Owned by the component's task.
