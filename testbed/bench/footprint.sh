@@ -8,8 +8,13 @@
 #   testbed/bench/footprint.sh [SECONDS] [ROUNDS]    (default 60 s, 1 round)
 #
 # Start to /health ready: from fork/exec until GET /health answers 200.
-# Start to first event: until /metrics shows the spool sink has written an
-# event (the first /proc scan's rows, or a kernel event, are in a file).
+# Start to first event: until /metrics shows the spool sink has received an
+# event (the first /proc scan's rows, or a kernel event), and until it has
+# acknowledged one as durable (synced: up to `flush_interval_secs`).
+# Idle working set: the pages the agent touched during the window
+# (`Referenced` in smaps after clearing the bits at its start), beside RSS,
+# which also counts every page start-up touched and the pages the kernel
+# mapped around each fault.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SECONDS_TO_RUN="${1:-60}"
@@ -33,20 +38,25 @@ for ((round = 1; round <= ROUNDS; round++)); do
   started=$(now_ms)
   "$BIN" run 2>"$RUN/stderr" &
   PID=$!
-  ready_ms="" first_ms=""
-  for _ in $(seq 1 1000); do
+  ready_ms="" first_ms="" durable_ms=""
+  for _ in $(seq 1 3000); do
     now=$(now_ms)
     if [[ -z "$ready_ms" ]] && curl -sf -o /dev/null http://127.0.0.1:9598/health; then ready_ms=$((now - started)); fi
-    if [[ -z "$first_ms" ]] && curl -sf http://127.0.0.1:9598/metrics 2>/dev/null |
-      grep -Eq '^hostflow_component_sent_events_total\{component="spool",[^}]*\} [1-9]'; then first_ms=$((now - started)); fi
-    [[ -n "$ready_ms" && -n "$first_ms" ]] && break
+    if [[ -n "$ready_ms" ]]; then
+      metrics=$(curl -sf http://127.0.0.1:9598/metrics 2>/dev/null || true)
+      if [[ -z "$first_ms" ]] && grep -Eq '^hostflow_component_received_events_total\{component="spool",[^}]*\} [1-9]' <<<"$metrics"; then first_ms=$((now - started)); fi
+      if [[ -z "$durable_ms" ]] && grep -Eq '^hostflow_component_sent_events_total\{component="spool",[^}]*\} [1-9]' <<<"$metrics"; then durable_ms=$((now - started)); fi
+    fi
+    [[ -n "$ready_ms" && -n "$first_ms" && -n "$durable_ms" ]] && break
     sleep 0.005
   done
   sleep 2 # start-up excluded from the CPU window
   ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+  echo 1 >"/proc/$PID/clear_refs" 2>/dev/null || true
   t0=$(ticks)
   sleep "$SECONDS_TO_RUN"
   t1=$(ticks)
+  referenced_kib=$(awk '/^Referenced:/ { s += $2 } END { print s + 0 }' "/proc/$PID/smaps")
   status="/proc/$PID/status"
   rss=$(awk '/^VmRSS/ {print $2}' "$status")
   anon=$(awk '/^RssAnon/ {print $2}' "$status")
@@ -58,7 +68,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   wait "$PID" || true
   hz=$(getconf CLK_TCK)
   awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$SECONDS_TO_RUN" -v rss="$rss" -v anon="$anon" -v file="$file" \
-    -v shmem="$shmem" -v exe="$exe_kib" -v ring="$ring_kib" -v ready="${ready_ms:-?}" -v first="${first_ms:-?}" -v r="$round" \
-    'BEGIN { printf "round %d: /health ready %s ms, first event written %s ms; window %d s: CPU %.3f%% of one core; RSS %.1f MiB = anon %.1f + file %.1f (of which the binary %.1f, eBPF ring buffer maps %.1f) + shmem %.1f\n",
-             r, ready, first, s, 100 * d / hz / s, rss / 1024, anon / 1024, file / 1024, exe / 1024, ring / 1024, shmem / 1024 }'
+    -v shmem="$shmem" -v exe="$exe_kib" -v ring="$ring_kib" -v ready="${ready_ms:-?}" -v first="${first_ms:-?}" -v durable="${durable_ms:-?}" -v refd="$referenced_kib" -v r="$round" \
+    'BEGIN { printf "round %d: /health ready %s ms, first event at the spool %s ms, first durable %s ms; window %d s: CPU %.3f%% of one core; RSS %.1f MiB = anon %.1f + file %.1f (of which the binary %.1f, eBPF ring buffer maps %.1f) + shmem %.1f; touched in the window %.1f MiB\n",
+             r, ready, first, durable, s, 100 * d / hz / s, rss / 1024, anon / 1024, file / 1024, exe / 1024, ring / 1024, shmem / 1024, refd / 1024 }'
 done

@@ -178,7 +178,7 @@ pub struct LoadSettings {
 }
 
 impl Default for LoadSettings {
-    /// What a default `ebpf` source loads: every program, a 4 MiB ring,
+    /// What a default `ebpf` source loads: every program, a 1 MiB ring,
     /// a 256 KiB wake-up threshold, files under `/etc/` and the default
     /// basenames ([`super::DEFAULT_FILE_BASENAMES`]), the default
     /// `exec_env` allow-list, the agent's own BPF loads left out.
@@ -187,7 +187,7 @@ impl Default for LoadSettings {
             programs: Program::ALL.to_vec(),
             connect_hook: ConnectHook::default(),
             cgroup_path: None,
-            ring_buffer_bytes: 4 << 20,
+            ring_buffer_bytes: super::DEFAULT_RING_BUFFER_BYTES,
             wakeup_threshold_bytes: super::DEFAULT_WAKEUP_THRESHOLD_BYTES,
             file_prefixes: super::DEFAULT_FILE_PREFIXES.iter().map(|p| (*p).to_owned()).collect(),
             file_paths: Vec::new(),

@@ -190,7 +190,8 @@ pub struct EbpfConfig {
     #[serde(default)]
     pub programs: Option<Spanned<Vec<Spanned<String>>>>,
     /// Size of the ring buffer shared by the programs, in bytes: a power of
-    /// two of at least one page. Default 4 MiB (about 10 000 exec records).
+    /// two of at least one page. Default 1 MiB (about 2 500 exec records;
+    /// see [`DEFAULT_RING_BUFFER_BYTES`]).
     #[serde(default = "default_ring_buffer_bytes")]
     pub ring_buffer_bytes: Spanned<u64>,
     /// The programs wake the reader only once this many bytes are pending
@@ -313,7 +314,7 @@ impl Default for ContextSettings {
 }
 
 fn default_ring_buffer_bytes() -> Spanned<u64> {
-    Spanned::new(0..0, 4 << 20)
+    Spanned::new(0..0, u64::from(DEFAULT_RING_BUFFER_BYTES))
 }
 
 fn default_drain_interval_ms() -> Spanned<u64> {
@@ -323,6 +324,15 @@ fn default_drain_interval_ms() -> Spanned<u64> {
 fn default_fallback_interval_ms() -> Spanned<u64> {
     Spanned::new(0..0, 1000)
 }
+
+/// Default `ring_buffer_bytes`. Why 1 MiB and not more: the agent maps
+/// the ring's data pages twice (for reads across the wrap), all resident,
+/// so a ring costs twice its size in the agent's RSS (4 MiB was 8 MiB of
+/// an idle agent's 33). Storms with every program attached lost nothing
+/// with it (UDP connects at 586 k events/s, TCP at 55 k/s, exec storms;
+/// BENCHMARKS.md, issue #12); a host that loses records under its own
+/// bursts (`hostflow_ebpf_ringbuf_lost_events_total`) raises it.
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 1 << 20;
 
 /// Default `wakeup_threshold_bytes` (for rings of 1 MiB and more).
 pub const DEFAULT_WAKEUP_THRESHOLD_BYTES: u64 = 256 << 10;

@@ -97,7 +97,7 @@ fn defaults_load_every_program_with_a_4_mib_ring() {
             programs: Program::ALL.to_vec(),
             connect_hook: super::ConnectHook::Cgroup,
             cgroup_path: None,
-            ring_buffer_bytes: 4 << 20,
+            ring_buffer_bytes: 1 << 20,
             wakeup_threshold_bytes: 256 << 10,
             file_prefixes: vec!["/etc/".to_owned()],
             file_paths: Vec::new(),
