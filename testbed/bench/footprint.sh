@@ -6,6 +6,7 @@
 # a test: results go to BENCHMARKS.md.
 #
 #   testbed/bench/footprint.sh [SECONDS] [ROUNDS]    (default 60 s, 1 round)
+#   SCRAPE_EVERY=15: /metrics is scraped this often during the window
 #
 # Start to /health ready: from fork/exec until GET /health answers 200.
 # Start to first event: until /metrics shows the spool sink has received an
@@ -48,15 +49,20 @@ for ((round = 1; round <= ROUNDS; round++)); do
       if [[ -z "$durable_ms" ]] && grep -Eq '^hostflow_component_sent_events_total\{component="spool",[^}]*\} [1-9]' <<<"$metrics"; then durable_ms=$((now - started)); fi
     fi
     [[ -n "$ready_ms" && -n "$first_ms" && -n "$durable_ms" ]] && break
-    sleep 0.005
+    if [[ -n "$first_ms" ]]; then sleep 0.1; else sleep 0.005; fi
   done
   sleep 2 # start-up excluded from the CPU window
   ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
   echo 1 >"/proc/$PID/clear_refs" 2>/dev/null || true
   t0=$(ticks)
+  # Scraped as Prometheus would, every SCRAPE_EVERY seconds (default 15).
+  (while sleep "${SCRAPE_EVERY:-15}"; do curl -sf -o /dev/null http://127.0.0.1:9598/metrics || true; done) &
+  SCRAPER=$!
   sleep "$SECONDS_TO_RUN"
   t1=$(ticks)
+  kill "$SCRAPER" 2>/dev/null || true
   referenced_kib=$(awk '/^Referenced:/ { s += $2 } END { print s + 0 }' "/proc/$PID/smaps")
+  exe_referenced_kib=$(awk -v exe="$(readlink "/proc/$PID/exe")" '$0 ~ /^[0-9a-f]+-/ { cur = ($6 == exe) } cur && /^Referenced:/ { s += $2 } END { print s + 0 }' "/proc/$PID/smaps")
   status="/proc/$PID/status"
   rss=$(awk '/^VmRSS/ {print $2}' "$status")
   anon=$(awk '/^RssAnon/ {print $2}' "$status")
@@ -68,7 +74,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   wait "$PID" || true
   hz=$(getconf CLK_TCK)
   awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$SECONDS_TO_RUN" -v rss="$rss" -v anon="$anon" -v file="$file" \
-    -v shmem="$shmem" -v exe="$exe_kib" -v ring="$ring_kib" -v ready="${ready_ms:-?}" -v first="${first_ms:-?}" -v durable="${durable_ms:-?}" -v refd="$referenced_kib" -v r="$round" \
-    'BEGIN { printf "round %d: /health ready %s ms, first event at the spool %s ms, first durable %s ms; window %d s: CPU %.3f%% of one core; RSS %.1f MiB = anon %.1f + file %.1f (of which the binary %.1f, eBPF ring buffer maps %.1f) + shmem %.1f; touched in the window %.1f MiB\n",
-             r, ready, first, durable, s, 100 * d / hz / s, rss / 1024, anon / 1024, file / 1024, exe / 1024, ring / 1024, shmem / 1024, refd / 1024 }'
+    -v shmem="$shmem" -v exe="$exe_kib" -v ring="$ring_kib" -v ready="${ready_ms:-?}" -v first="${first_ms:-?}" -v durable="${durable_ms:-?}"  -v refd="$referenced_kib" -v exerefd="$exe_referenced_kib" -v r="$round" \
+    'BEGIN { printf "round %d: /health ready %s ms, first event at the spool %s ms, first durable %s ms; window %d s: CPU %.3f%% of one core; RSS %.1f MiB = anon %.1f + file %.1f (of which the binary %.1f, eBPF ring buffer maps %.1f) + shmem %.1f; touched in the window %.1f MiB (of the binary %.1f)\n",
+             r, ready, first, durable, s, 100 * d / hz / s, rss / 1024, anon / 1024, file / 1024, exe / 1024, ring / 1024, shmem / 1024, refd / 1024, exerefd / 1024 }'
 done
