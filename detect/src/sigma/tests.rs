@@ -242,6 +242,16 @@ fn regex_modifier_and_flags() {
     );
     let text = rule_with("process_creation", &["Image: /bin/sh", "CommandLine|re: '(?<=x)y'"]);
     assert_rejected(&text, 9, "does not compile");
+    // Classes are ASCII (as in PCRE); the hint names `(?u)` for Unicode
+    // `\w` and friends, which load.
+    let unicode = rejected(&rule_with("process_creation", &["Image: /bin/sh", "CommandLine|re: '\\p{L}x'"]));
+    assert!(
+        unicode.iter().any(|p| p.line == 9
+            && p.message.contains("Unicode not allowed")
+            && p.hint.as_deref().is_some_and(|h| h.contains("(?u)"))),
+        "{unicode:#?}"
+    );
+    assert_eq!(entry("CommandLine|re: '(?u)\\w+x'"), regex("(?u)\\w+x"));
     assert_rejected(&rule_with("process_creation", &["CommandLine|i: x"]), 8, "flags of `re`");
     assert_rejected(&rule_with("process_creation", &["CommandLine|re|contains: x"]), 8, "do not combine");
 }
