@@ -196,6 +196,18 @@ fn sha256_parsing() {
     assert_eq!(parse_sha256(&"g0".repeat(32)), None);
 }
 
+/// An evaluator with condition i = "the command line matches pattern i".
+fn cmdline_regexes(patterns: &[&str]) -> Evaluator {
+    let mut b = Builder::default();
+    for pattern in patterns {
+        b.add(&all_kinds(Expr::Pred(Pred {
+            target: Target::Field(Field::Cmdline),
+            test: Test::Regex { patterns: vec![(*pattern).into()], all: false },
+        })));
+    }
+    b.build(&[]).expect("builds")
+}
+
 /// Regex conditions are gated by the literals every match must contain;
 /// the gate must never hide a match. Each pattern against each text: the
 /// evaluator agrees with the regex alone.
@@ -223,14 +235,7 @@ fn gated_regexes_agree_with_the_regex_alone() {
         "",
         "plain words only",
     ];
-    let mut b = Builder::default();
-    for pattern in patterns {
-        b.add(&all_kinds(Expr::Pred(Pred {
-            target: Target::Field(Field::Cmdline),
-            test: Test::Regex { patterns: vec![pattern.into()], all: false },
-        })));
-    }
-    let ev = b.build(&[]).expect("builds");
+    let ev = cmdline_regexes(&patterns);
     for text in texts {
         let args: Vec<&str> = text.split(' ').collect();
         let got = hits(&ev, &exec("/bin/x", &args));
@@ -253,14 +258,7 @@ fn gated_regexes_agree_with_the_regex_alone() {
 #[test]
 fn regexes_are_ascii_unless_unicode_is_asked_for() {
     let patterns = [r"^\w+$", r"(?u)^\w+$", r"(?is)^a(?u:.)b$", r"(?i)^ABC$"];
-    let mut b = Builder::default();
-    for pattern in patterns {
-        b.add(&all_kinds(Expr::Pred(Pred {
-            target: Target::Field(Field::Cmdline),
-            test: Test::Regex { patterns: vec![pattern.into()], all: false },
-        })));
-    }
-    let ev = b.build(&[]).expect("builds");
+    let ev = cmdline_regexes(&patterns);
     assert_eq!(hits(&ev, &exec("/bin/x", &["été"])), vec![1]);
     assert_eq!(hits(&ev, &exec("/bin/x", &["plain_word"])), vec![0, 1]);
     assert_eq!(hits(&ev, &exec("/bin/x", &["aéb"])), vec![1, 2]);
