@@ -417,7 +417,7 @@ fn value_leaves(item: Node<'_>, ty: FieldType, m: &Mods) -> Result<Vec<Leaf>, (S
         if let Err(e) = crate::compile::check_regex(&pattern) {
             return Err((
                 format!("the regex does not compile: {}", e.to_string().lines().last().unwrap_or("invalid")),
-                "Sigma regexes are PCRE; hostflow supports the subset without look-around or back-references, with ASCII \\w \\s \\d \\b and (?i) as PCRE has them ((?u) makes those four and (?i) Unicode; \\p{..} classes are not built in)".into(),
+                "Sigma regexes are PCRE; hostflow supports the subset without look-around or back-references, with ASCII \\w \\s \\d \\b and (?i) as PCRE has them; (?u) makes them Unicode".into(),
             ));
         }
         return Ok(vec![Leaf::Regex(pattern)]);
