@@ -263,11 +263,15 @@ fn scrub_options_map_onto_the_scrubber_and_bad_extras_are_located() {
 fn secrets_in_a_real_command_line_are_scrubbed_at_capture() {
     let _lock = real_proc_lock();
     let mut children = crate::procfs::test_support::Children::default();
-    let args = ["-c", "import time; time.sleep(30)", "--password=Hunter2", "-pHunter2", "TOKEN=Hunter2"];
-    let pid = children.spawn("python3", &args);
+    // `/bin/sh` and not `python3`: a `python3` found on PATH may be a shim
+    // (pyenv) that execs twice, and between the execs its cmdline reads
+    // empty or different. `; :` keeps the shell from exec-ing `sleep`, so
+    // these arguments stay this process's for the whole test.
+    let args = ["-c", "sleep 30; :", "sh", "--password=Hunter2", "-pHunter2", "TOKEN=Hunter2"];
+    let pid = children.spawn("/bin/sh", &args);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(7).any(|w| w == b"Hunter2")) {
-        assert!(std::time::Instant::now() < deadline, "python3 never showed its arguments");
+        assert!(std::time::Instant::now() < deadline, "the shell never showed its arguments");
         std::thread::sleep(Duration::from_millis(10));
     }
     let mut scanner = Scanner::new(ScannerSettings::default()).expect("scanner");
@@ -282,5 +286,10 @@ fn secrets_in_a_real_command_line_are_scrubbed_at_capture() {
     };
     let outcome = Scanner::new(off).expect("scanner").scan(0).expect("scan");
     let row = outcome.samples().find(|s| s.process.pid == pid).expect("listed");
-    assert!(row.cmdline.contains("--password=Hunter2") && outcome.scrubbed == 0, "scrub.enabled = false keeps it");
+    assert!(
+        row.cmdline.contains("--password=Hunter2") && outcome.scrubbed == 0,
+        "scrub.enabled = false keeps it: cmdline {:?}, scrubbed {}",
+        row.cmdline,
+        outcome.scrubbed
+    );
 }
