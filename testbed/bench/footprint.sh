@@ -20,7 +20,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 SECONDS_TO_RUN="${1:-60}"
 ROUNDS="${2:-1}"
-BIN="${HOSTFLOW_BIN:-$ROOT/target/release/hostflow}"
+BIN="$(realpath -m "${HOSTFLOW_BIN:-$ROOT/target/release/hostflow}")" # absolute: each round runs in its own directory
 [[ -x "$BIN" ]] || (cd "$ROOT" && cargo build --release --quiet --bin hostflow)
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
