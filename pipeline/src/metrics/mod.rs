@@ -15,6 +15,8 @@ use serde::Serialize;
 
 pub use names::DropReason;
 
+use crate::config::Role;
+
 /// The bucket bounds of every `_seconds` histogram (batch latency, scan
 /// duration, Kafka delivery): 10 µs to 10 s in 1–2.5–5 steps.
 ///
@@ -27,8 +29,6 @@ pub use names::DropReason;
 pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
     1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-use crate::config::Role;
 
 /// The handles of one component. Owned by the component's task.
 pub struct ComponentMetrics {

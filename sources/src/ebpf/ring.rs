@@ -21,10 +21,9 @@ pub struct RingReader {
     fd: AsyncFd<RingBuf<MapData>>,
     decode_errors: u64,
     /// Records taken from the ring per program (decoded or not): the
-    /// `read` term of the loss ledger's kernel rows.
+    /// `read` term of the loss ledger's kernel rows. A record whose kind
+    /// names no program is not counted here; decoding counts it an error.
     read: [u64; PROGRAM_COUNT],
-    /// Records whose kind names no program (counted, never attributed).
-    read_unattributed: u64,
 }
 
 /// What one drain did.
@@ -47,7 +46,7 @@ impl RingReader {
         // open and names the same map until the `AsyncFd` is dropped, and
         // `as_raw_fd` always returns that one fd.
         let fd = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }?;
-        Ok(RingReader { fd, decode_errors: 0, read: [0; PROGRAM_COUNT], read_unattributed: 0 })
+        Ok(RingReader { fd, decode_errors: 0, read: [0; PROGRAM_COUNT] })
     }
 
     /// Waits until the kernel signals data (a wake-up), and re-arms. Call
@@ -66,9 +65,10 @@ impl RingReader {
         let mut drained = Drained::default();
         let ring = self.fd.get_mut();
         while let Some(item) = ring.next() {
-            match item.get(..2).map(|kind| program_of_kind(u16::from_ne_bytes([kind[0], kind[1]]))) {
-                Some(Some(program)) => self.read[program] += 1,
-                _ => self.read_unattributed += 1,
+            if let Some(program) =
+                item.get(..2).and_then(|kind| program_of_kind(u16::from_ne_bytes([kind[0], kind[1]])))
+            {
+                self.read[program] += 1;
             }
             match decode(&item) {
                 Ok(record) => {
@@ -105,7 +105,7 @@ impl RingReader {
 /// connect program.
 fn program_of_kind(kind: u16) -> Option<usize> {
     match kind {
-        15 => Some(3),
+        super::records_security::kind::NET_POLICY => Some(usize::from(super::records::kind::CONNECT) - 1),
         1..=14 => Some(usize::from(kind) - 1).filter(|&p| p < PROGRAM_COUNT),
         _ => None,
     }

@@ -89,7 +89,7 @@ pub(super) fn check_error(table: &str, line: usize, column: usize, message: &str
 }
 
 #[test]
-fn defaults_load_every_program_with_a_4_mib_ring() {
+fn defaults_load_every_program_with_a_1_mib_ring() {
     let source = build_ebpf("").expect("defaults are valid");
     assert_eq!(
         source.settings,
