@@ -1,9 +1,9 @@
-//! Giving memory back to the host (issue #12: RSS ≤ 12 MB idle). glibc's
-//! allocator keeps what a long-running process freed: start-up is the
+//! Giving memory back to the host (issue #12: RSS ≤ 12 MB idle). A
+//! long-running process keeps what start-up made resident: start-up is the
 //! agent's peak (the kernel BTF parsed to load the eBPF programs, the
-//! snapshot of every running process, the rule set compiled twice on a
-//! reload), and without help those pages stay resident for the process's
-//! life. Two knobs, both glibc-only and both cheap:
+//! snapshot of every running process, the rule set compiled), and without
+//! help its pages stay resident for the process's life. Three knobs, all
+//! cheap:
 //! - at most two malloc arenas (glibc's default is eight per core, and each
 //!   tokio worker and helper thread that allocates gets one and keeps its
 //!   free pages);
@@ -13,7 +13,14 @@
 //!   topology) frees its temporaries into the arenas, and a trim between
 //!   15 s scrapes hands back what is whole pages (after 50 scrapes:
 //!   anonymous 7.6 MiB, 7.0 after a trim); a trim of an idle agent's heap
-//!   costs about 0.2 ms.
+//!   costs about 0.2 ms;
+//! - once start-up has settled, the agent's own code and read-only data
+//!   pages are unmapped ([`release_startup_code`]): the code that parsed
+//!   BTF, loaded programs and compiled rules never runs again, yet its
+//!   pages (and the pages the kernel mapped around each fault) were most
+//!   of the binary's resident set. What idle work runs maps back in with
+//!   minor faults; the rest stays in the page cache, clean and unmapped,
+//!   where the kernel reclaims it first.
 //!
 //! Lives in the binary, not the library half: it is the only `unsafe` the
 //! agent's own code needs, and it is about the process, not the engine.
@@ -23,6 +30,11 @@ use std::time::Duration;
 /// When the first trim runs (after start-up's peak) and how often after.
 const FIRST_TRIM: Duration = Duration::from_secs(5);
 const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Start-up has settled when the binary's resident pages grew by less than
+/// this over one trim interval. Loading the eBPF programs takes seconds on
+/// a busy host and faults in megabytes; an idle agent adds a few pages.
+const SETTLED_GROWTH_KIB: u64 = 256;
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod glibc {
@@ -59,22 +71,261 @@ mod glibc {
     pub fn trim() {}
 }
 
+#[cfg(target_os = "linux")]
+mod kernel {
+    use std::ffi::{c_int, c_void};
+
+    /// `MADV_DONTNEED` from the kernel's `mman-common.h`.
+    const MADV_DONTNEED: c_int = 4;
+
+    extern "C" {
+        fn madvise(addr: *mut c_void, length: usize, advice: c_int) -> c_int;
+    }
+
+    /// Unmaps `mapping`'s pages; the next access maps the file's page
+    /// again, as after the kernel reclaimed it.
+    ///
+    /// # Safety
+    /// `mapping` must be a read-only private mapping of a file that holds
+    /// no private copy of any page (`Anonymous: 0 kB` in smaps), so that
+    /// every byte read after the call is the byte read before it.
+    pub unsafe fn unmap_clean_file_pages(mapping: &super::CleanFileMapping) -> std::io::Result<()> {
+        // SAFETY: only page-table entries of the range go; the caller
+        // guarantees they map clean file pages, which fault back unchanged.
+        let result = unsafe { madvise(mapping.start as *mut c_void, mapping.end - mapping.start, MADV_DONTNEED) };
+        if result == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+/// A mapping of the agent's executable that is read-only and was never
+/// written: only page faults made its pages resident.
+#[derive(Debug, PartialEq, Eq)]
+struct CleanFileMapping {
+    start: usize,
+    end: usize,
+    resident_kib: u64,
+}
+
+/// What `/proc/self/smaps` says about the executable's mappings.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ExecutablePages {
+    /// Resident KiB over every mapping of the executable.
+    resident_kib: u64,
+    /// The mappings that may be dropped: permissions `r--p` or `r-xp` and
+    /// `Anonymous: 0 kB` (RELRO is read-only too, but the loader wrote its
+    /// relocations there: private copies, never dropped).
+    clean: Vec<CleanFileMapping>,
+}
+
+/// Reads `smaps` (the text of `/proc/self/smaps`) for the mappings of the
+/// file with inode `exe_inode`.
+fn executable_pages(smaps: &str, exe_inode: u64) -> ExecutablePages {
+    struct Current {
+        mapping: CleanFileMapping,
+        read_only: bool,
+        anonymous_kib: Option<u64>,
+    }
+    let mut pages = ExecutablePages::default();
+    let mut current: Option<Current> = None;
+    let finish = |current: Option<Current>, pages: &mut ExecutablePages| {
+        if let Some(Current { mapping, read_only: true, anonymous_kib: Some(0) }) = current {
+            pages.clean.push(mapping);
+        }
+    };
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_ascii_whitespace().collect();
+        match fields.as_slice() {
+            [range, perms, _offset, _device, inode, ..] if range.contains('-') => {
+                finish(current.take(), &mut pages);
+                let Some((start, end)) = parse_range(range) else { continue };
+                if inode.parse::<u64>().ok() == Some(exe_inode) {
+                    let read_only = matches!(*perms, "r--p" | "r-xp");
+                    let mapping = CleanFileMapping { start, end, resident_kib: 0 };
+                    current = Some(Current { mapping, read_only, anonymous_kib: None });
+                }
+            }
+            ["Rss:", kib, "kB"] => {
+                if let Some(current) = current.as_mut() {
+                    current.mapping.resident_kib = kib.parse().unwrap_or(0);
+                    pages.resident_kib += current.mapping.resident_kib;
+                }
+            }
+            ["Anonymous:", kib, "kB"] => {
+                if let Some(current) = current.as_mut() {
+                    current.anonymous_kib = kib.parse().ok();
+                }
+            }
+            _ => {}
+        }
+    }
+    finish(current.take(), &mut pages);
+    pages
+}
+
+fn parse_range(range: &str) -> Option<(usize, usize)> {
+    let (start, end) = range.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    (start < end).then_some((start, end))
+}
+
+#[cfg(target_os = "linux")]
+fn read_executable_pages() -> std::io::Result<ExecutablePages> {
+    use std::os::unix::fs::MetadataExt as _;
+    let exe_inode = std::fs::metadata("/proc/self/exe")?.ino();
+    Ok(executable_pages(&std::fs::read_to_string("/proc/self/smaps")?, exe_inode))
+}
+
+/// Unmaps the clean pages of the agent's own code and read-only data;
+/// returns the KiB that were resident in them.
+#[cfg(target_os = "linux")]
+fn release_startup_code(pages: &ExecutablePages) -> std::io::Result<u64> {
+    let mut released = 0;
+    for mapping in &pages.clean {
+        // SAFETY: `executable_pages` lists only `r--p`/`r-xp` mappings of
+        // the executable without a private page, and nothing in the agent
+        // makes its own image writable.
+        unsafe { kernel::unmap_clean_file_pages(mapping)? };
+        released += mapping.resident_kib;
+    }
+    Ok(released)
+}
+
+/// Watches the binary's resident pages at each trim tick and, the first
+/// time they stop growing (start-up has settled), releases the clean ones.
+#[derive(Debug, Default)]
+struct StartupCode {
+    last_resident_kib: Option<u64>,
+    released: bool,
+}
+
+impl StartupCode {
+    #[cfg(target_os = "linux")]
+    fn tick(&mut self) {
+        if self.released {
+            return;
+        }
+        let pages = match read_executable_pages() {
+            Ok(pages) => pages,
+            Err(error) => {
+                tracing::debug!(%error, "cannot read the agent's own mappings; start-up code stays mapped");
+                self.released = true;
+                return;
+            }
+        };
+        let settled = self.last_resident_kib.is_some_and(|last| pages.resident_kib < last + SETTLED_GROWTH_KIB);
+        self.last_resident_kib = Some(pages.resident_kib);
+        if !settled {
+            return;
+        }
+        self.released = true;
+        match release_startup_code(&pages) {
+            Ok(kib) => tracing::debug!(kib, "start-up code and read-only data unmapped"),
+            Err(error) => tracing::debug!(%error, "cannot unmap start-up code"),
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn tick(&mut self) {}
+}
+
 /// Call first thing in a long-running command, before any thread starts.
-/// `HOSTFLOW_MALLOC_TUNING=0` leaves the allocator alone (to measure what
-/// the tuning buys).
+/// `HOSTFLOW_MALLOC_TUNING=0` leaves the allocator alone and
+/// `HOSTFLOW_RELEASE_STARTUP_CODE=0` keeps start-up's code mapped (to
+/// measure what each buys).
 pub fn tune_for_long_run() {
-    if std::env::var_os("HOSTFLOW_MALLOC_TUNING").is_some_and(|v| v == "0") {
+    let off = |knob: &str| std::env::var_os(knob).is_some_and(|v| v == "0");
+    let malloc_tuning = !off("HOSTFLOW_MALLOC_TUNING");
+    let mut startup_code = StartupCode { released: off("HOSTFLOW_RELEASE_STARTUP_CODE"), ..StartupCode::default() };
+    if !malloc_tuning && startup_code.released {
         return;
     }
-    glibc::limit_arenas(2);
-    let spawned = std::thread::Builder::new().name("hostflow-trim".to_owned()).spawn(|| {
+    if malloc_tuning {
+        glibc::limit_arenas(2);
+    }
+    let spawned = std::thread::Builder::new().name("hostflow-trim".to_owned()).spawn(move || {
         std::thread::sleep(FIRST_TRIM);
         loop {
-            glibc::trim();
+            if malloc_tuning {
+                glibc::trim();
+            }
+            startup_code.tick();
             std::thread::sleep(TRIM_EVERY);
         }
     });
     if let Err(error) = spawned {
         tracing::warn!(%error, "cannot start the memory trim thread; freed memory stays resident");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55d0c0000000-55d0c0400000 r--p 00000000 fe:00 42                         /usr/bin/hostflow
+Size:               4096 kB
+Rss:                 960 kB
+Anonymous:             0 kB
+55d0c0400000-55d0c1000000 r-xp 00400000 fe:00 42                         /usr/bin/hostflow
+Rss:                7992 kB
+Anonymous:             0 kB
+55d0c1000000-55d0c10b0000 r--p 01000000 fe:00 42                         /usr/bin/hostflow
+Rss:                 700 kB
+Anonymous:           700 kB
+55d0c10b0000-55d0c10b3000 rw-p 010b0000 fe:00 42                         /usr/bin/hostflow
+Rss:                  12 kB
+Anonymous:            12 kB
+7f3b09b19000-7f3b09c6f000 r-xp 00028000 fe:00 77                         /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                 924 kB
+Anonymous:             0 kB
+7f3b04000000-7f3b0587b000 rw-p 00000000 00:00 0 
+Rss:                1464 kB
+Anonymous:          1464 kB
+";
+
+    #[test]
+    fn only_the_executables_never_written_read_only_mappings_are_released() {
+        let pages = executable_pages(SMAPS, 42);
+        assert_eq!(pages.resident_kib, 960 + 7992 + 700 + 12);
+        assert_eq!(
+            pages.clean,
+            [
+                CleanFileMapping { start: 0x55d0_c000_0000, end: 0x55d0_c040_0000, resident_kib: 960 },
+                CleanFileMapping { start: 0x55d0_c040_0000, end: 0x55d0_c100_0000, resident_kib: 7992 },
+            ]
+        );
+        assert_eq!(executable_pages(SMAPS, 7), ExecutablePages::default());
+    }
+
+    #[test]
+    fn a_mapping_whose_anonymous_line_is_missing_is_kept() {
+        let truncated = "55d0c0400000-55d0c1000000 r-xp 00400000 fe:00 42 /usr/bin/hostflow\nRss: 7992 kB\n";
+        let pages = executable_pages(truncated, 42);
+        assert_eq!((pages.resident_kib, pages.clean.len()), (7992, 0));
+    }
+
+    /// The real thing on this test binary: its clean pages leave the
+    /// resident set, and its code still runs afterwards.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn releasing_unmaps_resident_code_that_still_runs_afterwards() {
+        let clean_kib = |pages: &ExecutablePages| pages.clean.iter().map(|m| m.resident_kib).sum::<u64>();
+        let before = read_executable_pages().expect("own smaps");
+        assert!(clean_kib(&before) > 0, "a running test binary has resident code: {before:?}");
+        let released = release_startup_code(&before).expect("madvise on own image");
+        assert_eq!(released, clean_kib(&before));
+        let after = read_executable_pages().expect("own smaps, read by code mapped back in");
+        assert!(
+            clean_kib(&after) < clean_kib(&before),
+            "resident clean pages went from {} KiB to {} KiB",
+            clean_kib(&before),
+            clean_kib(&after)
+        );
+        assert_eq!(executable_pages(SMAPS, 42).clean.len(), 2, "parsing code runs after the release");
     }
 }

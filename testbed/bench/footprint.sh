@@ -7,6 +7,7 @@
 #
 #   testbed/bench/footprint.sh [SECONDS] [ROUNDS]    (default 60 s, 1 round)
 #   SCRAPE_EVERY=15: /metrics is scraped this often during the window
+#   SETTLE=20: seconds from /health ready to the start of the window
 #
 # Start to /health ready: from fork/exec until GET /health answers 200.
 # Start to first event: until /metrics shows the spool sink has received an
@@ -36,6 +37,8 @@ for ((round = 1; round <= ROUNDS; round++)); do
   RUN="$WORK/run$round"
   mkdir -p "$RUN"
   cd "$RUN"
+  # Another agent (a previous round still draining) would answer for this one.
+  for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:9598/health || break; sleep 0.1; done
   started=$(now_ms)
   "$BIN" run 2>"$RUN/stderr" &
   PID=$!
@@ -51,7 +54,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
     [[ -n "$ready_ms" && -n "$first_ms" && -n "$durable_ms" ]] && break
     if [[ -n "$first_ms" ]]; then sleep 0.1; else sleep 0.005; fi
   done
-  sleep 2 # start-up excluded from the CPU window
+  # Start-up is excluded from the window: the agent unmaps its start-up
+  # code once the binary's resident pages stop growing (at 15 s on an idle
+  # host, src/memory.rs), and the window measures the idle state after it.
+  sleep "${SETTLE:-20}"
+  kill -0 "$PID" 2>/dev/null || { echo "round $round: the agent exited during start-up:" >&2; tail -5 "$RUN/stderr" >&2; exit 1; }
   ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
   echo 1 >"/proc/$PID/clear_refs" 2>/dev/null || true
   t0=$(ticks)
