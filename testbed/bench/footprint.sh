@@ -75,7 +75,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
   anon=$(awk '/^RssAnon/ {print $2}' "$status")
   file=$(awk '/^RssFile/ {print $2}' "$status")
   shmem=$(awk '/^RssShmem/ {print $2}' "$status")
-  exe_kib=$(awk -v exe="$(readlink "/proc/$PID/exe")" '$0 ~ /^[0-9a-f]+-/ { cur = ($6 == exe) } cur && /^Rss:/ { s += $2 } END { print s + 0 }' "/proc/$PID/smaps")
+  # The binary's file-backed pages: its mappings' Rss less the private
+  # copies (RELRO, .data), which RssAnon already counts.
+  exe_kib=$(awk -v exe="$(readlink "/proc/$PID/exe")" '$0 ~ /^[0-9a-f]+-/ { cur = ($6 == exe) } cur && /^Rss:/ { s += $2 } cur && /^Anonymous:/ { s -= $2 } END { print s + 0 }' "/proc/$PID/smaps")
   ring_kib=$(awk '$0 ~ /^[0-9a-f]+-/ { cur = ($6 == "anon_inode:bpf-map") } cur && /^Rss:/ { s += $2 } END { print s + 0 }' "/proc/$PID/smaps")
   kill -TERM "$PID"
   wait "$PID" || true
