@@ -233,6 +233,29 @@ impl StartupCode {
     fn tick(&mut self) {}
 }
 
+/// A profiling aid for `testbed/bench/code-order.sh`, never on in
+/// production: unmaps the clean code pages every `every`, so that each
+/// function's first run after an unmapping page-faults and `perf` can
+/// record which functions an idle agent runs (the kernel maps 16 pages
+/// around a fault, so one pass sees one function per 64 KiB; the script
+/// iterates).
+fn profile_code_faults(every: Duration) {
+    #[cfg(target_os = "linux")]
+    let spawned = std::thread::Builder::new().name("hostflow-unmap".to_owned()).spawn(move || {
+        std::thread::sleep(FIRST_TRIM);
+        let Ok(pages) = read_executable_pages() else { return };
+        while release_startup_code(&pages).is_ok() {
+            std::thread::sleep(every);
+        }
+    });
+    #[cfg(target_os = "linux")]
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "cannot start the code-fault profiling thread");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = every;
+}
+
 /// Call first thing in a long-running command, before any thread starts.
 /// `HOSTFLOW_MALLOC_TUNING=0` leaves the allocator alone and
 /// `HOSTFLOW_RELEASE_STARTUP_CODE=0` keeps start-up's code mapped (to
@@ -241,6 +264,9 @@ pub fn tune_for_long_run() {
     let off = |knob: &str| std::env::var_os(knob).is_some_and(|v| v == "0");
     let malloc_tuning = !off("HOSTFLOW_MALLOC_TUNING");
     let mut startup_code = StartupCode { released: off("HOSTFLOW_RELEASE_STARTUP_CODE"), ..StartupCode::default() };
+    if let Some(every) = std::env::var("HOSTFLOW_UNMAP_CODE_EVERY_MS").ok().and_then(|v| v.parse().ok()) {
+        profile_code_faults(Duration::from_millis(every));
+    }
     if !malloc_tuning && startup_code.released {
         return;
     }

@@ -1,0 +1,54 @@
+//! Links the agent with the code an idle agent runs at the front of
+//! `.text` (issue #12: RSS ≤ 12 MB idle). Once start-up settles the agent
+//! unmaps its own code (src/memory.rs) and idle work faults back what it
+//! runs; the kernel maps 16 pages around each fault, so idle functions
+//! scattered through a 14 MiB `.text` kept 8.7 MiB resident, and packed
+//! together 4.8 MiB (BENCHMARKS.md, "Footprint").
+//!
+//! `src/code-order.txt` lists those functions (written by
+//! `testbed/bench/code-order.sh`); rust-lld's `--symbol-ordering-file`
+//! places them first. Names the build does not have are skipped, so a
+//! stale list costs resident pages, never a failed build. Only rust-lld
+//! knows the option: it is passed when rustc links with its own rust-lld
+//! (the default for x86_64-unknown-linux-gnu since Rust 1.90) and nothing
+//! in the environment chose another linker. `HOSTFLOW_CODE_ORDER=0` turns
+//! it off.
+
+use std::env;
+use std::path::Path;
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=src/code-order.txt");
+    println!("cargo:rerun-if-env-changed=HOSTFLOW_CODE_ORDER");
+    let Some(manifest_dir) = env::var_os("CARGO_MANIFEST_DIR") else { return };
+    let order = Path::new(&manifest_dir).join("src/code-order.txt");
+    let Some(order) = order.to_str().filter(|path| !path.contains(',')) else { return };
+    if env::var("HOSTFLOW_CODE_ORDER").is_ok_and(|v| v == "0") || !links_with_rust_lld() {
+        return;
+    }
+    println!("cargo:rustc-link-arg-bin=hostflow=-Wl,--symbol-ordering-file={order}");
+    println!("cargo:rustc-link-arg-bin=hostflow=-Wl,--no-warn-symbol-ordering");
+}
+
+/// Whether rustc will link with its bundled rust-lld: the target whose
+/// default it is, a rustc new enough, and no linker chosen by flags or
+/// the environment.
+fn links_with_rust_lld() -> bool {
+    if env::var("TARGET").ok().as_deref() != Some("x86_64-unknown-linux-gnu") {
+        return false;
+    }
+    let flags = env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    if flags.split('\x1f').any(|flag| ["linker", "link-self-contained", "fuse-ld"].iter().any(|k| flag.contains(k))) {
+        return false;
+    }
+    if env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some() {
+        return false;
+    }
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let Ok(output) = Command::new(rustc).arg("-V").output() else { return false };
+    // "rustc 1.95.0 (59807616e 2026-04-14)"
+    let version = String::from_utf8_lossy(&output.stdout);
+    let mut numbers = version.split_whitespace().nth(1).unwrap_or("").split('.').map(|n| n.parse::<u32>().ok());
+    matches!((numbers.next(), numbers.next()), (Some(Some(1)), Some(Some(minor))) if minor >= 90)
+}

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Regenerates src/code-order.txt: the functions an idle `hostflow run`
+# (embedded default topology, `/metrics` scraped every 15 s) executes, in
+# the order build.rs hands to rust-lld's --symbol-ordering-file so they sit
+# together at the front of .text. Start-up's code is unmapped once start-up
+# settles (src/memory.rs); what idle work runs faults back in, and the
+# kernel maps 16 pages around each fault, so idle code scattered through a
+# 14 MiB .text costs far more resident pages than its size. A measurement
+# tool, not a test: needs root and perf.
+#
+#   testbed/bench/code-order.sh [ITERATIONS] [SECONDS]   (default 3 × 60 s)
+#
+# How: the agent runs with HOSTFLOW_UNMAP_CODE_EVERY_MS=1, which unmaps
+# its clean code pages every millisecond, and `perf` records the
+# instruction-fetch page faults; each fault's address names the function
+# that ran. One pass sees one function per 64 KiB window per millisecond
+# (the rest of the window was mapped with it), so each iteration relinks
+# with what it found and profiles again. Names the binary no longer has
+# are dropped. The names carry the build's symbol hashes: they match
+# `cargo build --release --bin hostflow` for this Cargo.lock and toolchain;
+# after a dependency or toolchain change, run this again (footprint.sh
+# prints how many of the listed functions the binary still has).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+ITERATIONS="${1:-3}"
+SECONDS_TO_RUN="${2:-60}"
+ORDER="$ROOT/src/code-order.txt"
+BIN="$ROOT/target/release/hostflow"
+[[ $EUID -eq 0 ]] || { echo "code-order.sh: needs root (the agent's eBPF sources and perf's tracepoint)" >&2; exit 1; }
+command -v perf >/dev/null || { echo "code-order.sh: needs perf (apt-get install linux-perf)" >&2; exit 1; }
+WORK="$(mktemp -d)"
+trap 'kill "${SCRAPER:-}" "${PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+touch "$ORDER"
+for ((i = 1; i <= ITERATIONS; i++)); do
+  (cd "$ROOT" && touch build.rs && cargo build --release --quiet --bin hostflow)
+  for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:9598/health || break; sleep 0.1; done
+  mkdir -p "$WORK/run$i" && cd "$WORK/run$i"
+  HOSTFLOW_UNMAP_CODE_EVERY_MS=1 "$BIN" run 2>"$WORK/run$i/stderr" &
+  PID=$!
+  sleep 20 # start-up and its first unmapping pass are not idle work
+  cp "/proc/$PID/maps" "$WORK/maps"
+  (while sleep 15; do curl -sf -o /dev/null http://127.0.0.1:9598/metrics || true; done) &
+  SCRAPER=$!
+  perf record -q -e exceptions:page_fault_user -p "$PID" -o "$WORK/faults.perf" -- sleep "$SECONDS_TO_RUN" >/dev/null 2>&1
+  kill "$SCRAPER" "$PID"
+  wait "$PID" || true
+  perf script -i "$WORK/faults.perf" -F trace 2>/dev/null >"$WORK/faults.txt"
+  nm -S --defined-only "$BIN" >"$WORK/nm.txt"
+  python3 - "$WORK" "$ORDER" "$(readlink -f "$BIN")" "$i" <<'PY'
+import bisect, collections, re, sys
+work, order_path, exe, iteration = sys.argv[1:]
+maps = [l.split() for l in open(f"{work}/maps")]
+mine = [m for m in maps if len(m) >= 6 and m[5] == exe]
+base = min(int(m[0].split("-")[0], 16) for m in mine if int(m[2], 16) == 0)
+ranges = [tuple(int(x, 16) for x in m[0].split("-")) for m in mine]
+functions = []
+for line in open(f"{work}/nm.txt"):
+    f = line.split()
+    if len(f) == 4 and f[2] in "tTwW":
+        functions.append((int(f[0], 16), int(f[1], 16), f[3]))
+functions.sort()
+starts = [f[0] for f in functions]
+sizes = {f[2]: f[1] for f in functions}
+ran = collections.Counter()
+for line in open(f"{work}/faults.txt"):
+    m = re.search(r"address=0x([0-9a-f]+) ip=0x[0-9a-f]+ error_code=0x([0-9a-f]+)", line)
+    if not m or not int(m.group(2), 16) & 0x10:  # instruction fetches only
+        continue
+    address = int(m.group(1), 16)
+    if not any(lo <= address < hi for lo, hi in ranges):
+        continue
+    i = bisect.bisect_right(starts, address - base) - 1
+    if i >= 0 and address - base < functions[i][0] + functions[i][1]:
+        ran[functions[i][2]] += 1
+kept = [n.strip() for n in open(order_path) if n.strip() in sizes]
+new = [n for n, _ in ran.most_common() if n not in set(kept)]
+listed = kept + new
+open(order_path, "w").write("".join(n + "\n" for n in listed))
+print(f"iteration {iteration}: {len(ran)} functions ran, {len(new)} new; "
+      f"{len(listed)} listed, {sum(sizes[n] for n in listed) / 1024:.0f} KiB of code")
+PY
+done
+(cd "$ROOT" && touch build.rs && cargo build --release --quiet --bin hostflow)
