@@ -3,30 +3,48 @@
 //! unmaps its own code (src/memory.rs) and idle work faults back what it
 //! runs; the kernel maps 16 pages around each fault, so idle functions
 //! scattered through a 14 MiB `.text` kept 8.7 MiB resident, and packed
-//! together 4.8 MiB (BENCHMARKS.md, "Footprint").
+//! together 3.4–3.7 MiB (BENCHMARKS.md, "Footprint").
 //!
-//! `src/code-order.txt` lists those functions (written by
-//! `testbed/bench/code-order.sh`); rust-lld's `--symbol-ordering-file`
-//! places them first. Names the build does not have are skipped, so a
-//! stale list costs resident pages, never a failed build. Only rust-lld
-//! knows the option: it is passed when rustc links with its own rust-lld
-//! (the default for x86_64-unknown-linux-gnu since Rust 1.90) and nothing
-//! in the environment chose another linker. `HOSTFLOW_CODE_ORDER=0` turns
-//! it off.
+//! `src/code-order/*.txt` list those functions, one file per build (the
+//! names carry symbol hashes, which depend on the profile and on the
+//! crates' unified features): `release.txt` for `cargo build --release
+//! --bin hostflow`, `dist.txt` for `--profile dist`. They are written by
+//! `testbed/bench/code-order.sh` and joined here; rust-lld's
+//! `--symbol-ordering-file` places the names a build has first and skips
+//! the rest, so a stale list costs resident pages, never a failed build.
+//! Only rust-lld knows the option: it is passed when rustc links with its
+//! own rust-lld (the default for x86_64-unknown-linux-gnu since Rust 1.90)
+//! and nothing in the environment chose another linker.
+//! `HOSTFLOW_CODE_ORDER=0` turns it off.
 
 use std::env;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The lists, in the order they are joined.
+const LISTS: [&str; 2] = ["src/code-order/release.txt", "src/code-order/dist.txt"];
+
 fn main() {
-    println!("cargo:rerun-if-changed=src/code-order.txt");
+    for list in LISTS {
+        println!("cargo:rerun-if-changed={list}");
+    }
     println!("cargo:rerun-if-env-changed=HOSTFLOW_CODE_ORDER");
-    let Some(manifest_dir) = env::var_os("CARGO_MANIFEST_DIR") else { return };
-    let order = Path::new(&manifest_dir).join("src/code-order.txt");
-    let Some(order) = order.to_str().filter(|path| !path.contains(',')) else { return };
     if env::var("HOSTFLOW_CODE_ORDER").is_ok_and(|v| v == "0") || !links_with_rust_lld() {
         return;
     }
+    let (Some(manifest_dir), Some(out_dir)) = (env::var_os("CARGO_MANIFEST_DIR"), env::var_os("OUT_DIR")) else {
+        return;
+    };
+    let mut joined = String::new();
+    for list in LISTS {
+        // A missing list orders nothing; the build goes on.
+        joined.push_str(&std::fs::read_to_string(Path::new(&manifest_dir).join(list)).unwrap_or_default());
+    }
+    let order = PathBuf::from(out_dir).join("code-order.txt");
+    if std::fs::write(&order, joined).is_err() {
+        return;
+    }
+    let Some(order) = order.to_str().filter(|path| !path.contains(',')) else { return };
     println!("cargo:rustc-link-arg-bin=hostflow=-Wl,--symbol-ordering-file={order}");
     println!("cargo:rustc-link-arg-bin=hostflow=-Wl,--no-warn-symbol-ordering");
 }

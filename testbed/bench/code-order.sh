@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates src/code-order.txt: the functions an idle `hostflow run`
+# Regenerates src/code-order/FLAVOR.txt: the functions an idle `hostflow run`
 # (embedded default topology, `/metrics` scraped every 15 s) executes, in
 # the order build.rs hands to rust-lld's --symbol-ordering-file so they sit
 # together at the front of .text. Start-up's code is unmapped once start-up
@@ -8,7 +8,11 @@
 # 14 MiB .text costs far more resident pages than its size. A measurement
 # tool, not a test: needs root and perf.
 #
-#   testbed/bench/code-order.sh [ITERATIONS] [SECONDS]   (default 3 × 60 s)
+#   testbed/bench/code-order.sh [FLAVOR] [ITERATIONS] [SECONDS]
+#     FLAVOR release (default): `cargo build --release --bin hostflow`
+#     FLAVOR dist: `cargo build --profile dist --bin hostflow` (each
+#       iteration pays the fat-LTO link, ~2.5 min on 2 cores)
+#     default 3 iterations of 60 s
 #
 # How: the agent runs with HOSTFLOW_UNMAP_CODE_EVERY_MS=1, which unmaps
 # its clean code pages every millisecond, and `perf` records the
@@ -16,23 +20,28 @@
 # that ran. One pass sees one function per 64 KiB window per millisecond
 # (the rest of the window was mapped with it), so each iteration relinks
 # with what it found and profiles again. Names the binary no longer has
-# are dropped. The names carry the build's symbol hashes: they match
-# `cargo build --release --bin hostflow` for this Cargo.lock and toolchain;
-# after a dependency or toolchain change, run this again (footprint.sh
-# prints how many of the listed functions the binary still has).
+# are dropped. The names carry the build's symbol hashes, which depend on
+# the profile and the crates' features (hence one list per build) and
+# change with Cargo.lock and the toolchain: after such a change, run this
+# again (footprint.sh prints how many listed functions the binary has).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-ITERATIONS="${1:-3}"
-SECONDS_TO_RUN="${2:-60}"
-ORDER="$ROOT/src/code-order.txt"
-BIN="$ROOT/target/release/hostflow"
+FLAVOR="${1:-release}"
+ITERATIONS="${2:-3}"
+SECONDS_TO_RUN="${3:-60}"
+case "$FLAVOR" in
+  release) BUILD=(cargo build --release --quiet --bin hostflow) BIN="$ROOT/target/release/hostflow" ;;
+  dist) BUILD=(cargo build --profile dist --quiet --bin hostflow) BIN="$ROOT/target/dist/hostflow" ;;
+  *) echo "code-order.sh: FLAVOR is release or dist, not $FLAVOR" >&2; exit 2 ;;
+esac
+ORDER="$ROOT/src/code-order/$FLAVOR.txt"
 [[ $EUID -eq 0 ]] || { echo "code-order.sh: needs root (the agent's eBPF sources and perf's tracepoint)" >&2; exit 1; }
 command -v perf >/dev/null || { echo "code-order.sh: needs perf (apt-get install linux-perf)" >&2; exit 1; }
 WORK="$(mktemp -d)"
 trap 'kill "${SCRAPER:-}" "${PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT
-touch "$ORDER"
+mkdir -p "$(dirname "$ORDER")" && touch "$ORDER"
 for ((i = 1; i <= ITERATIONS; i++)); do
-  (cd "$ROOT" && touch build.rs && cargo build --release --quiet --bin hostflow)
+  (cd "$ROOT" && "${BUILD[@]}")
   for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:9598/health || break; sleep 0.1; done
   mkdir -p "$WORK/run$i" && cd "$WORK/run$i"
   HOSTFLOW_UNMAP_CODE_EVERY_MS=1 "$BIN" run 2>"$WORK/run$i/stderr" &
@@ -80,4 +89,4 @@ print(f"iteration {iteration}: {len(ran)} functions ran, {len(new)} new; "
       f"{len(listed)} listed, {sum(sizes[n] for n in listed) / 1024:.0f} KiB of code")
 PY
 done
-(cd "$ROOT" && touch build.rs && cargo build --release --quiet --bin hostflow)
+(cd "$ROOT" && "${BUILD[@]}")

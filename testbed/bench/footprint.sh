@@ -32,13 +32,15 @@ printf 'binary: %s bytes as built, %s bytes stripped (%.1f MiB)\n' \
   "$(stat -c %s "$BIN")" "$(stat -c %s "$WORK/hostflow.stripped")" \
   "$(awk -v b="$(stat -c %s "$WORK/hostflow.stripped")" 'BEGIN { print b / 1048576 }')"
 
-# build.rs links the functions src/code-order.txt lists to the front of
-# .text; a dependency or toolchain change renames them (their hashes), and
-# testbed/bench/code-order.sh lists them again.
-if [[ -s "$ROOT/src/code-order.txt" ]]; then
-  present=$(nm --defined-only "$BIN" 2>/dev/null | awk 'NR == FNR { want[$1]; next } ($3 in want) && !seen[$3]++ { n++ } END { print n + 0 }' "$ROOT/src/code-order.txt" -)
-  printf 'code order: %s of the %s functions src/code-order.txt lists are in the binary\n' "$present" "$(wc -l <"$ROOT/src/code-order.txt")"
-fi
+# build.rs links the functions src/code-order/*.txt list (one list per
+# build profile) to the front of .text; a dependency or toolchain change
+# renames them (their hashes), and testbed/bench/code-order.sh lists them
+# again.
+for list in "$ROOT"/src/code-order/*.txt; do
+  [[ -s "$list" ]] || continue
+  present=$(nm --defined-only "$BIN" 2>/dev/null | awk 'NR == FNR { want[$1]; next } ($3 in want) && !seen[$3]++ { n++ } END { print n + 0 }' "$list" -)
+  printf 'code order: the binary has %s of the %s functions %s lists\n' "$present" "$(wc -l <"$list")" "${list#"$ROOT"/}"
+done
 
 now_ms() { date +%s%3N; }
 for ((round = 1; round <= ROUNDS; round++)); do
