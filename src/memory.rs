@@ -121,9 +121,17 @@ struct ExecutablePages {
     clean: Vec<CleanFileMapping>,
 }
 
-/// Reads `smaps` (the text of `/proc/self/smaps`) for the mappings of the
-/// file with inode `exe_inode`.
-fn executable_pages(smaps: &str, exe_inode: u64) -> ExecutablePages {
+/// The executable's identity as smaps prints it: device `major:minor` in
+/// hex, and inode.
+#[derive(Debug, PartialEq, Eq)]
+struct FileId {
+    device: String,
+    inode: u64,
+}
+
+/// Reads `smaps` (the text of `/proc/self/smaps`) for the mappings of
+/// the file `exe`.
+fn executable_pages(smaps: &str, exe: &FileId) -> ExecutablePages {
     struct Current {
         mapping: CleanFileMapping,
         read_only: bool,
@@ -139,10 +147,10 @@ fn executable_pages(smaps: &str, exe_inode: u64) -> ExecutablePages {
     for line in smaps.lines() {
         let fields: Vec<&str> = line.split_ascii_whitespace().collect();
         match fields.as_slice() {
-            [range, perms, _offset, _device, inode, ..] if range.contains('-') => {
+            [range, perms, _offset, device, inode, ..] if range.contains('-') => {
                 finish(current.take(), &mut pages);
                 let Some((start, end)) = parse_range(range) else { continue };
-                if inode.parse::<u64>().ok() == Some(exe_inode) {
+                if *device == exe.device && inode.parse::<u64>().ok() == Some(exe.inode) {
                     let read_only = matches!(*perms, "r--p" | "r-xp");
                     let mapping = CleanFileMapping { start, end, resident_kib: 0 };
                     current = Some(Current { mapping, read_only, anonymous_kib: None });
@@ -176,8 +184,12 @@ fn parse_range(range: &str) -> Option<(usize, usize)> {
 #[cfg(target_os = "linux")]
 fn read_executable_pages() -> std::io::Result<ExecutablePages> {
     use std::os::unix::fs::MetadataExt as _;
-    let exe_inode = std::fs::metadata("/proc/self/exe")?.ino();
-    Ok(executable_pages(&std::fs::read_to_string("/proc/self/smaps")?, exe_inode))
+    let metadata = std::fs::metadata("/proc/self/exe")?;
+    // glibc's `major()`/`minor()` split of a dev_t.
+    let dev = metadata.dev();
+    let (major, minor) = (((dev >> 32) & !0xfff) | ((dev >> 8) & 0xfff), ((dev >> 12) & !0xff) | (dev & 0xff));
+    let exe = FileId { device: format!("{major:02x}:{minor:02x}"), inode: metadata.ino() };
+    Ok(executable_pages(&std::fs::read_to_string("/proc/self/smaps")?, &exe))
 }
 
 /// Unmaps the clean pages of the agent's own code and read-only data;
@@ -264,7 +276,9 @@ pub fn tune_for_long_run() {
     let off = |knob: &str| std::env::var_os(knob).is_some_and(|v| v == "0");
     let malloc_tuning = !off("HOSTFLOW_MALLOC_TUNING");
     let mut startup_code = StartupCode { released: off("HOSTFLOW_RELEASE_STARTUP_CODE"), ..StartupCode::default() };
-    if let Some(every) = std::env::var("HOSTFLOW_UNMAP_CODE_EVERY_MS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(every) =
+        std::env::var("HOSTFLOW_UNMAP_CODE_EVERY_MS").ok().and_then(|v| v.parse().ok()).filter(|&ms| ms > 0)
+    {
         profile_code_faults(Duration::from_millis(every));
     }
     if !malloc_tuning && startup_code.released {
@@ -316,7 +330,8 @@ Anonymous:          1464 kB
 
     #[test]
     fn only_the_executables_never_written_read_only_mappings_are_released() {
-        let pages = executable_pages(SMAPS, 42);
+        let exe = |device: &str, inode| FileId { device: device.to_owned(), inode };
+        let pages = executable_pages(SMAPS, &exe("fe:00", 42));
         assert_eq!(pages.resident_kib, 960 + 7992 + 700 + 12);
         assert_eq!(
             pages.clean,
@@ -325,13 +340,14 @@ Anonymous:          1464 kB
                 CleanFileMapping { start: 0x55d0_c040_0000, end: 0x55d0_c100_0000, resident_kib: 7992 },
             ]
         );
-        assert_eq!(executable_pages(SMAPS, 7), ExecutablePages::default());
+        assert_eq!(executable_pages(SMAPS, &exe("fe:00", 7)), ExecutablePages::default());
+        assert_eq!(executable_pages(SMAPS, &exe("fe:01", 42)), ExecutablePages::default(), "same inode, other device");
     }
 
     #[test]
     fn a_mapping_whose_anonymous_line_is_missing_is_kept() {
         let truncated = "55d0c0400000-55d0c1000000 r-xp 00400000 fe:00 42 /usr/bin/hostflow\nRss: 7992 kB\n";
-        let pages = executable_pages(truncated, 42);
+        let pages = executable_pages(truncated, &FileId { device: "fe:00".to_owned(), inode: 42 });
         assert_eq!((pages.resident_kib, pages.clean.len()), (7992, 0));
     }
 
@@ -352,6 +368,7 @@ Anonymous:          1464 kB
             clean_kib(&before),
             clean_kib(&after)
         );
-        assert_eq!(executable_pages(SMAPS, 42).clean.len(), 2, "parsing code runs after the release");
+        let exe = FileId { device: "fe:00".to_owned(), inode: 42 };
+        assert_eq!(executable_pages(SMAPS, &exe).clean.len(), 2, "parsing code runs after the release");
     }
 }
