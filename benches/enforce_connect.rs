@@ -100,7 +100,7 @@ impl Attached {
             move || {
                 let mut records = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    while ring.next().is_some() {
+                    while ring.next(|_| ()).is_some() {
                         records += 1;
                     }
                     std::thread::sleep(Duration::from_millis(20));

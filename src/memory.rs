@@ -27,6 +27,11 @@
 
 use std::time::Duration;
 
+/// The most one page fault in the agent's code may map: the kernel's
+/// fault-around window (see `kernel::split_into_windows`).
+#[cfg(target_os = "linux")]
+const FAULT_WINDOW: usize = 16 * 1024;
+
 /// When the first trim runs (after start-up's peak) and how often after.
 const FIRST_TRIM: Duration = Duration::from_secs(5);
 const TRIM_EVERY: Duration = Duration::from_secs(10);
@@ -75,8 +80,10 @@ mod glibc {
 mod kernel {
     use std::ffi::{c_int, c_void};
 
-    /// `MADV_DONTNEED` from the kernel's `mman-common.h`.
+    /// `MADV_DONTNEED` and `MADV_NOHUGEPAGE` from the kernel's
+    /// `mman-common.h`.
     const MADV_DONTNEED: c_int = 4;
+    const MADV_NOHUGEPAGE: c_int = 15;
 
     extern "C" {
         fn madvise(addr: *mut c_void, length: usize, advice: c_int) -> c_int;
@@ -98,6 +105,34 @@ mod kernel {
         } else {
             Err(std::io::Error::last_os_error())
         }
+    }
+
+    /// Marks every other `window` of `mapping` `MADV_NOHUGEPAGE`, which
+    /// splits it into `window`-sized VMAs (neighbours with different flags
+    /// do not merge). Why: since Linux 6.18 a page fault maps the whole
+    /// page-cache folio it hits when the folio lies inside one VMA, and a
+    /// binary read from disk sits in folios of up to 2 MiB (readahead), so
+    /// one call into a cold function mapped up to 2 MiB of code around it.
+    /// A folio that crosses a VMA boundary is mapped only over the fault's
+    /// 64 KiB window, as on older kernels and for 4 KiB folios. The flag
+    /// itself only stops huge-page mappings of code, which nothing here
+    /// wants.
+    pub fn split_into_windows(mapping: &super::CleanFileMapping, window: usize) -> std::io::Result<()> {
+        // Odd-numbered windows by address, so the pattern is the same
+        // however often it is applied and wherever a mapping starts.
+        let mut start = mapping.start - mapping.start % window;
+        while start < mapping.end {
+            let (from, to) = (start.max(mapping.start), (start + window).min(mapping.end));
+            if (start / window) % 2 == 1 {
+                // SAFETY: only the range's VMA flags change; no page's
+                // content or protection does.
+                if unsafe { madvise(from as *mut c_void, to - from, MADV_NOHUGEPAGE) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            start += window;
+        }
+        Ok(())
     }
 }
 
@@ -198,6 +233,7 @@ fn read_executable_pages() -> std::io::Result<ExecutablePages> {
 fn release_startup_code(pages: &ExecutablePages) -> std::io::Result<u64> {
     let mut released = 0;
     for mapping in &pages.clean {
+        kernel::split_into_windows(mapping, FAULT_WINDOW)?;
         // SAFETY: `executable_pages` lists only `r--p`/`r-xp` mappings of
         // the executable without a private page, and nothing in the agent
         // makes its own image writable.

@@ -8,6 +8,10 @@
 #   testbed/bench/footprint.sh [SECONDS] [ROUNDS]    (default 60 s, 1 round)
 #   SCRAPE_EVERY=15: /metrics is scraped this often during the window
 #   SETTLE=20: seconds from /health ready to the start of the window
+#   COLD=1: the binary is dropped from the page cache before each round
+#     and read from disk, as after a reboot (0: whatever the cache holds;
+#     a freshly linked binary sits in 4 KiB folios, one read from disk in
+#     large folios, which Linux ≥ 6.18 maps whole on a fault)
 #
 # Start to /health ready: from fork/exec until GET /health answers 200.
 # Start to first event: until /metrics shows the spool sink has received an
@@ -49,6 +53,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
   cd "$RUN"
   # Another agent (a previous round still draining) would answer for this one.
   for _ in $(seq 1 300); do curl -s -o /dev/null http://127.0.0.1:9598/health || break; sleep 0.1; done
+  if [[ "${COLD:-1}" == 1 ]]; then
+    sync "$BIN"
+    dd if="$BIN" iflag=nocache count=0 status=none
+    printf 'round %d: the binary had %s pages in the page cache after dropping it\n' "$round" \
+      "$(fincore --noheadings --output PAGES "$BIN" 2>/dev/null || echo '?')"
+  fi
   started=$(now_ms)
   "$BIN" run 2>"$RUN/stderr" &
   PID=$!

@@ -11,13 +11,14 @@
 //! blocking pool. The returned [`Loaded`] owns the `Ebpf` value; dropping
 //! it detaches everything.
 
-use aya::maps::{Array, MapData, PerCpuArray, RingBuf};
+use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::{Program as AyaProgram, ProgramError};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
 
 use super::host::{self, MountState};
 use super::records::{self, RawCounter, RawEnvNames};
+use super::ring_map::RingMap;
 use super::Program;
 
 /// How a missing tracepoint is reported (and recognised, for `Unsupported`).
@@ -303,9 +304,13 @@ impl std::fmt::Debug for Loaded {
 
 impl Loaded {
     /// Moves the ring buffer out, for the reader task.
-    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+    pub fn take_ring(&mut self) -> Result<RingMap, LoadError> {
         let map = self.ebpf.take_map(RING_MAP).ok_or(LoadError::Map { map: RING_MAP, reason: "taken".into() })?;
-        RingBuf::try_from(map).map_err(|e| LoadError::Map { map: RING_MAP, reason: chain(&e) })
+        let aya::maps::Map::RingBuf(data) = map else {
+            return Err(LoadError::Map { map: RING_MAP, reason: "not a ring buffer".into() });
+        };
+        RingMap::new(data, self.report.ring_buffer_bytes)
+            .map_err(|e| LoadError::Map { map: RING_MAP, reason: chain(&e) })
     }
 
     /// Moves the counter array out.

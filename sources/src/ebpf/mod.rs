@@ -62,6 +62,7 @@ mod reader;
 pub mod records;
 pub mod records_security;
 pub mod ring;
+pub mod ring_map;
 pub mod selection;
 pub mod snapshot;
 pub mod stamp;

@@ -11,14 +11,14 @@
 
 use std::io;
 
-use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 
 use super::records::{decode, DecodeError, Record, PROGRAM_COUNT};
+use super::ring_map::RingMap;
 
 /// The reader half of the ring buffer.
 pub struct RingReader {
-    fd: AsyncFd<RingBuf<MapData>>,
+    fd: AsyncFd<RingMap>,
     decode_errors: u64,
     /// Records taken from the ring per program (decoded or not): the
     /// `read` term of the loss ledger's kernel rows. A record whose kind
@@ -40,7 +40,7 @@ pub struct Drained {
 impl RingReader {
     /// Registers the ring buffer with the current tokio reactor.
     #[expect(unsafe_code, reason = "tokio's fd registration is unsafe since 1.52 (I/O safety); upheld below")]
-    pub fn new(ring: RingBuf<MapData>) -> io::Result<RingReader> {
+    pub fn new(ring: RingMap) -> io::Result<RingReader> {
         // SAFETY: the fd is the ring buffer map's own `OwnedFd`, held by the
         // `MapData` inside `ring`; the `AsyncFd` owns `ring`, so the fd stays
         // open and names the same map until the `AsyncFd` is dropped, and
@@ -64,23 +64,25 @@ impl RingReader {
     pub fn drain(&mut self, limit: usize, mut on_record: impl FnMut(Record)) -> Drained {
         let mut drained = Drained::default();
         let ring = self.fd.get_mut();
-        while let Some(item) = ring.next() {
+        let (read, decode_errors) = (&mut self.read, &mut self.decode_errors);
+        while let Some(()) = ring.next(|item| {
             if let Some(program) =
                 item.get(..2).and_then(|kind| program_of_kind(u16::from_ne_bytes([kind[0], kind[1]])))
             {
-                self.read[program] += 1;
+                read[program] += 1;
             }
-            match decode(&item) {
+            match decode(item) {
                 Ok(record) => {
                     drained.records += 1;
                     on_record(record);
                 }
                 Err(error) => {
                     drained.decode_errors += 1;
-                    self.decode_errors += 1;
-                    log_decode_error(&error, self.decode_errors, item.len());
+                    *decode_errors += 1;
+                    log_decode_error(&error, *decode_errors, item.len());
                 }
             }
+        }) {
             if drained.records + drained.decode_errors >= limit {
                 drained.more = true;
                 break;

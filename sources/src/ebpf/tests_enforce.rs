@@ -17,7 +17,6 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use aya::maps::{MapData, RingBuf};
 use enforce::layout::{self, Resolved};
 use enforce::policy::{self, Action, CompiledPolicy, KernelRule, Mode, PrefixEntry, Protocol};
 use enforce::PolicyMaps;
@@ -191,7 +190,7 @@ fn verdict(bytes: &[u8]) -> Option<Verdict> {
 /// The connect program with enforcement for `cgroup`, its ring and maps.
 struct Enforcing {
     _loaded: Loaded,
-    ring: RingBuf<MapData>,
+    ring: super::ring_map::RingMap,
     maps: PolicyMaps,
     verdicts: Vec<Verdict>,
 }
@@ -216,8 +215,8 @@ impl Enforcing {
     fn wait(&mut self, tgid: u32, mut done: impl FnMut(&[Verdict]) -> bool) -> Vec<Verdict> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            while let Some(item) = self.ring.next() {
-                if let Some(v) = verdict(&item) {
+            while let Some(v) = self.ring.next(verdict) {
+                if let Some(v) = v {
                     self.verdicts.push(v);
                 }
             }

@@ -18,7 +18,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aya::maps::{MapData, RingBuf};
 use pipeline::event::{ExecAttributes, FdKind, StdioFd};
 use pipeline::Event;
 
@@ -232,7 +231,7 @@ const WAIT: Duration = Duration::from_secs(20);
 /// `hf_exec` alone, its ring read synchronously; keeps each record's size.
 struct ExecSession {
     _loaded: Loaded,
-    ring: RingBuf<MapData>,
+    ring: super::ring_map::RingMap,
     execs: Vec<(usize, ExecRecord)>,
 }
 
@@ -258,9 +257,11 @@ impl ExecSession {
     fn find(&mut self, wanted: impl Fn(&ExecRecord) -> bool) -> (usize, ExecRecord) {
         let deadline = Instant::now() + WAIT;
         loop {
-            while let Some(item) = self.ring.next() {
-                if let Record::Exec(exec) = decode(&item).expect("every record decodes") {
-                    self.execs.push((item.len(), exec));
+            while let Some((len, record)) =
+                self.ring.next(|item| (item.len(), decode(item).expect("every record decodes")))
+            {
+                if let Record::Exec(exec) = record {
+                    self.execs.push((len, exec));
                 }
             }
             if let Some(found) = self.execs.iter().find(|(_, exec)| wanted(exec)) {

@@ -16,12 +16,13 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{MapData, PerCpuArray};
 use pipeline::Event;
 
 use super::counters::read_counts;
 use super::loader::{self, Loaded, ProgramState};
 use super::records::{decode, ExecRecord, RawCounter, Record, ARGV_LEN};
+use super::ring_map::RingMap;
 use super::*;
 use crate::ebpf::tests::{harness, wait_for_events, Harness};
 use pipeline::edge::EdgeReceiver;
@@ -61,7 +62,7 @@ pub(super) fn settings(programs: &[Program], ring_buffer_bytes: u32, file_prefix
 /// Programs loaded straight from the loader, the ring read synchronously.
 pub(super) struct Session {
     pub(super) loaded: Loaded,
-    ring: RingBuf<MapData>,
+    ring: RingMap,
     pub(super) counters: PerCpuArray<MapData, RawCounter>,
     pub(super) records: Vec<Record>,
 }
@@ -77,10 +78,14 @@ impl Session {
         Session { loaded, ring, counters, records: Vec::new() }
     }
 
+    pub(super) fn ring_wrapped(&self) -> u64 {
+        self.ring.wrapped()
+    }
+
     fn poll(&mut self) -> usize {
         let mut n = 0;
-        while let Some(item) = self.ring.next() {
-            self.records.push(decode(&item).expect("every record decodes"));
+        while let Some(record) = self.ring.next(|item| decode(item).expect("every record decodes")) {
+            self.records.push(record);
             n += 1;
         }
         n
