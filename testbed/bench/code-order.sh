@@ -17,7 +17,7 @@
 # How: the agent runs with HOSTFLOW_UNMAP_CODE_EVERY_MS=1, which unmaps
 # its clean code pages every millisecond, and `perf` records the
 # instruction-fetch page faults; each fault's address names the function
-# that ran. One pass sees one function per 64 KiB window per millisecond
+# that ran. One pass sees one function per 16 KiB window per millisecond
 # (the rest of the window was mapped with it), so each iteration relinks
 # with what it found and profiles again. Names the binary no longer has
 # are dropped. The names carry the build's symbol hashes, which depend on

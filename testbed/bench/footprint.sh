@@ -82,11 +82,14 @@ for ((round = 1; round <= ROUNDS; round++)); do
   ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
   echo 1 >"/proc/$PID/clear_refs" 2>/dev/null || true
   t0=$(ticks)
+  faults() { awk '{print $10 + $12}' "/proc/$PID/stat"; }
+  f0=$(faults)
   # Scraped as Prometheus would, every SCRAPE_EVERY seconds (default 15).
   (while sleep "${SCRAPE_EVERY:-15}"; do curl -sf -o /dev/null http://127.0.0.1:9598/metrics || true; done) &
   SCRAPER=$!
   sleep "$SECONDS_TO_RUN"
   t1=$(ticks)
+  f1=$(faults)
   kill "$SCRAPER" 2>/dev/null || true
   referenced_kib=$(awk '/^Referenced:/ { s += $2 } END { print s + 0 }' "/proc/$PID/smaps")
   exe_referenced_kib=$(awk -v exe="$(readlink "/proc/$PID/exe")" '$0 ~ /^[0-9a-f]+-/ { cur = ($6 == exe) } cur && /^Referenced:/ { s += $2 } END { print s + 0 }' "/proc/$PID/smaps")
@@ -103,7 +106,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
   wait "$PID" || true
   hz=$(getconf CLK_TCK)
   awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$SECONDS_TO_RUN" -v rss="$rss" -v anon="$anon" -v file="$file" \
-    -v shmem="$shmem" -v exe="$exe_kib" -v ring="$ring_kib" -v ready="${ready_ms:-?}" -v first="${first_ms:-?}" -v durable="${durable_ms:-?}"  -v refd="$referenced_kib" -v exerefd="$exe_referenced_kib" -v r="$round" \
-    'BEGIN { printf "round %d: /health ready %s ms, first event at the spool %s ms, first durable %s ms; window %d s: CPU %.3f%% of one core; RSS %.1f MiB = anon %.1f + file %.1f (of which the binary %.1f, eBPF ring buffer maps %.1f) + shmem %.1f; touched in the window %.1f MiB (of the binary %.1f)\n",
-             r, ready, first, durable, s, 100 * d / hz / s, rss / 1024, anon / 1024, file / 1024, exe / 1024, ring / 1024, shmem / 1024, refd / 1024, exerefd / 1024 }'
+    -v shmem="$shmem" -v exe="$exe_kib" -v ring="$ring_kib" -v ready="${ready_ms:-?}" -v first="${first_ms:-?}" -v durable="${durable_ms:-?}"  -v faults=$((f1 - f0)) -v refd="$referenced_kib" -v exerefd="$exe_referenced_kib" -v r="$round" \
+    'BEGIN { printf "round %d: /health ready %s ms, first event at the spool %s ms, first durable %s ms; window %d s: CPU %.3f%% of one core, %d page faults; RSS %.1f MiB = anon %.1f + file %.1f (of which the binary %.1f, eBPF ring buffer maps %.1f) + shmem %.1f; touched in the window %.1f MiB (of the binary %.1f)\n",
+             r, ready, first, durable, s, 100 * d / hz / s, faults, rss / 1024, anon / 1024, file / 1024, exe / 1024, ring / 1024, shmem / 1024, refd / 1024, exerefd / 1024 }'
 done
