@@ -27,8 +27,8 @@
 
 use std::time::Duration;
 
-/// The most one page fault in the agent's code may map: the kernel's
-/// fault-around window (see `kernel::split_into_windows`).
+/// The most one page fault in the agent's code may map once start-up
+/// code is released (see `kernel::split_into_windows`).
 #[cfg(target_os = "linux")]
 const FAULT_WINDOW: usize = 16 * 1024;
 
@@ -113,10 +113,13 @@ mod kernel {
     /// page-cache folio it hits when the folio lies inside one VMA, and a
     /// binary read from disk sits in folios of up to 2 MiB (readahead), so
     /// one call into a cold function mapped up to 2 MiB of code around it.
-    /// A folio that crosses a VMA boundary is mapped only over the fault's
-    /// 64 KiB window, as on older kernels and for 4 KiB folios. The flag
-    /// itself only stops huge-page mappings of code, which nothing here
-    /// wants.
+    /// A folio that crosses a VMA boundary is mapped only over the
+    /// kernel's fault-around window (64 KiB) clipped to the VMA, so at most
+    /// `window` per fault (measured in BENCHMARKS.md: 16 KiB windows held
+    /// the binary's idle pages at 2.1-2.3 MiB, 64 KiB ones at 3.5-3.7).
+    /// The flag itself only stops huge-page mappings of code, which
+    /// nothing here wants. The cost is kernel memory: one VMA per window,
+    /// about 1 200 for this binary.
     pub fn split_into_windows(mapping: &super::CleanFileMapping, window: usize) -> std::io::Result<()> {
         // Odd-numbered windows by address, so the pattern is the same
         // however often it is applied and wherever a mapping starts.
@@ -284,8 +287,8 @@ impl StartupCode {
 /// A profiling aid for `testbed/bench/code-order.sh`, never on in
 /// production: unmaps the clean code pages every `every`, so that each
 /// function's first run after an unmapping page-faults and `perf` can
-/// record which functions an idle agent runs (the kernel maps 16 pages
-/// around a fault, so one pass sees one function per 64 KiB; the script
+/// record which functions an idle agent runs (a fault maps its whole
+/// `FAULT_WINDOW`, so one pass sees one function per window; the script
 /// iterates).
 fn profile_code_faults(every: Duration) {
     #[cfg(target_os = "linux")]

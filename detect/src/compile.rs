@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use pipeline::{Event, EventKind};
-use regex::bytes::{RegexSet, RegexSetBuilder};
+use regex_automata::meta::{self, Regex as RegexSet};
+use regex_automata::util::syntax;
+use regex_automata::{Input, PatternSet};
 
 use crate::firing::MatchId;
 use crate::rule::{Cidr, CmpOp, Expr, IocKind, IocSet, Match, Pred, Target, Test, TextOp};
@@ -484,9 +486,24 @@ pub fn check_regex(pattern: &str) -> Result<(), regex::Error> {
     regex::bytes::RegexBuilder::new(pattern).unicode(false).build().map(drop)
 }
 
-/// One slot's regexes as one set, in [`check_regex`]'s dialect.
-fn regex_set(patterns: &[Arc<str>]) -> Result<RegexSet, regex::Error> {
-    RegexSetBuilder::new(patterns.iter().map(|p| &**p)).unicode(false).build()
+/// One slot's regexes as one set, in [`check_regex`]'s dialect: what
+/// `regex::bytes::RegexSet` builds, less its literal prefilter. Why: a
+/// set runs only after the slot's own automaton found one of the gate
+/// literals every match needs (`Condition::Regexes::gate`), so the
+/// prefilter mostly repeated that search, and its Aho-Corasick DFAs were
+/// 0.48 MB of an idle agent's heap (issue #12's 12 MB).
+fn regex_set(patterns: &[Arc<str>]) -> Result<RegexSet, meta::BuildError> {
+    let config = meta::Config::new()
+        .match_kind(regex_automata::MatchKind::All)
+        .utf8_empty(false)
+        .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
+        .nfa_size_limit(Some(10 * (1 << 20)))
+        .hybrid_cache_capacity(2 * (1 << 20))
+        .auto_prefilter(false);
+    meta::Builder::new()
+        .configure(config)
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .build_many(patterns)
 }
 
 fn compile_set(set: &IocSet) -> Result<CompiledSet, String> {
@@ -758,8 +775,10 @@ impl Evaluator {
         let generation = s.generation;
         let stamps = &mut s.regex_stamp;
         let present = with_texts(info.target, event, &mut s.text, |text| {
-            for index in set.matches(text.as_bytes()).iter() {
-                stamps[info.regex_ids[index] as usize] = generation;
+            let mut matched = PatternSet::new(set.pattern_len());
+            set.which_overlapping_matches(&Input::new(text.as_bytes()), &mut matched);
+            for pattern in matched.iter() {
+                stamps[info.regex_ids[pattern.as_usize()] as usize] = generation;
             }
         });
         if present {
