@@ -16,11 +16,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+mod dialect;
+pub use dialect::check_regex;
+use dialect::{regex_set, RegexSet};
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use pipeline::{Event, EventKind};
-use regex_automata::meta::{self, Regex as RegexSet};
-use regex_automata::util::syntax;
-use regex_automata::{Input, PatternSet};
 
 use crate::firing::MatchId;
 use crate::rule::{Cidr, CmpOp, Expr, IocKind, IocSet, Match, Pred, Target, Test, TextOp};
@@ -474,38 +475,6 @@ fn required_literals(pattern: &str) -> Option<Vec<String>> {
     (!found.is_empty()).then_some(found)
 }
 
-/// Rule regexes are compiled in one dialect everywhere (loading, checking,
-/// the evaluator): Rust regex syntax with **ASCII** `\w`, `\s`, `\d`, `\b`
-/// and `(?i)`, matched on bytes; `(?u)` opts a pattern (or a group) into
-/// Unicode. Why: Sigma's regexes are PCRE, whose classes are ASCII unless
-/// asked, and Unicode classes multiply the compiled automata — the
-/// built-in pack's regex sets held 2.1 MiB with Unicode classes and
-/// 0.2 MiB without (heaptrack, BENCHMARKS.md), every byte of it resident in
-/// every agent.
-pub fn check_regex(pattern: &str) -> Result<(), regex::Error> {
-    regex::bytes::RegexBuilder::new(pattern).unicode(false).build().map(drop)
-}
-
-/// One slot's regexes as one set, in [`check_regex`]'s dialect: what
-/// `regex::bytes::RegexSet` builds, less its literal prefilter. Why: a
-/// set runs only after the slot's own automaton found one of the gate
-/// literals every match needs (`Condition::Regexes::gate`), so the
-/// prefilter mostly repeated that search, and its Aho-Corasick DFAs were
-/// 0.48 MB of an idle agent's heap (issue #12's 12 MB).
-fn regex_set(patterns: &[Arc<str>]) -> Result<RegexSet, meta::BuildError> {
-    let config = meta::Config::new()
-        .match_kind(regex_automata::MatchKind::All)
-        .utf8_empty(false)
-        .which_captures(regex_automata::nfa::thompson::WhichCaptures::None)
-        .nfa_size_limit(Some(10 * (1 << 20)))
-        .hybrid_cache_capacity(2 * (1 << 20))
-        .auto_prefilter(false);
-    meta::Builder::new()
-        .configure(config)
-        .syntax(syntax::Config::new().unicode(false).utf8(false))
-        .build_many(patterns)
-}
-
 fn compile_set(set: &IocSet) -> Result<CompiledSet, String> {
     Ok(match set.kind {
         IocKind::Sha256 => {
@@ -775,11 +744,9 @@ impl Evaluator {
         let generation = s.generation;
         let stamps = &mut s.regex_stamp;
         let present = with_texts(info.target, event, &mut s.text, |text| {
-            let mut matched = PatternSet::new(set.pattern_len());
-            set.which_overlapping_matches(&Input::new(text.as_bytes()), &mut matched);
-            for pattern in matched.iter() {
-                stamps[info.regex_ids[pattern.as_usize()] as usize] = generation;
-            }
+            dialect::for_each_match(set, text.as_bytes(), |index| {
+                stamps[info.regex_ids[index] as usize] = generation;
+            });
         });
         if present {
             s.slot_regexed[i] = s.generation;
