@@ -63,11 +63,18 @@ fn query_without_its_companion_binary_says_how_to_get_it() {
     let dir = tempfile::tempdir().expect("temp dir");
     let alone = dir.path().join("hostflow");
     std::fs::copy(env!("CARGO_BIN_EXE_hostflow"), &alone).expect("copy the agent");
-    let out = std::process::Command::new(&alone)
-        .args(["query", "--tables"])
-        .env("PATH", dir.path())
-        .output()
-        .expect("run the copied agent");
+    // Another test's fork can hold the copy's write descriptor for a moment
+    // (until its exec closes it): exec then fails with ETXTBSY. Retry.
+    let mut attempts = 0;
+    let out = loop {
+        match std::process::Command::new(&alone).args(["query", "--tables"]).env("PATH", dir.path()).output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => break result.expect("run the copied agent"),
+        }
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(127), "{stderr}");
     assert!(stderr.contains("`hostflow-query` is not installed"), "{stderr}");
