@@ -126,12 +126,16 @@ impl RingMap {
         unsafe { self.producer.add(self.page + offset).cast::<AtomicU32>().as_ref() }
     }
 
+    /// `len` bytes of the data area from offset `start`: only bytes of a
+    /// committed record, so no slice covers memory the kernel still writes.
     #[expect(unsafe_code, reason = "the ring's data area")]
-    fn data(&self) -> &[u8] {
-        // SAFETY: the data area is mapped read-only for `self`'s life;
-        // bytes between the consumer and producer positions belong to
-        // committed records, which the kernel no longer writes.
-        unsafe { std::slice::from_raw_parts(self.producer.as_ptr().add(self.page), self.size) }
+    fn bytes(&self, start: usize, len: usize) -> &[u8] {
+        let len = len.min(self.size.saturating_sub(start));
+        // SAFETY: `start + len <= size`, inside the read-only data area
+        // mapped for `self`'s life; the caller passes a committed record's
+        // range (between the consumer and producer positions), which the
+        // kernel no longer writes.
+        unsafe { std::slice::from_raw_parts(self.producer.as_ptr().add(self.page + start), len) }
     }
 
     /// Hands the next committed record to `on_record` and frees its space;
@@ -159,14 +163,13 @@ impl RingMap {
             }
             let start = (offset + HEADER_BYTES) & mask;
             let result = if start + len <= self.size {
-                on_record(&self.data()[start..start + len])
+                on_record(self.bytes(start, len))
             } else {
                 let mut scratch = std::mem::take(&mut self.scratch);
                 scratch.clear();
-                let data = self.data();
-                let first = &data[start..];
+                let first = self.bytes(start, len);
                 scratch.extend_from_slice(first);
-                scratch.extend_from_slice(&data[..(len - first.len()).min(self.size)]);
+                scratch.extend_from_slice(self.bytes(0, len - first.len()));
                 let result = on_record(&scratch);
                 self.scratch = scratch;
                 self.wrapped += 1;
