@@ -16,6 +16,13 @@
 //! own rust-lld (the default for x86_64-unknown-linux-gnu since Rust 1.90)
 //! and nothing in the environment chose another linker.
 //! `HOSTFLOW_CODE_ORDER=0` turns it off.
+//!
+//! With rust-lld and a glibc ≥ 2.36 (which reads `DT_RELR`), the agent is
+//! also linked with `-z pack-relative-relocs`: a position-independent
+//! binary carries one relocation per pointer in its read-only data, 24
+//! bytes each in `.rela.dyn` (0.85 MB of the 20.3 MB agent), and RELR
+//! packs them into bitmaps of a few KiB. The binary then needs glibc
+//! ≥ 2.36 to start, which the machine that built it has.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -29,7 +36,13 @@ fn main() {
         println!("cargo:rerun-if-changed={list}");
     }
     println!("cargo:rerun-if-env-changed=HOSTFLOW_CODE_ORDER");
-    if env::var("HOSTFLOW_CODE_ORDER").is_ok_and(|v| v == "0") || !links_with_rust_lld() {
+    if !links_with_rust_lld() {
+        return;
+    }
+    if glibc_reads_relr() {
+        println!("cargo:rustc-link-arg-bin=hostflow=-Wl,-z,pack-relative-relocs");
+    }
+    if env::var("HOSTFLOW_CODE_ORDER").is_ok_and(|v| v == "0") {
         return;
     }
     let (Some(manifest_dir), Some(out_dir)) = (env::var_os("CARGO_MANIFEST_DIR"), env::var_os("OUT_DIR")) else {
@@ -69,4 +82,14 @@ fn links_with_rust_lld() -> bool {
     let version = String::from_utf8_lossy(&output.stdout);
     let mut numbers = version.split_whitespace().nth(1).unwrap_or("").split('.').map(|n| n.parse::<u32>().ok());
     matches!((numbers.next(), numbers.next()), (Some(Some(1)), Some(Some(minor))) if minor >= 90)
+}
+
+/// Whether the C library the agent links against loads `DT_RELR`
+/// relocations (glibc 2.36 and later), from `getconf GNU_LIBC_VERSION`
+/// ("glibc 2.36"); anything unclear says no.
+fn glibc_reads_relr() -> bool {
+    let Ok(output) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else { return false };
+    let version = String::from_utf8_lossy(&output.stdout);
+    let mut numbers = version.trim().strip_prefix("glibc ").unwrap_or("").split('.').map(|n| n.parse::<u32>().ok());
+    matches!((numbers.next(), numbers.next()), (Some(Some(major)), Some(Some(minor))) if (major, minor) >= (2, 36))
 }

@@ -73,11 +73,17 @@ stage_binary() {
 
 # shlib_depends BINARY: a Depends list from the ELF NEEDED entries: the
 # package of each shared library (resolved by ldd, owner from dpkg -S), libc6
-# with the newest GLIBC_ symbol version the binary uses. (dpkg-shlibdeps does
-# this from symbols files, but it is in dpkg-dev, which hosts rarely have.)
+# with the newest GLIBC_ symbol version the binary uses, or 2.36 when it
+# carries packed relative relocations (its version needs name
+# GLIBC_ABI_DT_RELR: build.rs links with -z pack-relative-relocs). (dpkg-
+# shlibdeps does this from symbols files, but it is in dpkg-dev, which
+# hosts rarely have.)
 shlib_depends() {
   local bin="$1" glibc so path candidate pkg deps=()
   glibc="$(readelf --dyn-syms -W "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)"
+  if readelf -V -W "$bin" | grep -q 'GLIBC_ABI_DT_RELR'; then
+    glibc="$(printf '%s\n' "${glibc:-2.36}" 2.36 | sort -V | tail -1)"
+  fi
   for so in $(readelf -d -W "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort -u); do
     # "libc.so.6 => /lib/.../libc.so.6 (0x...)", or for the dynamic loader
     # "/lib64/ld-linux-x86-64.so.2 (0x...)".

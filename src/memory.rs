@@ -14,13 +14,14 @@
 //!   15 s scrapes hands back what is whole pages (after 50 scrapes:
 //!   anonymous 7.6 MiB, 7.0 after a trim); a trim of an idle agent's heap
 //!   costs about 0.2 ms;
-//! - once start-up has settled, the agent's own code and read-only data
-//!   pages are unmapped ([`release_startup_code`]): the code that parsed
-//!   BTF, loaded programs and compiled rules never runs again, yet its
-//!   pages (and the pages the kernel mapped around each fault) were most
-//!   of the binary's resident set. What idle work runs maps back in with
-//!   minor faults; the rest stays in the page cache, clean and unmapped,
-//!   where the kernel reclaims it first.
+//! - once start-up has settled, the clean code and read-only data pages
+//!   of the agent and of its shared libraries are unmapped
+//!   ([`release_startup_code`]): the code that parsed BTF, loaded programs
+//!   and compiled rules never runs again, yet its pages (and the pages the
+//!   kernel mapped around each fault) were most of the resident set. What
+//!   idle work runs maps back in with minor faults, at most 16 KiB per
+//!   fault; the rest stays in the page cache, clean and unmapped, where
+//!   the kernel reclaims it first.
 //!
 //! Lives in the binary, not the library half: it is the only `unsafe` the
 //! agent's own code needs, and it is about the process, not the engine.
@@ -31,6 +32,10 @@ use std::time::Duration;
 /// code is released (see `kernel::split_into_windows`).
 #[cfg(target_os = "linux")]
 const FAULT_WINDOW: usize = 16 * 1024;
+
+/// How many malloc arenas the agent's threads share (`HOSTFLOW_MALLOC_ARENAS`
+/// overrides it, to measure).
+const MALLOC_ARENAS: i32 = 2;
 
 /// When the first trim runs (after start-up's peak) and how often after.
 const FIRST_TRIM: Duration = Duration::from_secs(5);
@@ -139,8 +144,9 @@ mod kernel {
     }
 }
 
-/// A mapping of the agent's executable that is read-only and was never
-/// written: only page faults made its pages resident.
+/// A private, read-only mapping of a file (the agent's executable or a
+/// shared library) that was never written: only page faults made its
+/// pages resident.
 #[derive(Debug, PartialEq, Eq)]
 struct CleanFileMapping {
     start: usize,
@@ -148,14 +154,19 @@ struct CleanFileMapping {
     resident_kib: u64,
 }
 
-/// What `/proc/self/smaps` says about the executable's mappings.
+/// What `/proc/self/smaps` says about the files mapped into the agent.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct ExecutablePages {
-    /// Resident KiB over every mapping of the executable.
-    resident_kib: u64,
-    /// The mappings that may be dropped: permissions `r--p` or `r-xp` and
-    /// `Anonymous: 0 kB` (RELRO is read-only too, but the loader wrote its
-    /// relocations there: private copies, never dropped).
+struct FilePages {
+    /// Resident KiB over every mapping of the executable: start-up has
+    /// settled when this stops growing.
+    executable_kib: u64,
+    /// The mappings that may be dropped, of the executable and of every
+    /// shared library (libc, libm, the loader): permissions `r--p` or
+    /// `r-xp` and `Anonymous: 0 kB` (RELRO is read-only too, but the
+    /// loader wrote its relocations there: private copies, never dropped).
+    /// Why the libraries too: their code is mapped the same way, and
+    /// before this the loader's and start-up's faults kept 2.4 MiB of
+    /// libc, libm and ld.so resident, more than the agent's own code.
     clean: Vec<CleanFileMapping>,
 }
 
@@ -168,36 +179,42 @@ struct FileId {
 }
 
 /// Reads `smaps` (the text of `/proc/self/smaps`) for the mappings of
-/// the file `exe`.
-fn executable_pages(smaps: &str, exe: &FileId) -> ExecutablePages {
+/// files: the executable `exe`'s, and the clean ones of any file.
+fn file_pages(smaps: &str, exe: &FileId) -> FilePages {
     struct Current {
         mapping: CleanFileMapping,
+        executable: bool,
         read_only: bool,
         anonymous_kib: Option<u64>,
     }
-    let mut pages = ExecutablePages::default();
+    let mut pages = FilePages::default();
     let mut current: Option<Current> = None;
-    let finish = |current: Option<Current>, pages: &mut ExecutablePages| {
-        if let Some(Current { mapping, read_only: true, anonymous_kib: Some(0) }) = current {
+    let finish = |current: Option<Current>, pages: &mut FilePages| {
+        if let Some(Current { mapping, read_only: true, anonymous_kib: Some(0), .. }) = current {
             pages.clean.push(mapping);
         }
     };
     for line in smaps.lines() {
         let fields: Vec<&str> = line.split_ascii_whitespace().collect();
         match fields.as_slice() {
-            [range, perms, _offset, device, inode, ..] if range.contains('-') => {
+            [range, perms, _offset, device, inode, rest @ ..] if range.contains('-') => {
                 finish(current.take(), &mut pages);
                 let Some((start, end)) = parse_range(range) else { continue };
-                if *device == exe.device && inode.parse::<u64>().ok() == Some(exe.inode) {
+                // A file has a path; `[heap]`, `[vdso]`, anonymous memory
+                // and `anon_inode:` mappings (the eBPF ring) do not.
+                if rest.first().is_some_and(|path| path.starts_with('/')) {
+                    let executable = *device == exe.device && inode.parse::<u64>().ok() == Some(exe.inode);
                     let read_only = matches!(*perms, "r--p" | "r-xp");
                     let mapping = CleanFileMapping { start, end, resident_kib: 0 };
-                    current = Some(Current { mapping, read_only, anonymous_kib: None });
+                    current = Some(Current { mapping, executable, read_only, anonymous_kib: None });
                 }
             }
             ["Rss:", kib, "kB"] => {
                 if let Some(current) = current.as_mut() {
                     current.mapping.resident_kib = kib.parse().unwrap_or(0);
-                    pages.resident_kib += current.mapping.resident_kib;
+                    if current.executable {
+                        pages.executable_kib += current.mapping.resident_kib;
+                    }
                 }
             }
             ["Anonymous:", kib, "kB"] => {
@@ -220,26 +237,26 @@ fn parse_range(range: &str) -> Option<(usize, usize)> {
 }
 
 #[cfg(target_os = "linux")]
-fn read_executable_pages() -> std::io::Result<ExecutablePages> {
+fn read_file_pages() -> std::io::Result<FilePages> {
     use std::os::unix::fs::MetadataExt as _;
     let metadata = std::fs::metadata("/proc/self/exe")?;
     // glibc's `major()`/`minor()` split of a dev_t.
     let dev = metadata.dev();
     let (major, minor) = (((dev >> 32) & !0xfff) | ((dev >> 8) & 0xfff), ((dev >> 12) & !0xff) | (dev & 0xff));
     let exe = FileId { device: format!("{major:02x}:{minor:02x}"), inode: metadata.ino() };
-    Ok(executable_pages(&std::fs::read_to_string("/proc/self/smaps")?, &exe))
+    Ok(file_pages(&std::fs::read_to_string("/proc/self/smaps")?, &exe))
 }
 
 /// Unmaps the clean pages of the agent's own code and read-only data;
 /// returns the KiB that were resident in them.
 #[cfg(target_os = "linux")]
-fn release_startup_code(pages: &ExecutablePages) -> std::io::Result<u64> {
+fn release_startup_code(pages: &FilePages) -> std::io::Result<u64> {
     let mut released = 0;
     for mapping in &pages.clean {
         kernel::split_into_windows(mapping, FAULT_WINDOW)?;
-        // SAFETY: `executable_pages` lists only `r--p`/`r-xp` mappings of
-        // the executable without a private page, and nothing in the agent
-        // makes its own image writable.
+        // SAFETY: `file_pages` lists only `r--p`/`r-xp` mappings of
+        // files without a private page, and nothing in the agent makes its
+        // own image or a library's writable.
         unsafe { kernel::unmap_clean_file_pages(mapping)? };
         released += mapping.resident_kib;
     }
@@ -260,7 +277,7 @@ impl StartupCode {
         if self.released {
             return;
         }
-        let pages = match read_executable_pages() {
+        let pages = match read_file_pages() {
             Ok(pages) => pages,
             Err(error) => {
                 tracing::debug!(%error, "cannot read the agent's own mappings; start-up code stays mapped");
@@ -268,8 +285,8 @@ impl StartupCode {
                 return;
             }
         };
-        let settled = self.last_resident_kib.is_some_and(|last| pages.resident_kib < last + SETTLED_GROWTH_KIB);
-        self.last_resident_kib = Some(pages.resident_kib);
+        let settled = self.last_resident_kib.is_some_and(|last| pages.executable_kib < last + SETTLED_GROWTH_KIB);
+        self.last_resident_kib = Some(pages.executable_kib);
         if !settled {
             return;
         }
@@ -294,7 +311,7 @@ fn profile_code_faults(every: Duration) {
     #[cfg(target_os = "linux")]
     let spawned = std::thread::Builder::new().name("hostflow-unmap".to_owned()).spawn(move || {
         std::thread::sleep(FIRST_TRIM);
-        let Ok(pages) = read_executable_pages() else { return };
+        let Ok(pages) = read_file_pages() else { return };
         while release_startup_code(&pages).is_ok() {
             std::thread::sleep(every);
         }
@@ -324,7 +341,8 @@ pub fn tune_for_long_run() {
         return;
     }
     if malloc_tuning {
-        glibc::limit_arenas(2);
+        let arenas = std::env::var("HOSTFLOW_MALLOC_ARENAS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0);
+        glibc::limit_arenas(arenas.unwrap_or(MALLOC_ARENAS));
     }
     let spawned = std::thread::Builder::new().name("hostflow-trim".to_owned()).spawn(move || {
         std::thread::sleep(FIRST_TRIM);
@@ -365,29 +383,38 @@ Anonymous:             0 kB
 7f3b04000000-7f3b0587b000 rw-p 00000000 00:00 0 
 Rss:                1464 kB
 Anonymous:          1464 kB
+7f3b0a000000-7f3b0a101000 r--s 00000000 00:0e 1077                       anon_inode:bpf-map
+Rss:                1028 kB
+Anonymous:             0 kB
+7ffd1b5f0000-7ffd1b5f2000 r-xp 00000000 00:00 0                          [vdso]
+Rss:                   4 kB
+Anonymous:             0 kB
 ";
 
     #[test]
-    fn only_the_executables_never_written_read_only_mappings_are_released() {
+    fn only_never_written_read_only_file_mappings_are_released() {
         let exe = |device: &str, inode| FileId { device: device.to_owned(), inode };
-        let pages = executable_pages(SMAPS, &exe("fe:00", 42));
-        assert_eq!(pages.resident_kib, 960 + 7992 + 700 + 12);
+        let pages = file_pages(SMAPS, &exe("fe:00", 42));
+        assert_eq!(pages.executable_kib, 960 + 7992 + 700 + 12);
         assert_eq!(
             pages.clean,
             [
                 CleanFileMapping { start: 0x55d0_c000_0000, end: 0x55d0_c040_0000, resident_kib: 960 },
                 CleanFileMapping { start: 0x55d0_c040_0000, end: 0x55d0_c100_0000, resident_kib: 7992 },
-            ]
+                CleanFileMapping { start: 0x7f3b_09b1_9000, end: 0x7f3b_09c6_f000, resident_kib: 924 },
+            ],
+            "the executable's code and read-only data and libc's code; not RELRO, .data, the ring or the heap"
         );
-        assert_eq!(executable_pages(SMAPS, &exe("fe:00", 7)), ExecutablePages::default());
-        assert_eq!(executable_pages(SMAPS, &exe("fe:01", 42)), ExecutablePages::default(), "same inode, other device");
+        let other = file_pages(SMAPS, &exe("fe:00", 7));
+        assert_eq!((other.executable_kib, other.clean.len()), (0, 3), "another inode: only the clean mappings");
+        assert_eq!(file_pages(SMAPS, &exe("fe:01", 42)).executable_kib, 0, "same inode, other device");
     }
 
     #[test]
     fn a_mapping_whose_anonymous_line_is_missing_is_kept() {
         let truncated = "55d0c0400000-55d0c1000000 r-xp 00400000 fe:00 42 /usr/bin/hostflow\nRss: 7992 kB\n";
-        let pages = executable_pages(truncated, &FileId { device: "fe:00".to_owned(), inode: 42 });
-        assert_eq!((pages.resident_kib, pages.clean.len()), (7992, 0));
+        let pages = file_pages(truncated, &FileId { device: "fe:00".to_owned(), inode: 42 });
+        assert_eq!((pages.executable_kib, pages.clean.len()), (7992, 0));
     }
 
     /// The real thing on this test binary: its clean pages leave the
@@ -395,12 +422,12 @@ Anonymous:          1464 kB
     #[cfg(target_os = "linux")]
     #[test]
     fn releasing_unmaps_resident_code_that_still_runs_afterwards() {
-        let clean_kib = |pages: &ExecutablePages| pages.clean.iter().map(|m| m.resident_kib).sum::<u64>();
-        let before = read_executable_pages().expect("own smaps");
+        let clean_kib = |pages: &FilePages| pages.clean.iter().map(|m| m.resident_kib).sum::<u64>();
+        let before = read_file_pages().expect("own smaps");
         assert!(clean_kib(&before) > 0, "a running test binary has resident code: {before:?}");
         let released = release_startup_code(&before).expect("madvise on own image");
         assert_eq!(released, clean_kib(&before));
-        let after = read_executable_pages().expect("own smaps, read by code mapped back in");
+        let after = read_file_pages().expect("own smaps, read by code mapped back in");
         assert!(
             clean_kib(&after) < clean_kib(&before),
             "resident clean pages went from {} KiB to {} KiB",
@@ -408,6 +435,6 @@ Anonymous:          1464 kB
             clean_kib(&after)
         );
         let exe = FileId { device: "fe:00".to_owned(), inode: 42 };
-        assert_eq!(executable_pages(SMAPS, &exe).clean.len(), 2, "parsing code runs after the release");
+        assert_eq!(file_pages(SMAPS, &exe).clean.len(), 3, "parsing code runs after the release");
     }
 }

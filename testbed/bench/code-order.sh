@@ -13,6 +13,14 @@
 #     FLAVOR dist: `cargo build --profile dist --bin hostflow` (each
 #       iteration pays the fat-LTO link, ~2.5 min on 2 cores)
 #     default 3 iterations of 60 s
+#   testbed/bench/code-order.sh refresh [FLAVOR]
+#     no profiling, no root, seconds: renames the list's functions to the
+#     binary's current symbols, matched on their names without the symbol
+#     hashes (a dependency or feature change renames every function of
+#     every crate that depends on it, while the code stays the same); a
+#     name that now matches several instantiations lists them all (a few
+#     KiB), one that matches none is dropped. Run the full profile after
+#     the code itself changed.
 #
 # How: the agent runs with HOSTFLOW_UNMAP_CODE_EVERY_MS=1, which unmaps
 # its clean code pages every millisecond, and `perf` records the
@@ -26,6 +34,8 @@
 # again (footprint.sh prints how many listed functions the binary has).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+MODE=profile
+if [[ "${1:-}" == refresh ]]; then MODE=refresh; shift; fi
 FLAVOR="${1:-release}"
 ITERATIONS="${2:-3}"
 SECONDS_TO_RUN="${3:-60}"
@@ -35,6 +45,38 @@ case "$FLAVOR" in
   *) echo "code-order.sh: FLAVOR is release or dist, not $FLAVOR" >&2; exit 2 ;;
 esac
 ORDER="$ROOT/src/code-order/$FLAVOR.txt"
+if [[ "$MODE" == refresh ]]; then
+  (cd "$ROOT" && "${BUILD[@]}")
+  nm --defined-only "$BIN" | python3 -c '
+import collections, re, sys
+# Legacy mangling ends in 17h<16 hex>E; v0 names carry crate hashes as Cs<base62>_.
+unhash = lambda name: re.sub(r"Cs[0-9A-Za-z]+_", "Cs_", re.sub(r"17h[0-9a-f]{16}E$", "", name))
+by_name = collections.defaultdict(list)
+have = set()
+for line in sys.stdin:
+    f = line.split()
+    if len(f) == 3 and f[1] in "tTwW":
+        have.add(f[2])
+        by_name[unhash(f[2])].append(f[2])
+order_path = sys.argv[1]
+listed, seen, kept, renamed, dropped = [], set(), 0, 0, 0
+for name in (n.strip() for n in open(order_path)):
+    if not name:
+        continue
+    if name in have:
+        found, kept = [name], kept + 1
+    else:
+        found = by_name.get(unhash(name), [])
+        found = found if len(found) <= 4 else []
+        renamed, dropped = renamed + bool(found), dropped + (not found)
+    listed += [n for n in found if n not in seen]
+    seen.update(found)
+open(order_path, "w").write("".join(n + "\n" for n in listed))
+print(f"refresh: {kept} names unchanged, {renamed} renamed, {dropped} dropped; {len(listed)} listed")
+' "$ORDER"
+  (cd "$ROOT" && "${BUILD[@]}")
+  exit 0
+fi
 [[ $EUID -eq 0 ]] || { echo "code-order.sh: needs root (the agent's eBPF sources and perf's tracepoint)" >&2; exit 1; }
 command -v perf >/dev/null || { echo "code-order.sh: needs perf (apt-get install linux-perf)" >&2; exit 1; }
 WORK="$(mktemp -d)"

@@ -135,6 +135,12 @@ field() { dpkg-deb --field "$DEB" "$1"; }
 [[ "$(field Version)" == "$VERSION" ]] || fail "Version: $(field Version), Cargo.toml says $VERSION"
 [[ "$(field Architecture)" == "$ARCH" ]] || fail "Architecture: $(field Architecture)"
 [[ "$(field Depends)" == *"libc6 (>= "* ]] || fail "Depends lacks a versioned libc6: $(field Depends)"
+if readelf -V -W "$HOSTFLOW_BIN" | grep -q GLIBC_ABI_DT_RELR; then
+  # Packed relocations (build.rs): the loader of an older glibc would not apply them.
+  min="$(field Depends | grep -o 'libc6 (>= [0-9.]*' | grep -o '[0-9.]*$')"
+  [[ "$(printf '%s\n' "$min" 2.36 | sort -V | head -1)" == 2.36 ]] ||
+    fail "the agent carries DT_RELR relocations but Depends allows libc6 $min (< 2.36): $(field Depends)"
+fi
 echo "    Depends: $(field Depends)"
 mkdir -p "$WORK/control" && dpkg-deb --control "$DEB" "$WORK/control" || fail "dpkg-deb --control"
 expected_conffiles="$(printf '%s\n' /etc/hostflow/topology.toml /etc/hostflow/rules/README; for f in "$ROOT"/rules/linux/*.yml; do echo "/etc/hostflow/rules/linux/$(basename "$f")"; done)"
