@@ -287,10 +287,24 @@ pub trait Sink: Send + 'static {
     /// `write` before they are durable; the engine releases a disk edge's
     /// records and counts them sent only up to this mark, so a crash
     /// replays exactly what was not acknowledged. The mark only grows and
-    /// never exceeds the number of batches written; the engine polls it
-    /// after every write and every few milliseconds while it lags.
+    /// never exceeds the number of batches written; the engine reads it
+    /// after every write and every tick, and, when
+    /// [`Sink::acknowledges_in_background`], every few milliseconds while
+    /// it lags.
     fn durable_batches(&self) -> Option<u64> {
         None
+    }
+
+    /// Whether [`Sink::durable_batches`] can grow between the engine's
+    /// calls into the sink: acknowledgements that arrive on another thread,
+    /// as a Kafka producer's delivery reports do. The engine then polls the
+    /// mark every few milliseconds while batches wait for it. `false` (the
+    /// default): the mark moves only inside `write`, `on_tick` and `flush`
+    /// (the spool syncs there), and polling it would only wake an idle
+    /// agent a hundred times a second (issue #12: that polling was most of
+    /// an idle agent's wake-ups while the spool waited for its 5 s sync).
+    fn acknowledges_in_background(&self) -> bool {
+        false
     }
 
     /// Makes every accepted batch durable. Called at shutdown after the

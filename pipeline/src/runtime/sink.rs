@@ -3,9 +3,10 @@
 //! A batch counts as *sent* only once the sink reports it durable
 //! ([`Sink::durable_batches`]); until then it is *in process*. A disk
 //! buffer's record is acknowledged at the same moment, so its segment may
-//! go. A sink that keeps several batches in flight is polled every
-//! [`ACK_POLL`] while it lags, so acknowledgements do not wait for the next
-//! batch.
+//! go. A sink whose acknowledgements arrive in the background (Kafka's
+//! delivery reports) is polled every [`ACK_POLL`] while it lags, so they do
+//! not wait for the next batch; any other sink's mark is read after each
+//! write and tick, the only places it moves.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -104,12 +105,13 @@ pub(super) async fn run_sink(
     let mut ticker = sink.tick_interval().map(ticker);
     let mut ack_poll = tokio::time::interval(ACK_POLL);
     ack_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let poll_acks = sink.acknowledges_in_background();
     let mut unacked = Unacked::default();
     // Only a disk buffer stops early on shutdown (its records are stored);
     // a memory buffer drains to the end.
     let mut watch_stop = input.is_disk();
     loop {
-        let lagging = unacked.is_lagging();
+        let lagging = poll_acks && unacked.is_lagging();
         let next = tokio::select! {
             received = input.recv_tracked() => Next::Input(received),
             () = next_tick(&mut ticker) => Next::Tick,
@@ -182,4 +184,128 @@ async fn fail(input: &mut EdgeReceiver, metrics: &mut ComponentMetrics, error: C
     let n_stranded = input.close_and_count().await;
     metrics.add_stranded(n_stranded);
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+
+    use super::super::run;
+    use crate::component::{BuildFn, BuildResult, ComponentError, ComponentSpec, Sink, Source, SourceContext};
+    use crate::config::{ComponentOptions, SourceFile, TopologyConfig};
+    use crate::event::{AgentDiag, Batch, Event, EventMeta};
+    use crate::health::Health;
+    use crate::shutdown::shutdown_channel;
+    use crate::topology::Topology;
+
+    /// Sends one batch of one event, then waits for shutdown.
+    struct OneBatch;
+
+    #[async_trait]
+    impl Source for OneBatch {
+        async fn run(self: Box<Self>, mut cx: SourceContext) -> Result<(), ComponentError> {
+            let event = Event::AgentDiag(AgentDiag {
+                meta: EventMeta { ts_ns: 1, event_id: cx.event_id(0) },
+                module: "test".into(),
+                event_type: "t".into(),
+                reason: "r".into(),
+            });
+            cx.out.send(vec![event]).await;
+            cx.shutdown.wait().await;
+            Ok(())
+        }
+    }
+
+    /// Keeps its one batch in flight until another thread (`Background`)
+    /// or its flush (`Foreground`) makes it durable; counts how often the
+    /// engine reads its mark.
+    struct InFlight {
+        background: bool,
+        reads: &'static AtomicU64,
+        durable: Arc<AtomicU64>,
+    }
+
+    #[async_trait]
+    impl Sink for InFlight {
+        async fn write(&mut self, _batch: Batch) -> Result<(), ComponentError> {
+            if self.background {
+                let durable = Arc::clone(&self.durable);
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    durable.store(1, Ordering::SeqCst);
+                });
+            }
+            Ok(())
+        }
+
+        fn durable_batches(&self) -> Option<u64> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            Some(self.durable.load(Ordering::SeqCst))
+        }
+
+        fn acknowledges_in_background(&self) -> bool {
+            self.background
+        }
+
+        async fn flush(&mut self) -> Result<(), ComponentError> {
+            self.durable.store(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    static BACKGROUND_READS: AtomicU64 = AtomicU64::new(0);
+    static FOREGROUND_READS: AtomicU64 = AtomicU64::new(0);
+
+    fn one_batch(_: &ComponentOptions) -> BuildResult<dyn Source> {
+        Ok(Box::new(OneBatch))
+    }
+    fn background(_: &ComponentOptions) -> BuildResult<dyn Sink> {
+        Ok(Box::new(InFlight { background: true, reads: &BACKGROUND_READS, durable: Arc::default() }))
+    }
+    fn foreground(_: &ComponentOptions) -> BuildResult<dyn Sink> {
+        Ok(Box::new(InFlight { background: false, reads: &FOREGROUND_READS, durable: Arc::default() }))
+    }
+
+    const REGISTRY: &[ComponentSpec] = &[
+        ComponentSpec { type_name: "one_batch", summary: "test", build: BuildFn::Source(one_batch) },
+        ComponentSpec { type_name: "background", summary: "test", build: BuildFn::Sink(background) },
+        ComponentSpec { type_name: "foreground", summary: "test", build: BuildFn::Sink(foreground) },
+    ];
+
+    fn topology(sink: &str) -> Topology {
+        let text = format!(
+            "[api]\nenabled = false\n[sources.src]\ntype = \"one_batch\"\n[sinks.out]\ntype = \"{sink}\"\ninputs = [\"src\"]\n"
+        );
+        Topology::build(TopologyConfig::parse(SourceFile::new("test.toml", text)).expect("parses"), REGISTRY)
+            .expect("builds")
+    }
+
+    /// Runs `sink` for 300 ms with its one batch in flight, then stops.
+    async fn run_idle(sink: &str) -> u64 {
+        let (trigger, _) = shutdown_channel();
+        let stop = trigger.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            stop.trigger();
+        });
+        let report = run(topology(sink), trigger, Health::default()).await.expect("clean run");
+        report.components["out"].sent
+    }
+
+    /// Issue #12: polling a sink's mark every 10 ms was most of an idle
+    /// agent's wake-ups. Only a sink whose acknowledgements arrive on
+    /// another thread is polled, and its acknowledgement then counts
+    /// without new input.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_a_sink_that_acknowledges_in_the_background_is_polled_while_idle() {
+        assert_eq!(run_idle("background").await, 1, "acknowledged, then counted sent");
+        let background = BACKGROUND_READS.load(Ordering::SeqCst);
+        assert!(background >= 3, "polled while its batch was in flight: {background} reads");
+        assert_eq!(run_idle("foreground").await, 1, "durable at the flush");
+        let foreground = FOREGROUND_READS.load(Ordering::SeqCst);
+        assert!(foreground <= 3, "read after the write and at the end, not polled: {foreground} reads");
+    }
 }

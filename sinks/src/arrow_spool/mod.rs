@@ -48,6 +48,7 @@
 
 mod access;
 pub(crate) mod encode;
+mod ipc_file;
 mod recovery;
 mod retention;
 mod writer;
@@ -68,7 +69,8 @@ use toml::Spanned;
 pub use access::{Access, AccessError};
 pub use encode::encode;
 pub use recovery::{readable_batches, tmp_summary, Outcome, TmpSummary};
-pub use writer::{finished_name, ipc_options, parse_seq, tmp_name};
+pub use ipc_file::ipc_options;
+pub use writer::{finished_name, parse_seq, tmp_name};
 
 /// When written data is synced to disk.
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -276,6 +278,8 @@ pub struct Spool {
     settings: Settings,
     access: Access,
     streams: Vec<KindStream>,
+    /// One IPC encoding context (zstd, flatbuffers) for every open file.
+    encoder: writer::Encoder,
     metrics: SpoolMetrics,
     last_retention: Instant,
     /// Batches written since the sink started.
@@ -357,7 +361,9 @@ impl Spool {
                 counted_bytes: 0,
             });
         }
-        let mut spool = Spool { settings, access, streams, metrics, last_retention: Instant::now(), n_written: 0 };
+        let encoder = writer::Encoder::zstd().map_err(|e| ComponentError::Failed(format!("spool encoding: {e}")))?;
+        let mut spool =
+            Spool { settings, access, streams, encoder, metrics, last_retention: Instant::now(), n_written: 0 };
         spool.enforce_retention();
         Ok(spool)
     }
@@ -453,14 +459,14 @@ impl Spool {
             Some(file) => file,
             None => {
                 let schema = schemas::spool::with_wall_clock_anchor(&record_batch.schema(), wall_clock_anchor_ns());
-                let file = writer::OpenFile::create(&stream.dir, name, stream.next_seq, &schema, self.access)
+                let file = writer::OpenFile::create(&stream.dir, name, stream.next_seq, &schema, self.access, &self.encoder)
                     .map_err(|e| ComponentError::Failed(format!("cannot create spool file {e}")))?;
                 stream.next_seq += 1;
                 stream.counted_bytes = 0;
                 stream.open.insert(file)
             }
         };
-        file.write(&record_batch, fsync_each)
+        file.write(&record_batch, &mut self.encoder, fsync_each)
             .map_err(|e| ComponentError::Failed(format!("cannot write spool file {e}")))?;
         if file.unsynced_rows > 0 {
             file.unsynced_from_batch.get_or_insert(self.n_written);

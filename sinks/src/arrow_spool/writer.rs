@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
-use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
-use arrow_ipc::CompressionType;
 use arrow_schema::{ArrowError, Schema};
 
 use super::access::Access;
+pub use super::ipc_file::Encoder;
+use super::ipc_file::IpcFile;
 
 /// The most a spool file buffers before writing: it turns a batch's many
 /// small IPC buffer writes into few syscalls. The buffer lives only while a
@@ -27,11 +27,6 @@ use super::access::Access;
 const SPOOL_WRITE_BUFFER: usize = 64 * 1024;
 
 pub use schemas::spool::{finished_name, parse_seq, tmp_name};
-
-/// The IPC options of every spool file: zstd-compressed buffers.
-pub fn ipc_options() -> Result<IpcWriteOptions, ArrowError> {
-    IpcWriteOptions::default().try_with_compression(Some(CompressionType::ZSTD))
-}
 
 /// A buffered `Write` to a spool file that counts the bytes passed to it
 /// and frees its buffer on every flush (after each batch), so that an idle
@@ -120,7 +115,7 @@ pub struct OpenFile {
     /// The sink's number (in write order) of the oldest batch with rows in
     /// `unsynced_rows`; set by the spool, cleared by a sync.
     pub unsynced_from_batch: Option<u64>,
-    writer: FileWriter<Counting>,
+    writer: IpcFile<Counting>,
 }
 
 impl OpenFile {
@@ -132,14 +127,13 @@ impl OpenFile {
         seq: u64,
         schema: &Schema,
         access: Access,
+        encoder: &Encoder,
     ) -> Result<OpenFile, SpoolFileError> {
         let tmp_path = dir.join(tmp_name(kind, seq));
         let final_path = dir.join(finished_name(kind, seq));
         let file = access.create_file(&tmp_path).map_err(|e| SpoolFileError::io(&tmp_path, e))?;
-        let counting = Counting::new(file);
-        let options = ipc_options().map_err(|e| SpoolFileError::arrow(&tmp_path, e))?;
-        let writer = FileWriter::try_new_with_options(counting, schema, options)
-            .map_err(|e| SpoolFileError::arrow(&tmp_path, e))?;
+        let writer =
+            IpcFile::create(Counting::new(file), schema, encoder).map_err(|e| SpoolFileError::arrow(&tmp_path, e))?;
         Ok(OpenFile {
             tmp_path,
             final_path,
@@ -159,8 +153,8 @@ impl OpenFile {
 
     /// Appends one record batch and pushes it to the OS (so a crash of the
     /// process, not of the host, keeps it); `fsync` also syncs it to disk.
-    pub fn write(&mut self, batch: &RecordBatch, fsync: bool) -> Result<(), SpoolFileError> {
-        self.writer.write(batch).map_err(|e| SpoolFileError::arrow(&self.tmp_path, e))?;
+    pub fn write(&mut self, batch: &RecordBatch, encoder: &mut Encoder, fsync: bool) -> Result<(), SpoolFileError> {
+        self.writer.write(batch, encoder).map_err(|e| SpoolFileError::arrow(&self.tmp_path, e))?;
         self.rows += batch.num_rows() as u64;
         self.writer.get_mut().flush().map_err(|e| SpoolFileError::io(&self.tmp_path, e))?;
         self.unsynced_rows += batch.num_rows() as u64;
@@ -214,15 +208,14 @@ pub fn write_whole(
     access: Access,
 ) -> Result<u64, SpoolFileError> {
     let file = access.create_file(tmp_path).map_err(|e| SpoolFileError::io(tmp_path, e))?;
-    let counting = Counting::new(file);
-    let options = ipc_options().map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
+    let mut encoder = Encoder::zstd().map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
     let mut writer =
-        FileWriter::try_new_with_options(counting, schema, options).map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
+        IpcFile::create(Counting::new(file), schema, &encoder).map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
     for batch in batches {
-        writer.write(batch).map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
+        writer.write(batch, &mut encoder).map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
     }
     writer.finish().map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
-    let mut counting = writer.into_inner().map_err(|e| SpoolFileError::arrow(tmp_path, e))?;
+    let mut counting = writer.into_inner();
     counting.flush().map_err(|e| SpoolFileError::io(tmp_path, e))?;
     counting.file.sync_all().map_err(|e| SpoolFileError::io(tmp_path, e))?;
     std::fs::rename(tmp_path, final_path).map_err(|e| SpoolFileError::io(tmp_path, e))?;

@@ -482,6 +482,11 @@ impl Sink for KafkaSink {
         Some(self.durable())
     }
 
+    /// Delivery reports arrive on librdkafka's thread.
+    fn acknowledges_in_background(&self) -> bool {
+        true
+    }
+
     async fn flush(&mut self) -> Result<(), ComponentError> {
         self.flush_outstanding().await
     }
