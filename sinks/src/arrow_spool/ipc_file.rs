@@ -122,8 +122,9 @@ impl<W: Write> IpcFile<W> {
         // The dictionaries are written; the footer's schema numbers them
         // again from the start, as the schema message did.
         self.dictionaries.clear();
-        let schema =
-            IpcSchemaEncoder::new().with_dictionary_tracker(&mut self.dictionaries).schema_to_fb_offset(&mut fbb, &self.schema);
+        let schema = IpcSchemaEncoder::new()
+            .with_dictionary_tracker(&mut self.dictionaries)
+            .schema_to_fb_offset(&mut fbb, &self.schema);
         let mut footer = FooterBuilder::new(&mut fbb);
         footer.add_version(MetadataVersion::V5);
         footer.add_schema(schema);

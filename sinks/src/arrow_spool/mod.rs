@@ -68,8 +68,8 @@ use toml::Spanned;
 
 pub use access::{Access, AccessError};
 pub use encode::encode;
-pub use recovery::{readable_batches, tmp_summary, Outcome, TmpSummary};
 pub use ipc_file::ipc_options;
+pub use recovery::{readable_batches, tmp_summary, Outcome, TmpSummary};
 pub use writer::{finished_name, parse_seq, tmp_name};
 
 /// When written data is synced to disk.
@@ -459,8 +459,9 @@ impl Spool {
             Some(file) => file,
             None => {
                 let schema = schemas::spool::with_wall_clock_anchor(&record_batch.schema(), wall_clock_anchor_ns());
-                let file = writer::OpenFile::create(&stream.dir, name, stream.next_seq, &schema, self.access, &self.encoder)
-                    .map_err(|e| ComponentError::Failed(format!("cannot create spool file {e}")))?;
+                let file =
+                    writer::OpenFile::create(&stream.dir, name, stream.next_seq, &schema, self.access, &self.encoder)
+                        .map_err(|e| ComponentError::Failed(format!("cannot create spool file {e}")))?;
                 stream.next_seq += 1;
                 stream.counted_bytes = 0;
                 stream.open.insert(file)
