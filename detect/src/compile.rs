@@ -526,6 +526,7 @@ pub struct Scratch {
     candidate_stamp: Vec<u32>,
     /// Literals found in this event, in the order the scans found them.
     found: Vec<u32>,
+    regex: dialect::RegexScratch,
 }
 
 impl Evaluator {
@@ -542,6 +543,15 @@ impl Evaluator {
             candidates: Vec::new(),
             candidate_stamp: vec![0; self.conditions.len()],
             found: Vec::new(),
+            regex: dialect::RegexScratch::new(
+                self.slots.len(),
+                self.slots
+                    .iter()
+                    .filter_map(|slot| slot.regexes.as_ref())
+                    .map(|set| set.pattern_len())
+                    .max()
+                    .unwrap_or(0),
+            ),
         }
     }
 
@@ -743,8 +753,9 @@ impl Evaluator {
         let Some(set) = &info.regexes else { return false };
         let generation = s.generation;
         let stamps = &mut s.regex_stamp;
+        let regex = &mut s.regex;
         let present = with_texts(info.target, event, &mut s.text, |text| {
-            dialect::for_each_match(set, text.as_bytes(), |index| {
+            dialect::for_each_match(set, i, regex, text.as_bytes(), |index| {
                 stamps[info.regex_ids[index] as usize] = generation;
             });
         });

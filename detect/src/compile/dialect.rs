@@ -43,10 +43,105 @@ pub(super) fn regex_set(patterns: &[Arc<str>]) -> Result<RegexSet, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A slot set's lazy DFA cache is replaced by an empty one once it holds
+/// more than this. Why: the cache grows as new input meets new automaton
+/// states, up to `hybrid_cache_capacity` (2 MiB) per set, and an idle
+/// agent that ran for an hour should not hold what a burst of odd command
+/// lines once built (issue #12: RSS ≤ 12 MB idle; heaptrack saw 197 KiB
+/// of growth in nine idle minutes). Rebuilding a few states costs
+/// microseconds on the next match.
+const CACHE_LIMIT: usize = 256 * 1024;
+
+/// The evaluator's regex state: one cache per slot set (owned here rather
+/// than by the regex's thread pool, so an idle agent holds one cache per
+/// set, not one per worker thread that ever ran it) and one reused set of
+/// matched patterns.
+#[derive(Debug)]
+pub(super) struct RegexScratch {
+    caches: Vec<Option<meta::Cache>>,
+    matched: PatternSet,
+}
+
+impl Default for RegexScratch {
+    fn default() -> RegexScratch {
+        RegexScratch::new(0, 0)
+    }
+}
+
+impl RegexScratch {
+    /// For `slots` slots whose largest set has `max_patterns` patterns.
+    pub(super) fn new(slots: usize, max_patterns: usize) -> RegexScratch {
+        RegexScratch { caches: (0..slots).map(|_| None).collect(), matched: PatternSet::new(max_patterns) }
+    }
+}
+
 /// Calls `on_match` with the index (in `set`'s pattern order) of each
-/// pattern that matches `text` anywhere.
-pub(super) fn for_each_match(set: &RegexSet, text: &[u8], mut on_match: impl FnMut(usize)) {
-    let mut matched = PatternSet::new(set.pattern_len());
-    set.which_overlapping_matches(&Input::new(text), &mut matched);
+/// pattern that matches `text` anywhere; `slot` names `set`'s cache.
+pub(super) fn for_each_match(
+    set: &RegexSet,
+    slot: usize,
+    scratch: &mut RegexScratch,
+    text: &[u8],
+    on_match: impl FnMut(usize),
+) {
+    matches_within(set, slot, scratch, text, CACHE_LIMIT, on_match);
+}
+
+fn matches_within(
+    set: &RegexSet,
+    slot: usize,
+    scratch: &mut RegexScratch,
+    text: &[u8],
+    cache_limit: usize,
+    mut on_match: impl FnMut(usize),
+) {
+    let RegexScratch { caches, matched } = scratch;
+    if caches.len() <= slot {
+        caches.resize_with(slot + 1, || None);
+    }
+    if matched.capacity() < set.pattern_len() {
+        *matched = PatternSet::new(set.pattern_len());
+    }
+    let cache = caches[slot].get_or_insert_with(|| set.create_cache());
+    matched.clear();
+    set.which_overlapping_matches_with(cache, &Input::new(text), matched);
     matched.iter().for_each(|pattern| on_match(pattern.as_usize()));
+    if cache.memory_usage() > cache_limit {
+        *cache = set.create_cache();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the cache holds (kept, or replaced after every match), the
+    /// matches are the regex crate's; a scratch too small for the slot or
+    /// the set grows.
+    #[test]
+    fn matches_are_the_same_with_the_cache_kept_or_replaced() {
+        let patterns: Vec<Arc<str>> =
+            [r"(?i)curl\s+-[a-z]*k", r"\d{1,3}(\.\d{1,3}){3}", r"base64\s+(-d|--decode)", r"^/tmp/\w+$"]
+                .map(Arc::from)
+                .to_vec();
+        let set = regex_set(&patterns).expect("compiles");
+        let reference = regex::bytes::RegexSet::new(patterns.iter().map(|p| format!("(?-u){p}"))).expect("compiles");
+        let texts = [
+            "CURL -sk https://10.0.0.1/x | base64 --decode",
+            "/tmp/payload",
+            "/tmp/a/b",
+            "echo 999.1.2 base64 -d",
+            "",
+            "curl -k 192.168.1.20",
+        ];
+        for limit in [0, CACHE_LIMIT] {
+            let mut scratch = RegexScratch::default();
+            for (round, text) in texts.iter().cycle().take(30).enumerate() {
+                let mut found = Vec::new();
+                matches_within(&set, 3, &mut scratch, text.as_bytes(), limit, |i| found.push(i));
+                let expected: Vec<usize> = reference.matches(text.as_bytes()).into_iter().collect();
+                assert_eq!(found, expected, "{text:?}, limit {limit}, round {round}");
+            }
+        }
+    }
 }
