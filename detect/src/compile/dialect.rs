@@ -43,19 +43,14 @@ pub(super) fn regex_set(patterns: &[Arc<str>]) -> Result<RegexSet, String> {
         .map_err(|e| e.to_string())
 }
 
-/// A slot set's lazy DFA cache is replaced by an empty one once it holds
-/// more than this. Why: the cache grows as new input meets new automaton
-/// states, up to `hybrid_cache_capacity` (2 MiB) per set, and an idle
-/// agent that ran for an hour should not hold what a burst of odd command
-/// lines once built (issue #12: RSS ≤ 12 MB idle; heaptrack saw 197 KiB
-/// of growth in nine idle minutes). Rebuilding a few states costs
-/// microseconds on the next match.
-const CACHE_LIMIT: usize = 256 * 1024;
-
 /// The evaluator's regex state: one cache per slot set (owned here rather
-/// than by the regex's thread pool, so an idle agent holds one cache per
-/// set, not one per worker thread that ever ran it) and one reused set of
-/// matched patterns.
+/// than by the regex's thread pool, so an agent holds one lazy DFA per set,
+/// not one per worker thread that ever ran it; each grows as new input
+/// meets new states, up to `hybrid_cache_capacity`) and one reused set of
+/// matched patterns (a `PatternSet` was allocated per search before).
+/// Tried and not kept: replacing a cache once it grew by 256 KiB cut the
+/// L1 bench by 10-45 %: the bench's 200 Sigma rules grow their sets'
+/// caches past that in normal work (issue #12's note).
 #[derive(Debug)]
 pub(super) struct RegexScratch {
     caches: Vec<Option<meta::Cache>>,
@@ -82,17 +77,6 @@ pub(super) fn for_each_match(
     slot: usize,
     scratch: &mut RegexScratch,
     text: &[u8],
-    on_match: impl FnMut(usize),
-) {
-    matches_within(set, slot, scratch, text, CACHE_LIMIT, on_match);
-}
-
-fn matches_within(
-    set: &RegexSet,
-    slot: usize,
-    scratch: &mut RegexScratch,
-    text: &[u8],
-    cache_limit: usize,
     mut on_match: impl FnMut(usize),
 ) {
     let RegexScratch { caches, matched } = scratch;
@@ -106,20 +90,17 @@ fn matches_within(
     matched.clear();
     set.which_overlapping_matches_with(cache, &Input::new(text), matched);
     matched.iter().for_each(|pattern| on_match(pattern.as_usize()));
-    if cache.memory_usage() > cache_limit {
-        *cache = set.create_cache();
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Whatever the cache holds (kept, or replaced after every match), the
-    /// matches are the regex crate's; a scratch too small for the slot or
-    /// the set grows.
+    /// With the cache and pattern set reused across searches, the matches
+    /// are the regex crate's; a scratch too small for the slot or the set
+    /// grows.
     #[test]
-    fn matches_are_the_same_with_the_cache_kept_or_replaced() {
+    fn matches_with_a_reused_scratch_are_the_regex_crates() {
         let patterns: Vec<Arc<str>> =
             [r"(?i)curl\s+-[a-z]*k", r"\d{1,3}(\.\d{1,3}){3}", r"base64\s+(-d|--decode)", r"^/tmp/\w+$"]
                 .map(Arc::from)
@@ -134,14 +115,12 @@ mod tests {
             "",
             "curl -k 192.168.1.20",
         ];
-        for limit in [0, CACHE_LIMIT] {
-            let mut scratch = RegexScratch::default();
-            for (round, text) in texts.iter().cycle().take(30).enumerate() {
-                let mut found = Vec::new();
-                matches_within(&set, 3, &mut scratch, text.as_bytes(), limit, |i| found.push(i));
-                let expected: Vec<usize> = reference.matches(text.as_bytes()).into_iter().collect();
-                assert_eq!(found, expected, "{text:?}, limit {limit}, round {round}");
-            }
+        let mut scratch = RegexScratch::default();
+        for (round, text) in texts.iter().cycle().take(30).enumerate() {
+            let mut found = Vec::new();
+            for_each_match(&set, 3, &mut scratch, text.as_bytes(), |i| found.push(i));
+            let expected: Vec<usize> = reference.matches(text.as_bytes()).into_iter().collect();
+            assert_eq!(found, expected, "{text:?}, round {round}");
         }
     }
 }
