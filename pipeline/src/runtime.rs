@@ -433,8 +433,9 @@ mod tests {
     use crate::event::{AgentDiag, Batch, Event, EventMeta};
     use crate::shutdown::shutdown_channel;
 
-    /// Sends one batch of one event, then waits for shutdown.
-    struct OneBatch;
+    /// Sends one batch of one event, then waits for shutdown (also the
+    /// sink loop's tests' source).
+    pub(super) struct OneBatch;
 
     #[async_trait]
     impl Source for OneBatch {

@@ -194,30 +194,13 @@ mod tests {
     use async_trait::async_trait;
 
     use super::super::run;
-    use crate::component::{BuildFn, BuildResult, ComponentError, ComponentSpec, Sink, Source, SourceContext};
+    use super::super::tests::OneBatch;
+    use crate::component::{BuildFn, BuildResult, ComponentError, ComponentSpec, Sink, Source};
     use crate::config::{ComponentOptions, SourceFile, TopologyConfig};
-    use crate::event::{AgentDiag, Batch, Event, EventMeta};
+    use crate::event::Batch;
     use crate::health::Health;
     use crate::shutdown::shutdown_channel;
     use crate::topology::Topology;
-
-    /// Sends one batch of one event, then waits for shutdown.
-    struct OneBatch;
-
-    #[async_trait]
-    impl Source for OneBatch {
-        async fn run(self: Box<Self>, mut cx: SourceContext) -> Result<(), ComponentError> {
-            let event = Event::AgentDiag(AgentDiag {
-                meta: EventMeta { ts_ns: 1, event_id: cx.event_id(0) },
-                module: "test".into(),
-                event_type: "t".into(),
-                reason: "r".into(),
-            });
-            cx.out.send(vec![event]).await;
-            cx.shutdown.wait().await;
-            Ok(())
-        }
-    }
 
     /// Keeps its one batch in flight until another thread (`Background`)
     /// or its flush (`Foreground`) makes it durable; counts how often the
