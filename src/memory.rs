@@ -247,8 +247,8 @@ fn read_file_pages() -> std::io::Result<FilePages> {
     Ok(file_pages(&std::fs::read_to_string("/proc/self/smaps")?, &exe))
 }
 
-/// Unmaps the clean pages of the agent's own code and read-only data;
-/// returns the KiB that were resident in them.
+/// Unmaps the clean pages of the agent's and its libraries' code and
+/// read-only data; returns the KiB that were resident in them.
 #[cfg(target_os = "linux")]
 fn release_startup_code(pages: &FilePages) -> std::io::Result<u64> {
     let mut released = 0;
