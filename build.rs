@@ -80,8 +80,7 @@ fn links_with_rust_lld() -> bool {
     let Ok(output) = Command::new(rustc).arg("-V").output() else { return false };
     // "rustc 1.95.0 (59807616e 2026-04-14)"
     let version = String::from_utf8_lossy(&output.stdout);
-    let mut numbers = version.split_whitespace().nth(1).unwrap_or("").split('.').map(|n| n.parse::<u32>().ok());
-    matches!((numbers.next(), numbers.next()), (Some(Some(1)), Some(Some(minor))) if minor >= 90)
+    major_minor(version.split_whitespace().nth(1).unwrap_or("")).is_some_and(|(major, minor)| major == 1 && minor >= 90)
 }
 
 /// Whether the C library the agent links against loads `DT_RELR`
@@ -90,6 +89,11 @@ fn links_with_rust_lld() -> bool {
 fn glibc_reads_relr() -> bool {
     let Ok(output) = Command::new("getconf").arg("GNU_LIBC_VERSION").output() else { return false };
     let version = String::from_utf8_lossy(&output.stdout);
-    let mut numbers = version.trim().strip_prefix("glibc ").unwrap_or("").split('.').map(|n| n.parse::<u32>().ok());
-    matches!((numbers.next(), numbers.next()), (Some(Some(major)), Some(Some(minor))) if (major, minor) >= (2, 36))
+    major_minor(version.trim().strip_prefix("glibc ").unwrap_or("")).is_some_and(|version| version >= (2, 36))
+}
+
+/// "1.95.0" or "2.36": the first two numbers.
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let mut numbers = version.split('.').map(|n| n.parse::<u32>().ok());
+    Some((numbers.next()??, numbers.next()??))
 }

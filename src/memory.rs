@@ -33,10 +33,6 @@ use std::time::Duration;
 #[cfg(target_os = "linux")]
 const FAULT_WINDOW: usize = 16 * 1024;
 
-/// How many malloc arenas the agent's threads share (`HOSTFLOW_MALLOC_ARENAS`
-/// overrides it, to measure).
-const MALLOC_ARENAS: i32 = 2;
-
 /// When the first trim runs (after start-up's peak) and how often after.
 const FIRST_TRIM: Duration = Duration::from_secs(5);
 const TRIM_EVERY: Duration = Duration::from_secs(10);
@@ -341,8 +337,7 @@ pub fn tune_for_long_run() {
         return;
     }
     if malloc_tuning {
-        let arenas = std::env::var("HOSTFLOW_MALLOC_ARENAS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0);
-        glibc::limit_arenas(arenas.unwrap_or(MALLOC_ARENAS));
+        glibc::limit_arenas(2);
     }
     let spawned = std::thread::Builder::new().name("hostflow-trim".to_owned()).spawn(move || {
         std::thread::sleep(FIRST_TRIM);

@@ -543,15 +543,7 @@ impl Evaluator {
             candidates: Vec::new(),
             candidate_stamp: vec![0; self.conditions.len()],
             found: Vec::new(),
-            regex: dialect::RegexScratch::new(
-                self.slots.len(),
-                self.slots
-                    .iter()
-                    .filter_map(|slot| slot.regexes.as_ref())
-                    .map(|set| set.pattern_len())
-                    .max()
-                    .unwrap_or(0),
-            ),
+            regex: dialect::RegexScratch::default(),
         }
     }
 

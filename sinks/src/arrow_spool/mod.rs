@@ -279,7 +279,7 @@ pub struct Spool {
     access: Access,
     streams: Vec<KindStream>,
     /// One IPC encoding context (zstd, flatbuffers) for every open file.
-    encoder: writer::Encoder,
+    encoder: ipc_file::Encoder,
     metrics: SpoolMetrics,
     last_retention: Instant,
     /// Batches written since the sink started.
@@ -361,7 +361,7 @@ impl Spool {
                 counted_bytes: 0,
             });
         }
-        let encoder = writer::Encoder::zstd().map_err(|e| ComponentError::Failed(format!("spool encoding: {e}")))?;
+        let encoder = ipc_file::Encoder::zstd().map_err(|e| ComponentError::Failed(format!("spool encoding: {e}")))?;
         let mut spool =
             Spool { settings, access, streams, encoder, metrics, last_retention: Instant::now(), n_written: 0 };
         spool.enforce_retention();

@@ -16,8 +16,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, Schema};
 
 use super::access::Access;
-pub use super::ipc_file::Encoder;
-use super::ipc_file::IpcFile;
+use super::ipc_file::{Encoder, IpcFile};
 
 /// The most a spool file buffers before writing: it turns a batch's many
 /// small IPC buffer writes into few syscalls. The buffer lives only while a
